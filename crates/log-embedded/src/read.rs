@@ -1,0 +1,162 @@
+//! Reading one partition: find chunks through the index, read them
+//! (coalescing neighbours into one read), verify checksums, decode.
+
+use crate::catalog::TopicMeta;
+use crate::codec::chunk;
+use crate::log::Shared;
+use crate::segment::PartitionId;
+use crate::state::{ChunkRead, Seek};
+use bytes::Bytes;
+use kappa_log::{LogError, LogTime, ReadFrom, ReadLimits, Record};
+use std::sync::Arc;
+
+/// Neighbouring chunks closer than this are fetched with one read.
+const COALESCE_GAP_BYTES: u64 = 64 << 10;
+
+/// Approximate in-memory size of a record, for read limits.
+pub fn record_size(r: &Record) -> usize {
+    48 + r.key.as_ref().map_or(0, |k| k.len())
+        + r.value.as_ref().map_or(0, |v| v.len())
+        + r.headers
+            .iter()
+            .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+}
+
+/// Reads `topic`/`partition` from `from`, at most `limits` (but at least one
+/// record if any is there), never past log time `upto` when given.
+pub fn read_partition(
+    shared: &Shared,
+    topic: &Arc<TopicMeta>,
+    partition: u32,
+    from: ReadFrom,
+    limits: ReadLimits,
+    upto: Option<u64>,
+) -> Result<Vec<Record>, LogError> {
+    if partition >= topic.config.partitions {
+        return Err(LogError::PartitionOutOfRange {
+            topic: topic.name.to_string(),
+            partition,
+            partitions: topic.config.partitions,
+        });
+    }
+    let pid = PartitionId {
+        topic_id: topic.id,
+        partition,
+    };
+    let (plans, min_offset, min_log_time) = {
+        let state = shared.state.read().expect("state lock");
+        let (start, next) = state
+            .partitions
+            .get(&pid)
+            .map(|p| (p.start_offset, p.next_offset))
+            .unwrap_or_else(|| {
+                let floor = shared.catalog.read().expect("catalog lock").floor(pid);
+                (floor.start_offset, floor.next_offset)
+            });
+        let (seek, min_offset, min_log_time) = match from {
+            ReadFrom::Offset(o) if o < start || o > next => {
+                return Err(LogError::OffsetOutOfRange {
+                    topic: topic.name.to_string(),
+                    partition,
+                    offset: o,
+                    start_offset: start,
+                    end_offset: next,
+                });
+            }
+            ReadFrom::Offset(o) => (Seek::Offset(o), o, 0),
+            ReadFrom::Start => (Seek::Offset(start), start, 0),
+            ReadFrom::LogTime(LogTime(t)) => (Seek::LogTime(t), start, t),
+        };
+        let plans = state.locate(pid, seek, limits.max_records, limits.max_bytes);
+        (plans, min_offset, min_log_time)
+    };
+    let mut out = Vec::new();
+    let mut bytes = 0usize;
+    for span in coalesce(&plans) {
+        let buf = read_span(span)?;
+        for plan in span {
+            let at = (plan.loc.pos - span[0].loc.pos) as usize;
+            let chunk_bytes = buf.slice(at..at + plan.loc.len as usize);
+            let corrupt = |detail: String| LogError::Corruption {
+                file: plan.path.clone(),
+                offset: plan.loc.pos,
+                detail,
+            };
+            let (header, records) = chunk::decode_records(&chunk_bytes).map_err(|e| corrupt(e.0))?;
+            if header.topic_id != pid.topic_id
+                || header.partition != pid.partition
+                || header.base_offset != plan.loc.base_offset
+            {
+                return Err(corrupt(format!(
+                    "chunk belongs to topic id {} partition {} offset {}, but the index says topic id {} partition {} offset {}",
+                    header.topic_id,
+                    header.partition,
+                    header.base_offset,
+                    pid.topic_id,
+                    pid.partition,
+                    plan.loc.base_offset
+                )));
+            }
+            for r in records {
+                let offset = header.base_offset + r.offset_delta as u64;
+                let log_time = header.base_log_time + r.log_time_delta;
+                if offset < min_offset || log_time < min_log_time {
+                    continue;
+                }
+                if upto.is_some_and(|u| log_time > u) {
+                    return Ok(out);
+                }
+                let record = Record {
+                    topic: topic.name.clone(),
+                    partition,
+                    offset,
+                    log_time: LogTime(log_time),
+                    key: r.key,
+                    value: r.value,
+                    headers: r.headers,
+                    event_time: r.event_time,
+                };
+                bytes += record_size(&record);
+                out.push(record);
+                if out.len() >= limits.max_records || bytes >= limits.max_bytes {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Groups chunk reads that are in the same file and close together.
+fn coalesce(plans: &[ChunkRead]) -> Vec<&[ChunkRead]> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for i in 1..=plans.len() {
+        let split = i == plans.len() || {
+            let (prev, next) = (&plans[i - 1], &plans[i]);
+            !Arc::ptr_eq(&prev.file, &next.file)
+                || next.loc.pos < prev.loc.pos
+                || next.loc.pos - (prev.loc.pos + prev.loc.len as u64) > COALESCE_GAP_BYTES
+        };
+        if split {
+            if start < i {
+                spans.push(&plans[start..i]);
+            }
+            start = i;
+        }
+    }
+    spans
+}
+
+fn read_span(span: &[ChunkRead]) -> Result<Bytes, LogError> {
+    let first = &span[0];
+    let last = &span[span.len() - 1];
+    let len = (last.loc.pos + last.loc.len as u64 - first.loc.pos) as usize;
+    let mut buf = vec![0u8; len];
+    first
+        .file
+        .read_exact_at(&mut buf, first.loc.pos)
+        .map_err(|e| LogError::io("read", &first.path, e))?;
+    Ok(Bytes::from(buf))
+}
