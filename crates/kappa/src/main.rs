@@ -1,1 +1,66 @@
-fn main() {}
+//! `kappa`: the command-line entry point. Thin glue over the library crates.
+
+mod cli;
+mod parse;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "kappa", version, about = "Kappa: the database inside out, in one binary")]
+struct Args {
+    /// The data directory (locked while in use).
+    #[arg(long, global = true, env = "KAPPA_DATA_DIR", default_value = "./kappa-data")]
+    data_dir: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, describe and delete topics.
+    #[command(subcommand)]
+    Topic(cli::topic::TopicCommand),
+    /// Append NDJSON records (one JSON value per line) from a file or stdin.
+    Produce(cli::produce::ProduceArgs),
+    /// Print records as NDJSON, every partition, in log-time order.
+    Consume(cli::consume::ConsumeArgs),
+    /// Inspect the log's files.
+    #[command(subcommand)]
+    Log(cli::check::LogCommand),
+    /// Create a sample topic, stream records into it and read them back.
+    Quickstart,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async {
+        match args.command {
+            Command::Topic(cmd) => cli::topic::run(&args.data_dir, cmd).await,
+            Command::Produce(a) => cli::produce::run(&args.data_dir, a).await,
+            Command::Consume(a) => cli::consume::run(&args.data_dir, a).await,
+            Command::Log(cmd) => cli::check::run(&args.data_dir, cmd),
+            Command::Quickstart => cli::quickstart::run(&args.data_dir).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
