@@ -80,8 +80,9 @@ pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
     let _pass = shared.cleaner_lock.lock().expect("cleaner lock");
     let mut report = CleanerReport::default();
     report.start_offsets_raised = apply_retention(shared)?;
-    let topics: HashMap<u32, Arc<TopicMeta>> = shared.catalog.read().expect("catalog lock").by_id.clone();
-    let liveness = compaction_liveness(shared, &topics)?;
+    // Snapshot the sealed segments first: every chunk in them belongs to a
+    // topic in the catalog read next, and every record in them is covered
+    // by the liveness computed after (which may see newer records too).
     let (sealed, starts): (Vec<(u64, u64)>, HashMap<PartitionId, u64>) = {
         let state = shared.state.read().expect("state lock");
         let sealed = state
@@ -93,6 +94,8 @@ pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
         let starts = state.partitions.iter().map(|(pid, p)| (*pid, p.start_offset)).collect();
         (sealed, starts)
     };
+    let topics: HashMap<u32, Arc<TopicMeta>> = shared.catalog.read().expect("catalog lock").by_id.clone();
+    let liveness = compaction_liveness(shared, &topics)?;
     let is_live = |pid: &PartitionId, offset: u64| -> bool {
         if !topics.contains_key(&pid.topic_id) {
             return false;
@@ -105,10 +108,21 @@ pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
             None => true,
         }
     };
+    let mut floors_persisted = false;
     for (id, _len) in sealed {
         let (dead, total) = dead_bytes(shared, id, &is_live, &liveness);
         if dead == 0 {
             continue;
+        }
+        if !floors_persisted {
+            // Removing records may remove the ones that tell a partition's
+            // next offset or the log's last log time: record both first.
+            let all: Vec<(PartitionId, u64, u64)> = {
+                let state = shared.state.read().expect("state lock");
+                state.partitions.iter().map(|(pid, p)| (*pid, p.start_offset, p.next_offset)).collect()
+            };
+            persist_floors(shared, &all)?;
+            floors_persisted = true;
         }
         if dead == total {
             delete_segment(shared, id)?;

@@ -37,6 +37,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Serializes the cleaner's passes.
     pub cleaner_lock: Mutex<()>,
+    /// Serializes read-modify-write of consumer position files.
+    pub consumer_lock: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -77,7 +79,20 @@ impl EmbeddedLog {
         dir: &Path,
         options: LogOptions,
     ) -> Result<EmbeddedLog, LogError> {
-        fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
+        let frame_max = crate::codec::frame::FRAME_LEN_MAX as usize;
+        if options.group_bytes_max + options.batch_bytes_max > frame_max {
+            return Err(LogError::InvalidArgument(format!(
+                "group_bytes_max + batch_bytes_max must stay within the frame limit of {frame_max} bytes"
+            )));
+        }
+        if !fs.exists(dir) {
+            fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
+            let parent = match dir.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p,
+                _ => Path::new("."),
+            };
+            fs.sync_dir(parent).map_err(|e| LogError::io("fsync", parent, e))?;
+        }
         let lock = fs.lock_dir(dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 let holder = e.to_string();
@@ -101,6 +116,7 @@ impl EmbeddedLog {
             head_tx,
             metrics: Metrics::default(),
             cleaner_lock: Mutex::new(()),
+            consumer_lock: tokio::sync::Mutex::new(()),
         });
         let (tx, rx) = mpsc::channel();
         let writer = Writer::new(shared.clone(), rx, recovered.active, recovered.last_log_time);
@@ -351,8 +367,12 @@ impl Log for EmbeddedLog {
     ) -> Result<(), LogError> {
         let path = self.consumer_path(group)?;
         let dir = path.parent().expect("consumers dir");
+        let _serialized = self.shared.consumer_lock.lock().await;
         let fs = self.shared.fs.as_ref();
-        fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
+        if !fs.exists(dir) {
+            fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
+            fs.sync_dir(&self.shared.dir).map_err(|e| LogError::io("fsync", &self.shared.dir, e))?;
+        }
         let mut all: Vec<ConsumerPosition> = self
             .consumer_positions(group)
             .await?

@@ -147,7 +147,9 @@ pub fn recover(fs: &dyn FileSystem, dir: &Path, catalog: &Catalog) -> Result<Rec
             let index = sealed_index(fs, &log_dir, *id, len, last_log_time)?;
             (index.last_log_time, index.entries, len)
         };
-        last_log_time = last_log_time.max(segment_last);
+        // A segment's id is at most its first log time; an empty active
+        // segment still fixes a floor (the wall clock may have gone back).
+        last_log_time = last_log_time.max(segment_last).max(id.saturating_sub(1));
         state.segments.insert(
             *id,
             Segment {

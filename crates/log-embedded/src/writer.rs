@@ -141,6 +141,11 @@ impl Writer {
                 (Durability::IntervalMs(ms), Some(since)) => since + Duration::from_millis(ms),
                 _ => return self.rx.recv().ok(),
             };
+            if deadline <= Instant::now() {
+                // Under sustained load the channel never times out.
+                let _ = self.sync();
+                continue;
+            }
             match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
                 Ok(msg) => return Some(msg),
                 Err(RecvTimeoutError::Timeout) => {
@@ -209,6 +214,25 @@ impl Writer {
                 }));
                 return;
             }
+        }
+        // Key indexes are built from the committed log, so commit the group
+        // before the first condition that needs a new one (not halfway).
+        for (condition, _) in &txn.conditions {
+            if let PreparedCondition::KeyLatestOffset { pid, .. } = condition {
+                if !self.key_indexes.contains_key(pid) {
+                    self.commit(group);
+                    if let Err(e) = self.build_key_index(*pid) {
+                        let _ = reply.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        }
+        if let Some(reason) = &self.failed {
+            let _ = reply.send(Err(LogError::WriterFailed {
+                reason: reason.clone(),
+            }));
+            return;
         }
         for (index, (condition, description)) in txn.conditions.iter().enumerate() {
             match self.check(group, condition) {
@@ -290,8 +314,8 @@ impl Writer {
 
     /// `None` if the condition holds, else the value found.
     fn check(
-        &mut self,
-        group: &mut Group,
+        &self,
+        group: &Group,
         condition: &PreparedCondition,
     ) -> Result<Option<ConflictCurrent>, LogError> {
         match condition {
@@ -301,12 +325,6 @@ impl Writer {
                 Ok((last != *expected).then_some(ConflictCurrent::PartitionLastOffset(last)))
             }
             PreparedCondition::KeyLatestOffset { pid, key, expected } => {
-                if !self.key_indexes.contains_key(pid) {
-                    // Building the index reads the committed log, so first
-                    // commit what this group holds.
-                    self.commit(group);
-                    self.build_key_index(*pid)?;
-                }
                 let start = self
                     .shared
                     .state
@@ -320,8 +338,9 @@ impl Writer {
                     .get(pid)
                     .and_then(|keys| keys.iter().rev().find(|(k, _, _)| k == key))
                     .map(|(_, o, t)| (*o, *t));
+                let index = self.key_indexes.get(pid).expect("built before checking");
                 let latest = in_group
-                    .or_else(|| self.key_indexes[pid].get(key).copied())
+                    .or_else(|| index.get(key).copied())
                     .filter(|(offset, _)| *offset >= start);
                 Ok(match expected {
                     None => match latest {
@@ -466,9 +485,9 @@ impl Writer {
         {
             return Ok(());
         }
-        if self.unsynced_since.is_some() {
-            self.sync()?; // only the last segment may have a torn tail
-        }
+        // Only the last segment may have a torn tail: make the old one whole
+        // on disk (also after a write that failed and was cut back).
+        self.sync()?;
         let log_dir = self.shared.log_dir();
         let path = segment::segment_path(&log_dir, next_log_time);
         let fs = &self.shared.fs;
@@ -620,6 +639,9 @@ fn copy_error(e: &LogError) -> LogError {
             source: io::Error::new(source.kind(), source.to_string()),
         },
         LogError::WriterFailed { reason } => LogError::WriterFailed {
+            reason: reason.clone(),
+        },
+        LogError::Indeterminate { reason } => LogError::Indeterminate {
             reason: reason.clone(),
         },
         other => LogError::Indeterminate {

@@ -32,7 +32,7 @@ pub struct ChunkLoc {
 pub const SEGMENT_SUFFIX: &str = "kseg";
 pub const INDEX_SUFFIX: &str = "kidx";
 
-/// `log/00000001767225600000000.kseg`: segments are named by the log time
+/// `log/01767225600000000000.kseg`: segments are named by the log time
 /// their first frame may start at, zero-padded so names sort in log order.
 pub fn segment_path(log_dir: &Path, id: u64) -> PathBuf {
     log_dir.join(format!("{id:020}.{SEGMENT_SUFFIX}"))
