@@ -8,10 +8,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "kappa", version, about = "Kappa: the database inside out, in one binary")]
+#[command(
+    name = "kappa",
+    version,
+    about = "Kappa: the database inside out, in one binary"
+)]
 struct Args {
     /// The data directory (locked while in use).
-    #[arg(long, global = true, env = "KAPPA_DATA_DIR", default_value = "./kappa-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "KAPPA_DATA_DIR",
+        default_value = "./kappa-data"
+    )]
     data_dir: PathBuf,
 
     #[command(subcommand)]

@@ -18,7 +18,8 @@ pub fn duration_ms(s: &str) -> Result<u64, String> {
         "d" => 86_400_000,
         _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m, h or d")),
     };
-    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too long"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too long"))
 }
 
 /// `1000B`, `64KB`, `10MB`, `1GB`, `512MiB`, `1GiB` to bytes.
@@ -39,9 +40,14 @@ pub fn size_bytes(s: &str) -> Result<u64, String> {
         "MiB" => 1 << 20,
         "GiB" => 1 << 30,
         "TiB" => 1 << 40,
-        _ => return Err(format!("{s:?} has an unknown unit; use B, KB, MB, GB, KiB, MiB or GiB")),
+        _ => {
+            return Err(format!(
+                "{s:?} has an unknown unit; use B, KB, MB, GB, KiB, MiB or GiB"
+            ));
+        }
     };
-    n.checked_mul(factor).ok_or_else(|| format!("{s:?} is too large"))
+    n.checked_mul(factor)
+        .ok_or_else(|| format!("{s:?} is too large"))
 }
 
 /// `forever`, a duration (by age) or a size (by bytes per partition).
@@ -71,7 +77,13 @@ pub fn time(s: &str) -> Result<LogTime, String> {
 
 fn rfc3339_micros(s: &str) -> Option<i64> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
@@ -83,7 +95,9 @@ fn rfc3339_micros(s: &str) -> Option<i64> {
     let mut rest = &s[19..];
     let mut micros = 0i64;
     if let Some(frac) = rest.strip_prefix('.') {
-        let digits = frac.find(|c: char| !c.is_ascii_digit()).unwrap_or(frac.len());
+        let digits = frac
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(frac.len());
         if digits == 0 {
             return None;
         }
@@ -93,7 +107,10 @@ fn rfc3339_micros(s: &str) -> Option<i64> {
     }
     let offset_secs = match rest {
         "Z" | "z" => 0,
-        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) && &rest[3..4] == ":" => {
+        _ if rest.len() == 6
+            && (rest.starts_with('+') || rest.starts_with('-'))
+            && &rest[3..4] == ":" =>
+        {
             let sign = if rest.starts_with('-') { -1 } else { 1 };
             sign * (rest[1..3].parse::<i64>().ok()? * 3600 + rest[4..6].parse::<i64>().ok()? * 60)
         }
@@ -127,16 +144,28 @@ mod tests {
         assert_eq!(size_bytes("1GiB"), Ok(1 << 30));
         assert_eq!(retention("forever"), Ok(Retention::Forever));
         assert_eq!(retention("12h"), Ok(Retention::AgeMs(43_200_000)));
-        assert_eq!(retention("10MB"), Ok(Retention::BytesPerPartition(10_000_000)));
+        assert_eq!(
+            retention("10MB"),
+            Ok(Retention::BytesPerPartition(10_000_000))
+        );
         assert!(retention("soon").is_err());
     }
 
     #[test]
     fn times_parse_as_rfc3339_or_micros() {
-        assert_eq!(time("2026-01-01T00:00:00Z"), Ok(LogTime(1_767_225_600_000_000)));
-        assert_eq!(time("2026-01-01T01:00:00.5+01:00"), Ok(LogTime(1_767_225_600_500_000)));
+        assert_eq!(
+            time("2026-01-01T00:00:00Z"),
+            Ok(LogTime(1_767_225_600_000_000))
+        );
+        assert_eq!(
+            time("2026-01-01T01:00:00.5+01:00"),
+            Ok(LogTime(1_767_225_600_500_000))
+        );
         assert_eq!(time("42"), Ok(LogTime(42)));
-        assert_eq!(LogTime(1_767_225_600_000_001).to_rfc3339(), "2026-01-01T00:00:00.000001Z");
+        assert_eq!(
+            LogTime(1_767_225_600_000_001).to_rfc3339(),
+            "2026-01-01T00:00:00.000001Z"
+        );
         assert!(time("2026-13-01T00:00:00Z").is_err());
         assert!(time("yesterday").is_err());
     }

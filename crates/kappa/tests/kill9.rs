@@ -14,13 +14,18 @@ fn kappa() -> Command {
 }
 
 fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3))
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+    })
 }
 
 fn line(iter: u32, seq: u32) -> String {
     let pad = "x".repeat((seq % 50) as usize);
     let body = format!("{iter}-{seq}-{pad}");
-    format!(r#"{{"iter":{iter},"seq":{seq},"pad":"{pad}","hash":"{:016x}"}}"#, fnv(&body))
+    format!(
+        r#"{{"iter":{iter},"seq":{seq},"pad":"{pad}","hash":"{:016x}"}}"#,
+        fnv(&body)
+    )
 }
 
 struct Rng(u64);
@@ -35,16 +40,36 @@ impl Rng {
 
 #[test]
 fn kill_9_during_produce_loses_nothing_acknowledged() {
-    let iterations: u32 = std::env::var("KAPPA_KILL_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(20);
-    let seed: u64 = std::env::var("KAPPA_KILL_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
-    });
-    println!("kill -9 loop: {iterations} iterations, seed {seed} (replay with KAPPA_KILL_SEED={seed})");
+    let iterations: u32 = std::env::var("KAPPA_KILL_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let seed: u64 = std::env::var("KAPPA_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                | 1
+        });
+    println!(
+        "kill -9 loop: {iterations} iterations, seed {seed} (replay with KAPPA_KILL_SEED={seed})"
+    );
     let mut rng = Rng(seed);
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let status = kappa()
-        .args(["--data-dir", data.to_str().unwrap(), "topic", "create", "t", "--partitions", "3"])
+        .args([
+            "--data-dir",
+            data.to_str().unwrap(),
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "3",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -59,8 +84,20 @@ fn kill_9_during_produce_loses_nothing_acknowledged() {
         drop(f);
         let batch = 1 + rng.next(400);
         let mut child = kappa()
-            .args(["--data-dir", data.to_str().unwrap(), "produce", "t", input.to_str().unwrap()])
-            .args(["--key-field", "seq", "--print-acks", "--batch-size", &batch.to_string()])
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "produce",
+                "t",
+                input.to_str().unwrap(),
+            ])
+            .args([
+                "--key-field",
+                "seq",
+                "--print-acks",
+                "--batch-size",
+                &batch.to_string(),
+            ])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -78,36 +115,71 @@ fn kill_9_during_produce_loses_nothing_acknowledged() {
         acked.insert(iter, max_acked);
         verify(&data, &acked, seed, iter);
     }
-    assert!(acked.values().any(|a| *a > 0), "some appends were acknowledged before the kills");
-    let out = kappa().args(["--data-dir", data.to_str().unwrap(), "log", "check"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        acked.values().any(|a| *a > 0),
+        "some appends were acknowledged before the kills"
+    );
+    let out = kappa()
+        .args(["--data-dir", data.to_str().unwrap(), "log", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 /// Reads everything back through a fresh process (which recovers the log).
 fn verify(data: &Path, acked: &BTreeMap<u32, u64>, seed: u64, after_iter: u32) {
-    let out = kappa().args(["--data-dir", data.to_str().unwrap(), "consume", "t"]).output().unwrap();
-    assert!(out.status.success(), "seed {seed}: consume failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = kappa()
+        .args(["--data-dir", data.to_str().unwrap(), "consume", "t"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "seed {seed}: consume failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut seen: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     let mut next_offset: BTreeMap<u64, u64> = BTreeMap::new();
     for l in String::from_utf8(out.stdout).unwrap().lines() {
-        let r: serde_json::Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("seed {seed}: bad line {l}: {e}"));
+        let r: serde_json::Value =
+            serde_json::from_str(l).unwrap_or_else(|e| panic!("seed {seed}: bad line {l}: {e}"));
         let partition = r["partition"].as_u64().unwrap();
         let offset = r["offset"].as_u64().unwrap();
         let expected_offset = next_offset.entry(partition).or_default();
-        assert_eq!(offset, *expected_offset, "seed {seed}: offsets dense in partition {partition}");
+        assert_eq!(
+            offset, *expected_offset,
+            "seed {seed}: offsets dense in partition {partition}"
+        );
         *expected_offset += 1;
         let v = &r["value"];
-        let (iter, seq) = (v["iter"].as_u64().unwrap() as u32, v["seq"].as_u64().unwrap() as u32);
-        assert_eq!(v.to_string(), serde_json::from_str::<serde_json::Value>(&line(iter, seq)).unwrap().to_string(),
-            "seed {seed}: record {iter}/{seq} is damaged");
+        let (iter, seq) = (
+            v["iter"].as_u64().unwrap() as u32,
+            v["seq"].as_u64().unwrap() as u32,
+        );
+        assert_eq!(
+            v.to_string(),
+            serde_json::from_str::<serde_json::Value>(&line(iter, seq))
+                .unwrap()
+                .to_string(),
+            "seed {seed}: record {iter}/{seq} is damaged"
+        );
         seen.entry(iter).or_default().push(seq);
     }
     for (iter, acked) in acked {
         let mut seqs = seen.remove(iter).unwrap_or_default();
         seqs.sort_unstable();
         let n = seqs.len() as u64;
-        assert!(n >= *acked, "seed {seed}, after kill {after_iter}: run {iter} acknowledged {acked} but {n} survived");
-        assert!(seqs.iter().enumerate().all(|(i, s)| i as u32 == *s), "seed {seed}: run {iter} is not a prefix (a partial batch?)");
+        assert!(
+            n >= *acked,
+            "seed {seed}, after kill {after_iter}: run {iter} acknowledged {acked} but {n} survived"
+        );
+        assert!(
+            seqs.iter().enumerate().all(|(i, s)| i as u32 == *s),
+            "seed {seed}: run {iter} is not a prefix (a partial batch?)"
+        );
     }
     assert!(seen.is_empty());
 }

@@ -49,7 +49,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
     let root = tempfile_dir(&base)?;
-    println!("workload: {} records, {} accounts, seed {}", args.records, args.accounts, args.seed);
+    println!(
+        "workload: {} records, {} accounts, seed {}",
+        args.records, args.accounts, args.seed
+    );
     let records = workload::generate(args.records, args.accounts, args.seed);
     let payload_bytes: usize = records.iter().map(|(k, v)| k.len() + v.len()).sum();
     println!(
@@ -60,11 +63,17 @@ fn main() -> anyhow::Result<()> {
     let mut results = serde_json::Map::new();
 
     let disk = disk_sync_bandwidth(&root.join("disk-floor"), args.seconds)?;
-    println!("\ndisk floor: sequential 1 MiB writes + fdatasync: {:.1} MB/s", disk / 1e6);
+    println!(
+        "\ndisk floor: sequential 1 MiB writes + fdatasync: {:.1} MB/s",
+        disk / 1e6
+    );
     results.insert("disk_sync_bytes_per_sec".into(), json!(disk));
 
     println!("\ndurable append throughput (4 partitions, keyed)");
-    println!("{:>7} {:>9} {:>12} {:>10} {:>10} {:>12}", "batch", "producers", "records/s", "MB/s log", "of disk", "records");
+    println!(
+        "{:>7} {:>9} {:>12} {:>10} {:>10} {:>12}",
+        "batch", "producers", "records/s", "MB/s log", "of disk", "records"
+    );
     let mut throughput = Vec::new();
     for batch in [1usize, 100, 10_000] {
         for producers in [1usize, 4] {
@@ -88,7 +97,10 @@ fn main() -> anyhow::Result<()> {
     results.insert("append_throughput".into(), json!(throughput));
 
     println!("\nsingle-record durable append latency");
-    println!("{:>9} {:>10} {:>10} {:>12} {:>14}", "producers", "p50 ms", "p99 ms", "records/s", "records/sync");
+    println!(
+        "{:>9} {:>10} {:>10} {:>12} {:>14}",
+        "producers", "p50 ms", "p99 ms", "records/s", "records/sync"
+    );
     let mut latency = Vec::new();
     let mut single_rate = 0.0;
     for producers in [1usize, 16] {
@@ -113,12 +125,21 @@ fn main() -> anyhow::Result<()> {
     println!("\nreplay from the page cache ({} records)", records.len());
     let dir = root.join("replay");
     let r = replay(&dir, &records)?;
-    println!("  merged reader (log-time order, 4 partitions): {:.0} records/s", r.merged_per_sec);
-    println!("  partition reads (offset order):                {:.0} records/s", r.partition_per_sec);
-    results.insert("replay".into(), json!({
-        "records": records.len(), "merged_records_per_sec": r.merged_per_sec,
-        "partition_records_per_sec": r.partition_per_sec,
-    }));
+    println!(
+        "  merged reader (log-time order, 4 partitions): {:.0} records/s",
+        r.merged_per_sec
+    );
+    println!(
+        "  partition reads (offset order):                {:.0} records/s",
+        r.partition_per_sec
+    );
+    results.insert(
+        "replay".into(),
+        json!({
+            "records": records.len(), "merged_records_per_sec": r.merged_per_sec,
+            "partition_records_per_sec": r.partition_per_sec,
+        }),
+    );
     std::fs::remove_dir_all(&root).ok();
     if let Some(path) = args.json {
         std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
@@ -135,7 +156,11 @@ fn tempfile_dir(base: &Path) -> anyhow::Result<PathBuf> {
 
 /// Sequential 1 MiB writes, each followed by fdatasync: the disk's floor.
 fn disk_sync_bandwidth(path: &Path, seconds: f64) -> anyhow::Result<f64> {
-    let mut file = OpenOptions::new().create(true).write(true).truncate(true).open(path)?;
+    let mut file = OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .open(path)?;
     let block = vec![0x5au8; 1 << 20];
     let started = Instant::now();
     let mut written = 0usize;
@@ -152,7 +177,13 @@ fn disk_sync_bandwidth(path: &Path, seconds: f64) -> anyhow::Result<f64> {
 
 fn open_log(dir: &Path) -> anyhow::Result<Arc<EmbeddedLog>> {
     std::fs::create_dir_all(dir)?;
-    let log = EmbeddedLog::open(dir, LogOptions { cleaner_interval: None, ..LogOptions::default() })?;
+    let log = EmbeddedLog::open(
+        dir,
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )?;
     log.create_topic_blocking(TOPIC, TopicConfig::with_partitions(4))?;
     Ok(Arc::new(log))
 }
@@ -199,7 +230,10 @@ fn append_throughput(
                         break;
                     }
                     let end = (start + batch).min(records.len());
-                    let batch: Vec<AppendRecord> = records[start..end].iter().map(|(k, v)| record(k, v)).collect();
+                    let batch: Vec<AppendRecord> = records[start..end]
+                        .iter()
+                        .map(|(k, v)| record(k, v))
+                        .collect();
                     log.append_blocking(&AppendBatch::new(batch))?;
                     done += end - start;
                 }
@@ -260,7 +294,8 @@ fn append_latency(
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
+    let pct =
+        |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)].as_secs_f64() * 1e3;
     let m = log.metrics();
     Ok(Latency {
         p50_ms: pct(0.50),
@@ -281,7 +316,10 @@ fn replay(dir: &Path, records: &Arc<Vec<(Bytes, Bytes)>>) -> anyhow::Result<Repl
         let batch: Vec<AppendRecord> = chunk.iter().map(|(k, v)| record(k, v)).collect();
         log.append_blocking(&AppendBatch::new(batch))?;
     }
-    let limits = ReadLimits { max_records: 10_000, max_bytes: 16 << 20 };
+    let limits = ReadLimits {
+        max_records: 10_000,
+        max_bytes: 16 << 20,
+    };
     let mut merged_per_sec = 0.0f64;
     for _ in 0..2 {
         let started = Instant::now();
@@ -294,7 +332,11 @@ fn replay(dir: &Path, records: &Arc<Vec<(Bytes, Bytes)>>) -> anyhow::Result<Repl
             }
             n += batch.len();
         }
-        anyhow::ensure!(n == records.len(), "replay read {n} records, expected {}", records.len());
+        anyhow::ensure!(
+            n == records.len(),
+            "replay read {n} records, expected {}",
+            records.len()
+        );
         merged_per_sec = merged_per_sec.max(n as f64 / started.elapsed().as_secs_f64());
     }
     let started = Instant::now();

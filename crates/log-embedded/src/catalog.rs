@@ -105,7 +105,10 @@ impl Catalog {
             return Err(LogError::Corruption {
                 file: path,
                 offset: 0,
-                detail: format!("catalog format {} is not supported (expected {FORMAT})", file.format),
+                detail: format!(
+                    "catalog format {} is not supported (expected {FORMAT})",
+                    file.format
+                ),
             });
         }
         let mut catalog = Catalog {
@@ -146,9 +149,11 @@ impl Catalog {
     }
 
     pub fn get(&self, name: &str) -> Result<&Arc<TopicMeta>, LogError> {
-        self.by_name.get(name).ok_or_else(|| LogError::TopicNotFound {
-            topic: name.to_string(),
-        })
+        self.by_name
+            .get(name)
+            .ok_or_else(|| LogError::TopicNotFound {
+                topic: name.to_string(),
+            })
     }
 
     pub fn floor(&self, pid: PartitionId) -> PartitionFloor {

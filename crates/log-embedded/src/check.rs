@@ -46,8 +46,13 @@ pub fn check(fs: &dyn FileSystem, dir: &Path) -> Result<CheckReport, LogError> {
     if !fs.exists(&log_dir) {
         return Ok(report);
     }
-    let names = fs.list(&log_dir).map_err(|e| LogError::io("list", &log_dir, e))?;
-    let mut ids: Vec<u64> = names.iter().filter_map(|n| segment::parse_segment_name(n)).collect();
+    let names = fs
+        .list(&log_dir)
+        .map_err(|e| LogError::io("list", &log_dir, e))?;
+    let mut ids: Vec<u64> = names
+        .iter()
+        .filter_map(|n| segment::parse_segment_name(n))
+        .collect();
     ids.sort_unstable();
     let _ = list_segments; // the writer's variant also removes temp files; check never writes
     let mut after = 0u64;

@@ -26,8 +26,8 @@ use crate::writer::now_micros;
 use bytes::Bytes;
 use kappa_log::{Cleanup, LogError, ReadFrom, ReadLimits, Retention};
 use std::collections::{HashMap, HashSet};
-use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -50,14 +50,16 @@ impl CleanerHandle {
         let (stop, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("kappa-log-cleaner".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(every) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = run_once(&shared) {
-                            tracing::error!(error = %e, "log cleaner pass failed; will retry");
+            .spawn(move || {
+                loop {
+                    match rx.recv_timeout(every) {
+                        Err(RecvTimeoutError::Timeout) => {
+                            if let Err(e) = run_once(&shared) {
+                                tracing::error!(error = %e, "log cleaner pass failed; will retry");
+                            }
                         }
+                        _ => return,
                     }
-                    _ => return,
                 }
             })
             .expect("spawn cleaner thread");
@@ -78,8 +80,10 @@ enum Liveness {
 
 pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
     let _pass = shared.cleaner_lock.lock().expect("cleaner lock");
-    let mut report = CleanerReport::default();
-    report.start_offsets_raised = apply_retention(shared)?;
+    let mut report = CleanerReport {
+        start_offsets_raised: apply_retention(shared)?,
+        ..CleanerReport::default()
+    };
     // Snapshot the sealed segments first: every chunk in them belongs to a
     // topic in the catalog read next, and every record in them is covered
     // by the liveness computed after (which may see newer records too).
@@ -91,10 +95,15 @@ pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
             .filter(|s| s.sealed)
             .map(|s| (s.id, s.len))
             .collect();
-        let starts = state.partitions.iter().map(|(pid, p)| (*pid, p.start_offset)).collect();
+        let starts = state
+            .partitions
+            .iter()
+            .map(|(pid, p)| (*pid, p.start_offset))
+            .collect();
         (sealed, starts)
     };
-    let topics: HashMap<u32, Arc<TopicMeta>> = shared.catalog.read().expect("catalog lock").by_id.clone();
+    let topics: HashMap<u32, Arc<TopicMeta>> =
+        shared.catalog.read().expect("catalog lock").by_id.clone();
     let liveness = compaction_liveness(shared, &topics)?;
     let is_live = |pid: &PartitionId, offset: u64| -> bool {
         if !topics.contains_key(&pid.topic_id) {
@@ -119,7 +128,11 @@ pub fn run_once(shared: &Arc<Shared>) -> Result<CleanerReport, LogError> {
             // next offset or the log's last log time: record both first.
             let all: Vec<(PartitionId, u64, u64)> = {
                 let state = shared.state.read().expect("state lock");
-                state.partitions.iter().map(|(pid, p)| (*pid, p.start_offset, p.next_offset)).collect()
+                state
+                    .partitions
+                    .iter()
+                    .map(|(pid, p)| (*pid, p.start_offset, p.next_offset))
+                    .collect()
             };
             persist_floors(shared, &all)?;
             floors_persisted = true;
@@ -145,7 +158,9 @@ fn apply_retention(shared: &Shared) -> Result<usize, LogError> {
         let catalog = shared.catalog.read().expect("catalog lock");
         let state = shared.state.read().expect("state lock");
         for (pid, p) in &state.partitions {
-            let Some(topic) = catalog.by_id.get(&pid.topic_id) else { continue };
+            let Some(topic) = catalog.by_id.get(&pid.topic_id) else {
+                continue;
+            };
             let chunks = p
                 .segment_ids
                 .iter()
@@ -219,11 +234,20 @@ fn compaction_liveness(
     let now = now_micros();
     let mut out = HashMap::new();
     for topic in topics.values() {
-        let Cleanup::Compact { tombstone_retention_ms } = topic.config.cleanup else { continue };
+        let Cleanup::Compact {
+            tombstone_retention_ms,
+        } = topic.config.cleanup
+        else {
+            continue;
+        };
         let tombstone_cutoff = now.saturating_sub(tombstone_retention_ms * 1000);
         let active_start = {
             let state = shared.state.read().expect("state lock");
-            state.segments.values().next_back().map_or(u64::MAX, |s| s.id)
+            state
+                .segments
+                .values()
+                .next_back()
+                .map_or(u64::MAX, |s| s.id)
         };
         for partition in 0..topic.config.partitions {
             let mut latest: HashMap<Bytes, (u64, bool, u64)> = HashMap::new();
@@ -277,13 +301,17 @@ fn dead_bytes(
     liveness: &HashMap<PartitionId, Liveness>,
 ) -> (u64, u64) {
     let state = shared.state.read().expect("state lock");
-    let Some(segment) = state.segments.get(&id) else { return (0, 0) };
+    let Some(segment) = state.segments.get(&id) else {
+        return (0, 0);
+    };
     let mut dead = 0u64;
     for (pid, locs) in &segment.chunks {
         for loc in locs {
             let compacted = matches!(liveness.get(pid), Some(Liveness::Offsets(_)));
             let live_records = if compacted {
-                (loc.base_offset..=loc.last_offset).filter(|o| is_live(pid, *o)).count()
+                (loc.base_offset..=loc.last_offset)
+                    .filter(|o| is_live(pid, *o))
+                    .count()
             } else if is_live(pid, loc.last_offset) {
                 // Plain topics: the chunk lives if its last record does; the
                 // records below the start offset in it are filtered on read.
@@ -302,11 +330,14 @@ fn dead_bytes(
     let total = segment.len;
     // A segment whose chunks are all dead is wholly dead (frame headers too).
     let all_dead = segment.chunks.iter().all(|(pid, locs)| {
-        locs.iter().all(|l| {
-            (l.base_offset..=l.last_offset).all(|o| !is_live(pid, o))
-        })
+        locs.iter()
+            .all(|l| (l.base_offset..=l.last_offset).all(|o| !is_live(pid, o)))
     });
-    if all_dead { (total, total) } else { (dead, total) }
+    if all_dead {
+        (total, total)
+    } else {
+        (dead, total)
+    }
 }
 
 fn delete_segment(shared: &Shared, id: u64) -> Result<(), LogError> {
@@ -320,11 +351,14 @@ fn delete_segment(shared: &Shared, id: u64) -> Result<(), LogError> {
     let fs = shared.fs.as_ref();
     let seg = segment::segment_path(&log_dir, id);
     let idx = segment::index_path(&log_dir, id);
-    fs.remove_file(&seg).map_err(|e| LogError::io("remove", &seg, e))?;
+    fs.remove_file(&seg)
+        .map_err(|e| LogError::io("remove", &seg, e))?;
     if fs.exists(&idx) {
-        fs.remove_file(&idx).map_err(|e| LogError::io("remove", &idx, e))?;
+        fs.remove_file(&idx)
+            .map_err(|e| LogError::io("remove", &idx, e))?;
     }
-    fs.sync_dir(&log_dir).map_err(|e| LogError::io("fsync", &log_dir, e))
+    fs.sync_dir(&log_dir)
+        .map_err(|e| LogError::io("fsync", &log_dir, e))
 }
 
 fn rebuild(state: &mut crate::state::LogState, catalog: &crate::catalog::Catalog) {
@@ -341,7 +375,9 @@ fn rebuild(state: &mut crate::state::LogState, catalog: &crate::catalog::Catalog
     state.rebuild_partitions(|pid| {
         let floor = catalog.floor(pid);
         (
-            floor.start_offset.max(starts.get(&pid).copied().unwrap_or(0)),
+            floor
+                .start_offset
+                .max(starts.get(&pid).copied().unwrap_or(0)),
             floor.next_offset.max(nexts.get(&pid).copied().unwrap_or(0)),
         )
     });
@@ -380,7 +416,9 @@ fn rewrite_segment(
             }
             let (pid, loc) = (*pid, *loc);
             chunks.next();
-            let raw = Bytes::copy_from_slice(&bytes[loc.pos as usize..(loc.pos + loc.len as u64) as usize]);
+            let raw = Bytes::copy_from_slice(
+                &bytes[loc.pos as usize..(loc.pos + loc.len as u64) as usize],
+            );
             let (ch, records) = chunk::decode_records(&raw).map_err(|e| LogError::Corruption {
                 file: path.clone(),
                 offset: loc.pos,
@@ -396,7 +434,12 @@ fn rewrite_segment(
                 continue;
             }
             let record_count = builder.record_count();
-            let kept = builder.finish(pid.topic_id, pid.partition, ch.base_offset, ch.base_log_time);
+            let kept = builder.finish(
+                pid.topic_id,
+                pid.partition,
+                ch.base_offset,
+                ch.base_log_time,
+            );
             let kept_header = chunk::verify(&kept).expect("a chunk we just built verifies");
             frame_entries.push((
                 pid,
@@ -428,19 +471,27 @@ fn rewrite_segment(
     }
     let tmp = path.with_extension("kseg.tmp");
     if fs.exists(&tmp) {
-        fs.remove_file(&tmp).map_err(|e| LogError::io("remove", &tmp, e))?;
+        fs.remove_file(&tmp)
+            .map_err(|e| LogError::io("remove", &tmp, e))?;
     }
-    let file = fs.open(&tmp, true).map_err(|e| LogError::io("create", &tmp, e))?;
-    file.write_all_at(&out, 0).map_err(|e| LogError::io("write", &tmp, e))?;
-    file.sync_data().map_err(|e| LogError::io("fsync", &tmp, e))?;
+    let file = fs
+        .open(&tmp, true)
+        .map_err(|e| LogError::io("create", &tmp, e))?;
+    file.write_all_at(&out, 0)
+        .map_err(|e| LogError::io("write", &tmp, e))?;
+    file.sync_data()
+        .map_err(|e| LogError::io("fsync", &tmp, e))?;
     // Drop the old index first: a crash after the rename must not pair the
     // new segment with the old index.
     let idx = segment::index_path(&log_dir, id);
     if fs.exists(&idx) {
-        fs.remove_file(&idx).map_err(|e| LogError::io("remove", &idx, e))?;
+        fs.remove_file(&idx)
+            .map_err(|e| LogError::io("remove", &idx, e))?;
     }
-    fs.rename(&tmp, &path).map_err(|e| LogError::io("rename", &tmp, e))?;
-    fs.sync_dir(&log_dir).map_err(|e| LogError::io("fsync", &log_dir, e))?;
+    fs.rename(&tmp, &path)
+        .map_err(|e| LogError::io("rename", &tmp, e))?;
+    fs.sync_dir(&log_dir)
+        .map_err(|e| LogError::io("fsync", &log_dir, e))?;
     entries.sort_by_key(|(pid, l)| (*pid, l.pos));
     let index = SegmentIndex {
         segment_len: out.len() as u64,

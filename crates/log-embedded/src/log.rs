@@ -47,7 +47,11 @@ impl Shared {
     }
 
     pub fn topic(&self, name: &str) -> Result<Arc<TopicMeta>, LogError> {
-        self.catalog.read().expect("catalog lock").get(name).cloned()
+        self.catalog
+            .read()
+            .expect("catalog lock")
+            .get(name)
+            .cloned()
     }
 }
 
@@ -63,7 +67,9 @@ pub struct EmbeddedLog {
 
 impl std::fmt::Debug for EmbeddedLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("EmbeddedLog").field("dir", &self.shared.dir).finish()
+        f.debug_struct("EmbeddedLog")
+            .field("dir", &self.shared.dir)
+            .finish()
     }
 }
 
@@ -86,19 +92,25 @@ impl EmbeddedLog {
             )));
         }
         if !fs.exists(dir) {
-            fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
+            fs.create_dir_all(dir)
+                .map_err(|e| LogError::io("create", dir, e))?;
             let parent = match dir.parent() {
                 Some(p) if !p.as_os_str().is_empty() => p,
                 _ => Path::new("."),
             };
-            fs.sync_dir(parent).map_err(|e| LogError::io("fsync", parent, e))?;
+            fs.sync_dir(parent)
+                .map_err(|e| LogError::io("fsync", parent, e))?;
         }
         let lock = fs.lock_dir(dir).map_err(|e| {
             if e.kind() == std::io::ErrorKind::WouldBlock {
                 let holder = e.to_string();
                 LogError::Locked {
                     dir: dir.to_path_buf(),
-                    holder: if holder.is_empty() { String::new() } else { format!(" ({holder})") },
+                    holder: if holder.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({holder})")
+                    },
                 }
             } else {
                 LogError::io("lock", dir, e)
@@ -119,7 +131,12 @@ impl EmbeddedLog {
             consumer_lock: tokio::sync::Mutex::new(()),
         });
         let (tx, rx) = mpsc::channel();
-        let writer = Writer::new(shared.clone(), rx, recovered.active, recovered.last_log_time);
+        let writer = Writer::new(
+            shared.clone(),
+            rx,
+            recovered.active,
+            recovered.last_log_time,
+        );
         let handle = std::thread::Builder::new()
             .name("kappa-log-writer".into())
             .spawn(move || writer.run())
@@ -146,7 +163,10 @@ impl EmbeddedLog {
 
     fn send(&self, msg: WriterMsg) -> Result<(), LogError> {
         let tx = self.tx.lock().expect("sender lock");
-        tx.as_ref().ok_or(LogError::Closed)?.send(msg).map_err(|_| LogError::Closed)
+        tx.as_ref()
+            .ok_or(LogError::Closed)?
+            .send(msg)
+            .map_err(|_| LogError::Closed)
     }
 
     fn batch_limits(&self) -> BatchLimits {
@@ -156,7 +176,10 @@ impl EmbeddedLog {
         }
     }
 
-    fn submit(&self, batch: &AppendBatch) -> Result<oneshot::Receiver<Result<AppendResult, LogError>>, LogError> {
+    fn submit(
+        &self,
+        batch: &AppendBatch,
+    ) -> Result<oneshot::Receiver<Result<AppendResult, LogError>>, LogError> {
         let txn = {
             let catalog = self.shared.catalog.read().expect("catalog lock");
             prepare(&catalog, batch, self.batch_limits())?
@@ -168,7 +191,9 @@ impl EmbeddedLog {
 
     /// [`Log::append`] for callers without an async runtime.
     pub fn append_blocking(&self, batch: &AppendBatch) -> Result<AppendResult, LogError> {
-        self.submit(batch)?.blocking_recv().map_err(|_| LogError::Closed)?
+        self.submit(batch)?
+            .blocking_recv()
+            .map_err(|_| LogError::Closed)?
     }
 
     /// Makes every acknowledged append durable now (relaxed mode).
@@ -249,13 +274,20 @@ impl EmbeddedLog {
         })
     }
 
-    fn admin<T>(&self, make: impl FnOnce(crate::writer::Reply<T>) -> WriterMsg) -> Result<oneshot::Receiver<Result<T, LogError>>, LogError> {
+    fn admin<T>(
+        &self,
+        make: impl FnOnce(crate::writer::Reply<T>) -> WriterMsg,
+    ) -> Result<oneshot::Receiver<Result<T, LogError>>, LogError> {
         let (reply, rx) = oneshot::channel();
         self.send(make(reply))?;
         Ok(rx)
     }
 
-    pub fn create_topic_blocking(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, LogError> {
+    pub fn create_topic_blocking(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<TopicInfo, LogError> {
         self.admin(|r| WriterMsg::CreateTopic(name.to_string(), config, r))?
             .blocking_recv()
             .map_err(|_| LogError::Closed)?
@@ -276,7 +308,11 @@ impl EmbeddedLog {
         validate_topic_name(group).map_err(|reason| {
             LogError::InvalidArgument(format!("invalid consumer group name: {reason}"))
         })?;
-        Ok(self.shared.dir.join("consumers").join(format!("{group}.json")))
+        Ok(self
+            .shared
+            .dir
+            .join("consumers")
+            .join(format!("{group}.json")))
     }
 }
 
@@ -370,14 +406,20 @@ impl Log for EmbeddedLog {
         let _serialized = self.shared.consumer_lock.lock().await;
         let fs = self.shared.fs.as_ref();
         if !fs.exists(dir) {
-            fs.create_dir_all(dir).map_err(|e| LogError::io("create", dir, e))?;
-            fs.sync_dir(&self.shared.dir).map_err(|e| LogError::io("fsync", &self.shared.dir, e))?;
+            fs.create_dir_all(dir)
+                .map_err(|e| LogError::io("create", dir, e))?;
+            fs.sync_dir(&self.shared.dir)
+                .map_err(|e| LogError::io("fsync", &self.shared.dir, e))?;
         }
         let mut all: Vec<ConsumerPosition> = self
             .consumer_positions(group)
             .await?
             .into_iter()
-            .map(|(topic, partition, next_offset)| ConsumerPosition { topic, partition, next_offset })
+            .map(|(topic, partition, next_offset)| ConsumerPosition {
+                topic,
+                partition,
+                next_offset,
+            })
             .collect();
         for (topic, partition, next_offset) in positions {
             all.retain(|p| !(p.topic == *topic && p.partition == *partition));
@@ -405,6 +447,9 @@ impl Log for EmbeddedLog {
                 offset: 0,
                 detail: e.to_string(),
             })?;
-        Ok(all.into_iter().map(|p| (p.topic, p.partition, p.next_offset)).collect())
+        Ok(all
+            .into_iter()
+            .map(|p| (p.topic, p.partition, p.next_offset))
+            .collect())
     }
 }

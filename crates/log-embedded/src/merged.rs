@@ -55,7 +55,14 @@ impl EmbeddedMergedReader {
 
     fn refill(&mut self, i: usize, head: u64) -> Result<(), LogError> {
         let c = &mut self.cursors[i];
-        if self.shared.catalog.read().expect("catalog lock").by_id.get(&c.topic.id).is_none() {
+        if !self
+            .shared
+            .catalog
+            .read()
+            .expect("catalog lock")
+            .by_id
+            .contains_key(&c.topic.id)
+        {
             return Err(LogError::TopicNotFound {
                 topic: c.topic.name.to_string(),
             });

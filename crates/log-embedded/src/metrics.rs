@@ -34,8 +34,10 @@ impl Metrics {
 
     pub fn record_group(&self, transactions: usize, bytes: usize) {
         self.groups.fetch_add(1, Ordering::Relaxed);
-        self.transactions.fetch_add(transactions as u64, Ordering::Relaxed);
-        self.bytes_appended.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.transactions
+            .fetch_add(transactions as u64, Ordering::Relaxed);
+        self.bytes_appended
+            .fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> MetricsSnapshot {

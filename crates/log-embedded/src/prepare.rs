@@ -58,6 +58,16 @@ pub struct BatchLimits {
     pub bytes_max: usize,
 }
 
+/// A chunk being built: partition, topic name, records, index of its first
+/// record in the batch, keys.
+type Building = (
+    PartitionId,
+    Arc<str>,
+    ChunkBuilder,
+    u32,
+    Vec<(Bytes, u32, bool)>,
+);
+
 pub fn prepare(
     catalog: &Catalog,
     batch: &AppendBatch,
@@ -75,8 +85,7 @@ pub fn prepare(
             limits.records_max
         )));
     }
-    let mut builders: Vec<(PartitionId, Arc<str>, ChunkBuilder, u32, Vec<(Bytes, u32, bool)>)> =
-        Vec::new();
+    let mut builders: Vec<Building> = Vec::new();
     let mut chunk_of: HashMap<PartitionId, usize> = HashMap::new();
     let mut slots = Vec::with_capacity(batch.records.len());
     let mut bytes = 0usize;
@@ -106,7 +115,13 @@ pub fn prepare(
             partition,
         };
         let slot = *chunk_of.entry(pid).or_insert_with(|| {
-            builders.push((pid, topic.name.clone(), ChunkBuilder::default(), index as u32, Vec::new()));
+            builders.push((
+                pid,
+                topic.name.clone(),
+                ChunkBuilder::default(),
+                index as u32,
+                Vec::new(),
+            ));
             builders.len() - 1
         });
         let (_, _, builder, first_index, keys) = &mut builders[slot];
@@ -183,9 +198,11 @@ fn resolve_condition(catalog: &Catalog, c: &Condition) -> Result<PreparedConditi
                 expected: *expected,
             }
         }
-        Condition::KeyLatestOffset { topic, key, expected } => {
-            key_condition(catalog, topic, key, Some(*expected))?
-        }
+        Condition::KeyLatestOffset {
+            topic,
+            key,
+            expected,
+        } => key_condition(catalog, topic, key, Some(*expected))?,
         Condition::KeyAbsent { topic, key } => key_condition(catalog, topic, key, None)?,
     })
 }
@@ -219,12 +236,19 @@ fn describe(c: &Condition) -> String {
             partition,
             expected: None,
         } => format!("{topic}/{partition} is empty"),
-        Condition::KeyLatestOffset { topic, key, expected } => format!(
+        Condition::KeyLatestOffset {
+            topic,
+            key,
+            expected,
+        } => format!(
             "key {:?} in {topic} latest offset = {expected}",
             String::from_utf8_lossy(key)
         ),
         Condition::KeyAbsent { topic, key } => {
-            format!("key {:?} in {topic} does not exist", String::from_utf8_lossy(key))
+            format!(
+                "key {:?} in {topic} does not exist",
+                String::from_utf8_lossy(key)
+            )
         }
     }
 }

@@ -83,7 +83,8 @@ pub fn read_partition(
                 offset: plan.loc.pos,
                 detail,
             };
-            let (header, records) = chunk::decode_records(&chunk_bytes).map_err(|e| corrupt(e.0))?;
+            let (header, records) =
+                chunk::decode_records(&chunk_bytes).map_err(|e| corrupt(e.0))?;
             if header.topic_id != pid.topic_id
                 || header.partition != pid.partition
                 || header.base_offset != plan.loc.base_offset

@@ -40,12 +40,15 @@ pub fn write_index(
 
 /// Lists segment ids in log order, removing temporary files left by a crash.
 pub fn list_segments(fs: &dyn FileSystem, log_dir: &Path) -> Result<Vec<u64>, LogError> {
-    let names = fs.list(log_dir).map_err(|e| LogError::io("list", log_dir, e))?;
+    let names = fs
+        .list(log_dir)
+        .map_err(|e| LogError::io("list", log_dir, e))?;
     let mut ids = Vec::new();
     for name in names {
         if name.ends_with(".tmp") {
             let path = log_dir.join(&name);
-            fs.remove_file(&path).map_err(|e| LogError::io("remove", &path, e))?;
+            fs.remove_file(&path)
+                .map_err(|e| LogError::io("remove", &path, e))?;
         } else if let Some(id) = segment::parse_segment_name(&name) {
             ids.push(id);
         }
@@ -83,9 +86,15 @@ fn sealed_index(
     if fs.exists(&path) {
         match fs::read_file(fs, &path).map(|b| SegmentIndex::decode(&b)) {
             Ok(Ok(index)) if index.segment_len == segment_len => return Ok(index),
-            Ok(Ok(_)) => tracing::warn!(path = %path.display(), "segment index is stale; rebuilding it"),
-            Ok(Err(e)) => tracing::warn!(path = %path.display(), error = %e, "segment index is damaged; rebuilding it"),
-            Err(e) => tracing::warn!(path = %path.display(), error = %e, "segment index unreadable; rebuilding it"),
+            Ok(Ok(_)) => {
+                tracing::warn!(path = %path.display(), "segment index is stale; rebuilding it")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(path = %path.display(), error = %e, "segment index is damaged; rebuilding it")
+            }
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "segment index unreadable; rebuilding it")
+            }
         }
     } else {
         tracing::info!(path = %path.display(), "segment index missing; rebuilding it");
@@ -119,15 +128,19 @@ fn group_chunks(entries: Vec<(PartitionId, ChunkLoc)>) -> HashMap<PartitionId, V
 pub fn recover(fs: &dyn FileSystem, dir: &Path, catalog: &Catalog) -> Result<Recovered, LogError> {
     let log_dir = dir.join(LOG_DIR);
     if !fs.exists(&log_dir) {
-        fs.create_dir_all(&log_dir).map_err(|e| LogError::io("create", &log_dir, e))?;
-        fs.sync_dir(dir).map_err(|e| LogError::io("fsync", dir, e))?;
+        fs.create_dir_all(&log_dir)
+            .map_err(|e| LogError::io("create", &log_dir, e))?;
+        fs.sync_dir(dir)
+            .map_err(|e| LogError::io("fsync", dir, e))?;
     }
     let ids = list_segments(fs, &log_dir)?;
     let mut state = LogState::default();
     let mut last_log_time = 0u64;
     for (i, id) in ids.iter().enumerate() {
         let path = segment::segment_path(&log_dir, *id);
-        let file = fs.open(&path, false).map_err(|e| LogError::io("open", &path, e))?;
+        let file = fs
+            .open(&path, false)
+            .map_err(|e| LogError::io("open", &path, e))?;
         let len = file.len().map_err(|e| LogError::io("stat", &path, e))?;
         let is_last = i + 1 == ids.len();
         let (segment_last, chunks, len) = if is_last {
@@ -139,8 +152,10 @@ pub fn recover(fs: &dyn FileSystem, dir: &Path, catalog: &Catalog) -> Result<Rec
                     dropped_bytes = len - at,
                     "cutting a torn tail left by a crash: {reason}"
                 );
-                file.set_len(*at).map_err(|e| LogError::io("truncate", &path, e))?;
-                file.sync_data().map_err(|e| LogError::io("fsync", &path, e))?;
+                file.set_len(*at)
+                    .map_err(|e| LogError::io("truncate", &path, e))?;
+                file.sync_data()
+                    .map_err(|e| LogError::io("fsync", &path, e))?;
             }
             (scan.last_log_time, scan.chunks, scan.valid_len)
         } else {
@@ -175,8 +190,11 @@ pub fn recover(fs: &dyn FileSystem, dir: &Path, catalog: &Catalog) -> Result<Rec
         None => {
             let id = now_micros().max(last_log_time + 1);
             let path = segment::segment_path(&log_dir, id);
-            let file = fs.open(&path, true).map_err(|e| LogError::io("create", &path, e))?;
-            fs.sync_dir(&log_dir).map_err(|e| LogError::io("fsync", &log_dir, e))?;
+            let file = fs
+                .open(&path, true)
+                .map_err(|e| LogError::io("create", &path, e))?;
+            fs.sync_dir(&log_dir)
+                .map_err(|e| LogError::io("fsync", &log_dir, e))?;
             state.segments.insert(
                 id,
                 Segment {

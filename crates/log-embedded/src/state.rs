@@ -105,11 +105,9 @@ impl LogState {
         let mut out = Vec::new();
         let (mut records, mut bytes) = (0usize, 0usize);
         // The first segment whose last chunk is not entirely before `seek`.
-        let first = p.segment_ids.partition_point(|id| {
-            self.segments[id].chunks[&pid]
-                .last()
-                .is_none_or(|l| past(l))
-        });
+        let first = p
+            .segment_ids
+            .partition_point(|id| self.segments[id].chunks[&pid].last().is_none_or(&past));
         for id in &p.segment_ids[first..] {
             let segment = &self.segments[id];
             let locs = &segment.chunks[&pid];

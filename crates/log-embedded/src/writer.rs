@@ -146,7 +146,10 @@ impl Writer {
                 let _ = self.sync();
                 continue;
             }
-            match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            match self
+                .rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+            {
                 Ok(msg) => return Some(msg),
                 Err(RecvTimeoutError::Timeout) => {
                     let _ = self.sync();
@@ -208,7 +211,11 @@ impl Writer {
         // The topic may have been deleted since the appender prepared.
         {
             let catalog = self.shared.catalog.read().expect("catalog lock");
-            if let Some(c) = txn.chunks.iter().find(|c| !catalog.by_id.contains_key(&c.pid.topic_id)) {
+            if let Some(c) = txn
+                .chunks
+                .iter()
+                .find(|c| !catalog.by_id.contains_key(&c.pid.topic_id))
+            {
                 let _ = reply.send(Err(LogError::TopicNotFound {
                     topic: c.topic.to_string(),
                 }));
@@ -218,13 +225,13 @@ impl Writer {
         // Key indexes are built from the committed log, so commit the group
         // before the first condition that needs a new one (not halfway).
         for (condition, _) in &txn.conditions {
-            if let PreparedCondition::KeyLatestOffset { pid, .. } = condition {
-                if !self.key_indexes.contains_key(pid) {
-                    self.commit(group);
-                    if let Err(e) = self.build_key_index(*pid) {
-                        let _ = reply.send(Err(e));
-                        return;
-                    }
+            if let PreparedCondition::KeyLatestOffset { pid, .. } = condition
+                && !self.key_indexes.contains_key(pid)
+            {
+                self.commit(group);
+                if let Err(e) = self.build_key_index(*pid) {
+                    let _ = reply.send(Err(e));
+                    return;
                 }
             }
         }
@@ -268,7 +275,9 @@ impl Writer {
             let base_offset = self.next_offset(group, c.pid);
             let chunk_log_time = base_log_time + c.log_time_delta as u64;
             chunk::stamp(&mut c.bytes, base_offset, chunk_log_time);
-            group.next_offsets.insert(c.pid, base_offset + c.record_count as u64);
+            group
+                .next_offsets
+                .insert(c.pid, base_offset + c.record_count as u64);
             if self.key_indexes.contains_key(&c.pid) {
                 let keys = group.keys.entry(c.pid).or_default();
                 for (key, delta, tombstone) in &c.keys {
@@ -344,7 +353,9 @@ impl Writer {
                     .filter(|(offset, _)| *offset >= start);
                 Ok(match expected {
                     None => match latest {
-                        Some((offset, false)) => Some(ConflictCurrent::KeyLatestOffset(Some(offset))),
+                        Some((offset, false)) => {
+                            Some(ConflictCurrent::KeyLatestOffset(Some(offset)))
+                        }
                         _ => None,
                     },
                     Some(e) => match latest {
@@ -491,9 +502,7 @@ impl Writer {
         let log_dir = self.shared.log_dir();
         let path = segment::segment_path(&log_dir, next_log_time);
         let fs = &self.shared.fs;
-        let file = fs
-            .open(&path, true)
-            .map_err(|e| self.write_error(e))?;
+        let file = fs.open(&path, true).map_err(|e| self.write_error(e))?;
         if let Err(e) = fs.sync_dir(&log_dir) {
             let reason = format!("fsync of directory {} failed: {e}", log_dir.display());
             self.failed = Some(reason.clone());
@@ -502,7 +511,10 @@ impl Writer {
         let sealed_id = self.active.id;
         let index = {
             let mut state = self.shared.state.write().expect("state lock");
-            let sealed = state.segments.get_mut(&sealed_id).expect("active segment is known");
+            let sealed = state
+                .segments
+                .get_mut(&sealed_id)
+                .expect("active segment is known");
             sealed.sealed = true;
             let index = SegmentIndex {
                 segment_len: sealed.len,
@@ -547,7 +559,10 @@ impl Writer {
                 loc.pos += frame_pos;
                 state.publish_chunk(self.active.id, *pid, loc);
             }
-            let segment = state.segments.get_mut(&self.active.id).expect("active segment");
+            let segment = state
+                .segments
+                .get_mut(&self.active.id)
+                .expect("active segment");
             segment.len = self.active.len;
             state.head = group.last_log_time;
         }
@@ -562,7 +577,9 @@ impl Writer {
                 }
             }
         }
-        self.shared.metrics.record_group(group.replies.len(), group.frame.len());
+        self.shared
+            .metrics
+            .record_group(group.replies.len(), group.frame.len());
         self.shared.head_tx.send_replace(group.last_log_time);
     }
 

@@ -4,9 +4,8 @@ mod common;
 
 use common::*;
 use kappa_log::{
-    MergedReader,
-    AppendBatch, AppendRecord, Condition, ConflictCurrent, Log, LogError, LogTime, ReadFrom,
-    ReadLimits, TopicConfig, partition_for_key,
+    AppendBatch, AppendRecord, Condition, ConflictCurrent, Log, LogError, LogTime, MergedReader,
+    ReadFrom, ReadLimits, TopicConfig, partition_for_key,
 };
 use kappa_log_embedded::fs::SimFs;
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
@@ -22,7 +21,10 @@ fn offsets_are_dense_and_keyed_records_follow_murmur2() {
         let result = append(&log, vec![rec("t", &key, &format!("v{i}"))]);
         let p = partition_for_key(key.as_bytes(), 4);
         assert_eq!(result.positions[0].partition, p);
-        assert_eq!(result.positions[0].offset, expected[p as usize].len() as u64);
+        assert_eq!(
+            result.positions[0].offset,
+            expected[p as usize].len() as u64
+        );
         expected[p as usize].push(format!("v{i}"));
     }
     for p in 0..4 {
@@ -40,17 +42,27 @@ fn keyless_records_spread_evenly_and_explicit_partitions_are_kept() {
     let fs = SimFs::new();
     let log = open_sim(&fs, options());
     topic(&log, "t", 4);
-    let records = (0..400).map(|i| AppendRecord::new("t", format!("{i}"))).collect();
+    let records = (0..400)
+        .map(|i| AppendRecord::new("t", format!("{i}")))
+        .collect();
     append(&log, records);
     for p in 0..4 {
         assert_eq!(read_all(&log, "t", p).len(), 100, "partition {p}");
     }
-    let r = append(&log, vec![AppendRecord::new("t", "x").with_key("k").with_partition(3)]);
+    let r = append(
+        &log,
+        vec![AppendRecord::new("t", "x").with_key("k").with_partition(3)],
+    );
     assert_eq!(r.positions[0].partition, 3);
     let err = log
-        .append_blocking(&AppendBatch::new(vec![AppendRecord::new("t", "x").with_partition(4)]))
+        .append_blocking(&AppendBatch::new(vec![
+            AppendRecord::new("t", "x").with_partition(4),
+        ]))
         .unwrap_err();
-    assert!(matches!(err, LogError::PartitionOutOfRange { partition: 4, .. }), "{err}");
+    assert!(
+        matches!(err, LogError::PartitionOutOfRange { partition: 4, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -63,12 +75,19 @@ fn log_time_is_strictly_increasing_and_unique_across_topics() {
     for i in 0..50 {
         let r = append(
             &log,
-            vec![rec("a", &format!("k{i}"), "1"), rec("b", &format!("k{i}"), "2"), rec("a", "z", "3")],
+            vec![
+                rec("a", &format!("k{i}"), "1"),
+                rec("b", &format!("k{i}"), "2"),
+                rec("a", "z", "3"),
+            ],
         );
         times.extend(r.positions.iter().map(|p| p.log_time));
         assert_eq!(r.token.log_time(), r.positions.last().unwrap().log_time);
     }
-    assert!(times.windows(2).all(|w| w[0] < w[1]), "log times strictly increase");
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "log times strictly increase"
+    );
 }
 
 #[test]
@@ -86,18 +105,32 @@ fn a_batch_across_topics_is_atomic_and_readable_in_log_time_order() {
                 rec("payments", &format!("p{i}"), &format!("payment {i}")),
             ],
         );
-        appended.extend(r.positions.iter().map(|p| (p.log_time, p.topic.to_string())));
+        appended.extend(
+            r.positions
+                .iter()
+                .map(|p| (p.log_time, p.topic.to_string())),
+        );
     }
-    let mut reader = log.merged_reader_blocking(&["orders", "payments"], LogTime::ZERO).unwrap();
+    let mut reader = log
+        .merged_reader_blocking(&["orders", "payments"], LogTime::ZERO)
+        .unwrap();
     let mut seen = Vec::new();
     loop {
-        let batch = reader.next_batch_blocking(ReadLimits { max_records: 11, max_bytes: 1 << 20 }).unwrap();
+        let batch = reader
+            .next_batch_blocking(ReadLimits {
+                max_records: 11,
+                max_bytes: 1 << 20,
+            })
+            .unwrap();
         if batch.is_empty() {
             break;
         }
         seen.extend(batch.into_iter().map(|r| (r.log_time, r.topic.to_string())));
     }
-    assert_eq!(seen, appended, "merged reader returns every record once, in log-time order");
+    assert_eq!(
+        seen, appended,
+        "merged reader returns every record once, in log-time order"
+    );
     assert_eq!(reader.position(), appended.last().unwrap().0);
 }
 
@@ -107,9 +140,15 @@ fn unknown_topic_fails_the_whole_batch() {
     let log = open_sim(&fs, options());
     topic(&log, "a", 1);
     let err = log
-        .append_blocking(&AppendBatch::new(vec![rec("a", "k", "1"), rec("nope", "k", "2")]))
+        .append_blocking(&AppendBatch::new(vec![
+            rec("a", "k", "1"),
+            rec("nope", "k", "2"),
+        ]))
         .unwrap_err();
-    assert!(matches!(err, LogError::TopicNotFound { ref topic } if topic == "nope"), "{err}");
+    assert!(
+        matches!(err, LogError::TopicNotFound { ref topic } if topic == "nope"),
+        "{err}"
+    );
     assert!(read_all(&log, "a", 0).is_empty(), "nothing appended");
 }
 
@@ -118,12 +157,18 @@ fn partition_condition_appends_only_when_the_last_offset_matches() {
     let fs = SimFs::new();
     let log = open_sim(&fs, options());
     topic(&log, "t", 1);
-    let cond = |expected| Condition::PartitionLastOffset { topic: "t".into(), partition: 0, expected };
+    let cond = |expected| Condition::PartitionLastOffset {
+        topic: "t".into(),
+        partition: 0,
+        expected,
+    };
     let batch = |c| AppendBatch::new(vec![rec("t", "k", "v")]).with_condition(c);
     log.append_blocking(&batch(cond(None))).unwrap();
     let err = log.append_blocking(&batch(cond(None))).unwrap_err();
     match err {
-        LogError::Conflict { current, .. } => assert_eq!(current, ConflictCurrent::PartitionLastOffset(Some(0))),
+        LogError::Conflict { current, .. } => {
+            assert_eq!(current, ConflictCurrent::PartitionLastOffset(Some(0)))
+        }
         other => panic!("expected a conflict, got {other}"),
     }
     log.append_blocking(&batch(cond(Some(0)))).unwrap();
@@ -135,29 +180,53 @@ fn key_conditions_see_committed_and_same_group_appends() {
     let fs = SimFs::new();
     let log = open_sim(&fs, options());
     topic(&log, "t", 4);
-    let absent = Condition::KeyAbsent { topic: "t".into(), key: bytes("alice") };
+    let absent = Condition::KeyAbsent {
+        topic: "t".into(),
+        key: bytes("alice"),
+    };
     let first = log
-        .append_blocking(&AppendBatch::new(vec![rec("t", "alice", "1")]).with_condition(absent.clone()))
+        .append_blocking(
+            &AppendBatch::new(vec![rec("t", "alice", "1")]).with_condition(absent.clone()),
+        )
         .unwrap();
     let offset = first.positions[0].offset;
     let err = log
-        .append_blocking(&AppendBatch::new(vec![rec("t", "alice", "2")]).with_condition(absent.clone()))
+        .append_blocking(
+            &AppendBatch::new(vec![rec("t", "alice", "2")]).with_condition(absent.clone()),
+        )
         .unwrap_err();
-    assert!(matches!(err, LogError::Conflict { current: ConflictCurrent::KeyLatestOffset(Some(o)), .. } if o == offset), "{err}");
-    let latest = |expected| Condition::KeyLatestOffset { topic: "t".into(), key: bytes("alice"), expected };
+    assert!(
+        matches!(err, LogError::Conflict { current: ConflictCurrent::KeyLatestOffset(Some(o)), .. } if o == offset),
+        "{err}"
+    );
+    let latest = |expected| Condition::KeyLatestOffset {
+        topic: "t".into(),
+        key: bytes("alice"),
+        expected,
+    };
     let second = log
-        .append_blocking(&AppendBatch::new(vec![rec("t", "alice", "2")]).with_condition(latest(offset)))
+        .append_blocking(
+            &AppendBatch::new(vec![rec("t", "alice", "2")]).with_condition(latest(offset)),
+        )
         .unwrap();
     let err = log
-        .append_blocking(&AppendBatch::new(vec![rec("t", "alice", "3")]).with_condition(latest(offset)))
+        .append_blocking(
+            &AppendBatch::new(vec![rec("t", "alice", "3")]).with_condition(latest(offset)),
+        )
         .unwrap_err();
-    assert!(err.to_string().contains("latest record is at offset"), "{err}");
+    assert!(
+        err.to_string().contains("latest record is at offset"),
+        "{err}"
+    );
     // A tombstone makes the key absent again.
     let mut tomb = rec("t", "alice", "");
     tomb.value = None;
-    log.append_blocking(&AppendBatch::new(vec![tomb]).with_condition(latest(second.positions[0].offset)))
+    log.append_blocking(
+        &AppendBatch::new(vec![tomb]).with_condition(latest(second.positions[0].offset)),
+    )
+    .unwrap();
+    log.append_blocking(&AppendBatch::new(vec![rec("t", "alice", "4")]).with_condition(absent))
         .unwrap();
-    log.append_blocking(&AppendBatch::new(vec![rec("t", "alice", "4")]).with_condition(absent)).unwrap();
 }
 
 #[test]
@@ -192,14 +261,44 @@ fn reads_from_offset_and_log_time_and_out_of_range() {
         times.push(append(&log, vec![rec("t", "k", &format!("{i}"))]).positions[0].log_time);
     }
     let limits = ReadLimits::default();
-    let from5 = log.read_blocking("t", 0, ReadFrom::Offset(5), limits).unwrap();
+    let from5 = log
+        .read_blocking("t", 0, ReadFrom::Offset(5), limits)
+        .unwrap();
     assert_eq!(from5.first().unwrap().offset, 5);
-    let from_t = log.read_blocking("t", 0, ReadFrom::LogTime(times[7]), limits).unwrap();
+    let from_t = log
+        .read_blocking("t", 0, ReadFrom::LogTime(times[7]), limits)
+        .unwrap();
     assert_eq!(from_t.first().unwrap().offset, 7);
-    assert!(log.read_blocking("t", 0, ReadFrom::Offset(10), limits).unwrap().is_empty());
-    let err = log.read_blocking("t", 0, ReadFrom::Offset(11), limits).unwrap_err();
-    assert!(matches!(err, LogError::OffsetOutOfRange { offset: 11, end_offset: 10, .. }), "{err}");
-    let two = log.read_blocking("t", 0, ReadFrom::Start, ReadLimits { max_records: 2, max_bytes: 1 << 20 }).unwrap();
+    assert!(
+        log.read_blocking("t", 0, ReadFrom::Offset(10), limits)
+            .unwrap()
+            .is_empty()
+    );
+    let err = log
+        .read_blocking("t", 0, ReadFrom::Offset(11), limits)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LogError::OffsetOutOfRange {
+                offset: 11,
+                end_offset: 10,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let two = log
+        .read_blocking(
+            "t",
+            0,
+            ReadFrom::Start,
+            ReadLimits {
+                max_records: 2,
+                max_bytes: 1 << 20,
+            },
+        )
+        .unwrap();
     assert_eq!(two.len(), 2);
 }
 
@@ -208,7 +307,10 @@ fn headers_event_time_and_tombstones_round_trip() {
     let fs = SimFs::new();
     let log = open_sim(&fs, options());
     topic(&log, "t", 1);
-    let mut r = AppendRecord::new("t", "v").with_key("k").with_event_time(-42).with_header("h", Some(bytes("x")));
+    let mut r = AppendRecord::new("t", "v")
+        .with_key("k")
+        .with_event_time(-42)
+        .with_header("h", Some(bytes("x")));
     r = r.with_header("empty", None);
     let mut tomb = AppendRecord::new("t", "").with_key("k");
     tomb.value = None;
@@ -223,32 +325,62 @@ fn headers_event_time_and_tombstones_round_trip() {
 fn topics_are_created_listed_described_and_deleted() {
     let fs = SimFs::new();
     let log = open_sim(&fs, options());
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        log.create_topic("b", TopicConfig::with_partitions(2)).await.unwrap();
+        log.create_topic("b", TopicConfig::with_partitions(2))
+            .await
+            .unwrap();
         log.create_topic("a", TopicConfig::default()).await.unwrap();
-        let err = log.create_topic("a", TopicConfig::default()).await.unwrap_err();
+        let err = log
+            .create_topic("a", TopicConfig::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogError::TopicExists { .. }));
-        let err = log.create_topic("bad name", TopicConfig::default()).await.unwrap_err();
+        let err = log
+            .create_topic("bad name", TopicConfig::default())
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogError::InvalidTopicName { .. }), "{err}");
-        let err = log.create_topic("z", TopicConfig::with_partitions(0)).await.unwrap_err();
+        let err = log
+            .create_topic("z", TopicConfig::with_partitions(0))
+            .await
+            .unwrap_err();
         assert!(matches!(err, LogError::InvalidArgument(_)), "{err}");
-        let names: Vec<String> = log.list_topics().await.unwrap().into_iter().map(|t| t.name).collect();
+        let names: Vec<String> = log
+            .list_topics()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|t| t.name)
+            .collect();
         assert_eq!(names, ["a", "b"]);
-        log.append(AppendBatch::new(vec![rec("b", "k", "v")])).await.unwrap();
+        log.append(AppendBatch::new(vec![rec("b", "k", "v")]))
+            .await
+            .unwrap();
         let d = log.describe_topic("b").await.unwrap();
         assert_eq!(d.partitions.len(), 2);
         assert_eq!(d.partitions.iter().map(|p| p.end_offset).sum::<u64>(), 1);
         log.delete_topic("b").await.unwrap();
-        assert!(matches!(log.describe_topic("b").await.unwrap_err(), LogError::TopicNotFound { .. }));
+        assert!(matches!(
+            log.describe_topic("b").await.unwrap_err(),
+            LogError::TopicNotFound { .. }
+        ));
         // A new topic with the old name starts empty.
-        log.create_topic("b", TopicConfig::with_partitions(2)).await.unwrap();
+        log.create_topic("b", TopicConfig::with_partitions(2))
+            .await
+            .unwrap();
         let d = log.describe_topic("b").await.unwrap();
         assert_eq!(d.partitions.iter().map(|p| p.end_offset).sum::<u64>(), 0);
     });
     drop(log);
     let log = open_sim(&fs, options());
-    assert_eq!(read_all(&log, "b", 0).len() + read_all(&log, "b", 1).len(), 0);
+    assert_eq!(
+        read_all(&log, "b", 0).len() + read_all(&log, "b", 1).len(),
+        0
+    );
 }
 
 #[test]
@@ -259,9 +391,19 @@ fn a_second_process_is_refused_with_a_clear_message() {
     // a second open in the same process also fails.
     let err = EmbeddedLog::open(dir.path(), options()).unwrap_err();
     assert!(matches!(err, LogError::Locked { .. }), "{err}");
-    assert!(err.to_string().contains("in use by another process"), "{err}");
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
     drop(log);
-    EmbeddedLog::open(dir.path(), LogOptions { cleaner_interval: None, ..LogOptions::default() }).unwrap();
+    EmbeddedLog::open(
+        dir.path(),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
 }
 
 #[test]
@@ -269,7 +411,11 @@ fn follow_wakes_on_commit() {
     let dir = tempfile::tempdir().unwrap();
     let log = std::sync::Arc::new(EmbeddedLog::open(dir.path(), options()).unwrap());
     topic(&log, "t", 1);
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let head = log.head_log_time();
         let writer = log.clone();
@@ -278,12 +424,18 @@ fn follow_wakes_on_commit() {
             append(&writer, vec![rec("t", "k", "v")])
         });
         let started = std::time::Instant::now();
-        let token = log.wait_for_commit(head, std::time::Duration::from_secs(10)).await.unwrap();
+        let token = log
+            .wait_for_commit(head, std::time::Duration::from_secs(10))
+            .await
+            .unwrap();
         let appended = handle.await.unwrap();
         assert_eq!(token, appended.token);
         assert!(started.elapsed() < std::time::Duration::from_secs(5));
         // And a timeout returns the unchanged head.
-        let same = log.wait_for_commit(token.log_time(), std::time::Duration::from_millis(20)).await.unwrap();
+        let same = log
+            .wait_for_commit(token.log_time(), std::time::Duration::from_millis(20))
+            .await
+            .unwrap();
         assert_eq!(same, token);
     });
 }

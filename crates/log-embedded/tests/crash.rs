@@ -32,7 +32,14 @@ fn workload(log: &EmbeddedLog, acked: &mut Acked) -> Result<(), LogError> {
         let records: Vec<AppendRecord> = (0..n)
             .map(|i| {
                 let topic = if (batch + i) % 3 == 0 { "b" } else { "a" };
-                rec(topic, &format!("k{}", (batch * 7 + i) % 11), &format!("b{batch}-r{i}-n{n}-{}", "x".repeat((batch % 4 * 20) as usize)))
+                rec(
+                    topic,
+                    &format!("k{}", (batch * 7 + i) % 11),
+                    &format!(
+                        "b{batch}-r{i}-n{n}-{}",
+                        "x".repeat((batch % 4 * 20) as usize)
+                    ),
+                )
             })
             .collect();
         let result = log.append_blocking(&AppendBatch::new(records.clone()))?;
@@ -60,7 +67,10 @@ fn verify_recovered(log: &EmbeddedLog, acked: &Acked, context: &str) {
         for p in 0..partitions {
             let records = read_all(log, topic, p);
             for (i, r) in records.iter().enumerate() {
-                assert_eq!(r.offset, i as u64, "{context}: offsets dense in {topic}/{p}");
+                assert_eq!(
+                    r.offset, i as u64,
+                    "{context}: offsets dense in {topic}/{p}"
+                );
                 let v = value(r);
                 if let Some(expected) = acked.get(&(topic.to_string(), p, r.offset)) {
                     assert_eq!(&v, expected, "{context}: {topic}/{p}@{} differs", r.offset);
@@ -73,7 +83,10 @@ fn verify_recovered(log: &EmbeddedLog, acked: &Acked, context: &str) {
             let count = records.len() as u64;
             for (t, pp, offset) in acked.keys() {
                 if t == topic && *pp == p {
-                    assert!(*offset < count, "{context}: acknowledged {topic}/{p}@{offset} lost");
+                    assert!(
+                        *offset < count,
+                        "{context}: acknowledged {topic}/{p}@{offset} lost"
+                    );
                 }
             }
         }
@@ -91,22 +104,36 @@ fn power_loss_at_every_sync_point_loses_nothing_acknowledged() {
         workload(&log, &mut Acked::new()).unwrap();
     }
     let total_syncs = dry.stats().syncs;
-    assert!(total_syncs > 40, "the workload syncs at least once per batch ({total_syncs})");
-    let seeds: u64 = std::env::var("KAPPA_CRASH_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(2);
+    assert!(
+        total_syncs > 40,
+        "the workload syncs at least once per batch ({total_syncs})"
+    );
+    let seeds: u64 = std::env::var("KAPPA_CRASH_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     println!("sweeping {total_syncs} sync points x {seeds} seeds");
     for point in 1..=total_syncs {
         let fs = SimFs::new();
         fs.crash_at_sync(point);
         let mut acked = Acked::new();
         // Power may go during open itself: then nothing was acknowledged.
-        if let Ok(log) = EmbeddedLog::open_with(std::sync::Arc::new(fs.clone()), Path::new(DIR), small_segments()) {
+        if let Ok(log) = EmbeddedLog::open_with(
+            std::sync::Arc::new(fs.clone()),
+            Path::new(DIR),
+            small_segments(),
+        ) {
             let _ = workload(&log, &mut acked);
         }
         for seed in 0..seeds {
             let image = fs.crash_image(point * 1000 + seed);
             let context = format!("crash at sync {point}, seed {}", point * 1000 + seed);
-            let log = EmbeddedLog::open_with(std::sync::Arc::new(image.clone()), Path::new(DIR), small_segments())
-                .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
+            let log = EmbeddedLog::open_with(
+                std::sync::Arc::new(image.clone()),
+                Path::new(DIR),
+                small_segments(),
+            )
+            .unwrap_or_else(|e| panic!("{context}: reopen failed: {e}"));
             verify_recovered(&log, &acked, &context);
             // The log accepts appends after recovery.
             if log.describe_blocking("a").is_ok() {
@@ -117,7 +144,10 @@ fn power_loss_at_every_sync_point_loses_nothing_acknowledged() {
 }
 
 fn segment_files(fs: &SimFs) -> Vec<PathBuf> {
-    fs.files().into_iter().filter(|p| p.extension().is_some_and(|e| e == "kseg")).collect()
+    fs.files()
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "kseg"))
+        .collect()
 }
 
 #[test]
@@ -141,8 +171,15 @@ fn a_torn_tail_is_cut_at_every_byte_of_the_last_batch() {
         image.with_file_bytes(&seg, |b| b.truncate(cut));
         let log = open_sim(&image, options());
         let total: usize = (0..2).map(|p| read_all(&log, "t", p).len()).sum();
-        assert_eq!(total, 5, "cut at byte {cut}: the torn batch is gone, the rest intact");
-        assert_eq!(image.with_file_bytes(&seg, |b| b.len()), before_last, "cut back to the last whole frame");
+        assert_eq!(
+            total, 5,
+            "cut at byte {cut}: the torn batch is gone, the rest intact"
+        );
+        assert_eq!(
+            image.with_file_bytes(&seg, |b| b.len()),
+            before_last,
+            "cut back to the last whole frame"
+        );
         append(&log, vec![rec("t", "k7", "v7")]);
         drop(log);
         let log = open_sim(&image, options());
@@ -155,7 +192,10 @@ fn fill_sealed_segments(fs: &SimFs) -> Vec<PathBuf> {
     let log = open_sim(fs, small_segments());
     topic(&log, "t", 1);
     for i in 0..60 {
-        append(&log, vec![rec("t", "k", &format!("value-{i:04}-{}", "y".repeat(40)))]);
+        append(
+            &log,
+            vec![rec("t", "k", &format!("value-{i:04}-{}", "y".repeat(40)))],
+        );
     }
     let mut segs = segment_files(fs);
     segs.sort();
@@ -171,11 +211,16 @@ fn a_bit_flip_in_a_sealed_segment_is_reported_with_file_and_offset() {
     let flip_at = 32 + 48 + 10; // inside the first record of the first chunk
     fs.with_file_bytes(victim, |b| b[flip_at] ^= 0x40);
     let log = open_sim(&fs, small_segments());
-    let err = log.read_blocking("t", 0, ReadFrom::Start, ReadLimits::default()).unwrap_err();
+    let err = log
+        .read_blocking("t", 0, ReadFrom::Start, ReadLimits::default())
+        .unwrap_err();
     match &err {
         LogError::Corruption { file, offset, .. } => {
             assert_eq!(file, victim);
-            assert_eq!(*offset, 32, "the damaged chunk starts after the frame header");
+            assert_eq!(
+                *offset, 32,
+                "the damaged chunk starts after the frame header"
+            );
         }
         other => panic!("expected corruption, got {other}"),
     }
@@ -184,7 +229,10 @@ fn a_bit_flip_in_a_sealed_segment_is_reported_with_file_and_offset() {
     let report = check(&fs, Path::new(DIR)).unwrap();
     assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
     assert_eq!(report.problems[0].file, *victim);
-    assert_eq!(report.problems[0].offset, 0, "the frame holding the chunk fails its check");
+    assert_eq!(
+        report.problems[0].offset, 0,
+        "the frame holding the chunk fails its check"
+    );
 }
 
 #[test]
@@ -199,8 +247,12 @@ fn damage_in_the_middle_of_the_active_segment_is_an_error_not_a_cut() {
     }
     let seg = segment_files(&fs).pop().unwrap();
     fs.with_file_bytes(&seg, |b| b[40] ^= 1);
-    let err = EmbeddedLog::open_with(std::sync::Arc::new(fs.clone()), Path::new(DIR), options()).unwrap_err();
-    assert!(matches!(&err, LogError::Corruption { file, offset: 0, .. } if *file == seg), "{err}");
+    let err = EmbeddedLog::open_with(std::sync::Arc::new(fs.clone()), Path::new(DIR), options())
+        .unwrap_err();
+    assert!(
+        matches!(&err, LogError::Corruption { file, offset: 0, .. } if *file == seg),
+        "{err}"
+    );
 }
 
 #[test]
@@ -230,12 +282,26 @@ fn fsync_failure_stops_the_writer_without_retry_and_reads_continue() {
     append(&log, vec![rec("t", "k", "kept")]);
     let syncs = fs.stats().syncs;
     fs.fail_sync_at(syncs + 1);
-    let err = log.append_blocking(&AppendBatch::new(vec![rec("t", "k", "maybe")])).unwrap_err();
-    assert!(!err.is_determinate(), "a failed fsync leaves the append indeterminate: {err}");
-    let err = log.append_blocking(&AppendBatch::new(vec![rec("t", "k", "refused")])).unwrap_err();
+    let err = log
+        .append_blocking(&AppendBatch::new(vec![rec("t", "k", "maybe")]))
+        .unwrap_err();
+    assert!(
+        !err.is_determinate(),
+        "a failed fsync leaves the append indeterminate: {err}"
+    );
+    let err = log
+        .append_blocking(&AppendBatch::new(vec![rec("t", "k", "refused")]))
+        .unwrap_err();
     assert!(matches!(err, LogError::WriterFailed { .. }), "{err}");
-    assert_eq!(fs.stats().syncs, syncs + 1, "the failed fsync was not retried");
-    assert_eq!(read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(
+        fs.stats().syncs,
+        syncs + 1,
+        "the failed fsync was not retried"
+    );
+    assert_eq!(
+        read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(),
+        ["kept"]
+    );
     drop(log);
     let log = open_sim(&fs, options());
     let values: Vec<String> = read_all(&log, "t", 0).iter().map(value).collect();
@@ -251,16 +317,24 @@ fn disk_full_fails_the_append_and_appends_resume_once_space_is_freed() {
     topic(&log, "t", 1);
     append(&log, vec![rec("t", "k", "first")]);
     fs.set_write_budget(Some(20));
-    let err = log.append_blocking(&AppendBatch::new(vec![rec("t", "k", &"z".repeat(500))])).unwrap_err();
+    let err = log
+        .append_blocking(&AppendBatch::new(vec![rec("t", "k", &"z".repeat(500))]))
+        .unwrap_err();
     assert!(matches!(err, LogError::StorageFull { .. }), "{err}");
     assert!(err.is_determinate());
     assert!(err.to_string().contains("free space"), "{err}");
     fs.set_write_budget(None);
     append(&log, vec![rec("t", "k", "second")]);
-    assert_eq!(read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(
+        read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
     drop(log);
     let log = open_sim(&fs, options());
-    assert_eq!(read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(), ["first", "second"]);
+    assert_eq!(
+        read_all(&log, "t", 0).iter().map(value).collect::<Vec<_>>(),
+        ["first", "second"]
+    );
 }
 
 #[test]
@@ -268,7 +342,10 @@ fn check_reports_a_clean_log() {
     let fs = SimFs::new();
     fill_sealed_segments(&fs);
     let report = check(&fs, Path::new(DIR)).unwrap();
-    assert!(report.problems.is_empty() && report.torn_tail.is_none(), "{report:?}");
+    assert!(
+        report.problems.is_empty() && report.torn_tail.is_none(),
+        "{report:?}"
+    );
     assert_eq!(report.records, 60);
     assert!(report.segments >= 3);
 }

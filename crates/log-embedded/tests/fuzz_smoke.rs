@@ -20,14 +20,22 @@ fn valid_frame(rng: &mut StdRng) -> Vec<u8> {
         }
         frame.extend(b.finish(1, c, 0, 100));
     }
-    let h = FrameHeader { frame_len: frame.len() as u32, first_log_time: 100, last_log_time: 110, chunk_count: chunks };
+    let h = FrameHeader {
+        frame_len: frame.len() as u32,
+        first_log_time: 100,
+        last_log_time: 110,
+        chunk_count: chunks,
+    };
     frame[..32].copy_from_slice(&h.encode());
     frame
 }
 
 #[test]
 fn the_decoder_never_panics_on_mutated_input() {
-    let iterations: u64 = std::env::var("KAPPA_FUZZ_ITERATIONS").ok().and_then(|s| s.parse().ok()).unwrap_or(20_000);
+    let iterations: u64 = std::env::var("KAPPA_FUZZ_ITERATIONS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_000);
     let seed: u64 = rand::rng().random();
     println!("fuzz smoke: {iterations} iterations, seed {seed}");
     let mut rng = StdRng::seed_from_u64(seed);

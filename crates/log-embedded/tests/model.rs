@@ -5,7 +5,9 @@
 mod common;
 
 use common::*;
-use kappa_log::{AppendBatch, AppendRecord, Cleanup, LogTime, ReadFrom, ReadLimits, Retention, TopicConfig};
+use kappa_log::{
+    AppendBatch, AppendRecord, Cleanup, LogTime, ReadFrom, ReadLimits, Retention, TopicConfig,
+};
 use kappa_log_embedded::fs::SimFs;
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
 use rand::rngs::StdRng;
@@ -22,8 +24,20 @@ struct Model {
 
 const TOPICS: [(&str, u32, Retention, Cleanup); 3] = [
     ("plain", 3, Retention::Forever, Cleanup::Delete),
-    ("sized", 2, Retention::BytesPerPartition(3000), Cleanup::Delete),
-    ("compacted", 2, Retention::Forever, Cleanup::Compact { tombstone_retention_ms: 86_400_000 }),
+    (
+        "sized",
+        2,
+        Retention::BytesPerPartition(3000),
+        Cleanup::Delete,
+    ),
+    (
+        "compacted",
+        2,
+        Retention::Forever,
+        Cleanup::Compact {
+            tombstone_retention_ms: 86_400_000,
+        },
+    ),
 ];
 
 fn options(rng: &mut StdRng) -> LogOptions {
@@ -36,22 +50,42 @@ fn options(rng: &mut StdRng) -> LogOptions {
 fn check(log: &EmbeddedLog, model: &Model, seed: u64, step: usize) {
     for (name, partitions, retention, cleanup) in TOPICS {
         for p in 0..partitions {
-            let expected = model.partitions.get(&(name.to_string(), p)).cloned().unwrap_or_default();
+            let expected = model
+                .partitions
+                .get(&(name.to_string(), p))
+                .cloned()
+                .unwrap_or_default();
             let got = read_all(log, name, p);
             let ctx = format!("seed {seed} step {step} {name}/{p}");
             for r in &got {
                 let key = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
-                let value = r.value.as_ref().map(|v| String::from_utf8(v.to_vec()).unwrap());
-                assert_eq!(expected.get(&r.offset), Some(&(key, value)), "{ctx}: record at {} differs", r.offset);
+                let value = r
+                    .value
+                    .as_ref()
+                    .map(|v| String::from_utf8(v.to_vec()).unwrap());
+                assert_eq!(
+                    expected.get(&r.offset),
+                    Some(&(key, value)),
+                    "{ctx}: record at {} differs",
+                    r.offset
+                );
             }
             let offsets: Vec<u64> = got.iter().map(|r| r.offset).collect();
             match (retention, cleanup) {
                 (Retention::Forever, Cleanup::Delete) => {
-                    assert_eq!(offsets, expected.keys().copied().collect::<Vec<_>>(), "{ctx}: every record");
+                    assert_eq!(
+                        offsets,
+                        expected.keys().copied().collect::<Vec<_>>(),
+                        "{ctx}: every record"
+                    );
                 }
                 (_, Cleanup::Delete) => {
                     // A contiguous suffix ending at the last record.
-                    let tail: Vec<u64> = expected.keys().copied().skip(expected.len() - offsets.len()).collect();
+                    let tail: Vec<u64> = expected
+                        .keys()
+                        .copied()
+                        .skip(expected.len() - offsets.len())
+                        .collect();
                     assert_eq!(offsets, tail, "{ctx}: a suffix");
                 }
                 (_, Cleanup::Compact { .. }) => {
@@ -74,9 +108,20 @@ fn run_case(seed: u64) {
     let opts = options(&mut rng);
     let mut log = open_sim(&fs, opts.clone());
     for (name, partitions, retention, cleanup) in TOPICS {
-        log.create_topic_blocking(name, TopicConfig { partitions, retention, cleanup }).unwrap();
+        log.create_topic_blocking(
+            name,
+            TopicConfig {
+                partitions,
+                retention,
+                cleanup,
+            },
+        )
+        .unwrap();
     }
-    let mut model = Model { partitions: HashMap::new(), next: HashMap::new() };
+    let mut model = Model {
+        partitions: HashMap::new(),
+        next: HashMap::new(),
+    };
     let steps = rng.random_range(20..80);
     for step in 0..steps {
         match rng.random_range(0..10) {
@@ -94,15 +139,24 @@ fn run_case(seed: u64) {
                         r
                     })
                     .collect();
-                let result = log.append_blocking(&AppendBatch::new(records.clone())).unwrap();
+                let result = log
+                    .append_blocking(&AppendBatch::new(records.clone()))
+                    .unwrap();
                 for (r, pos) in records.iter().zip(&result.positions) {
                     let id = (r.topic.clone(), pos.partition);
                     let next = model.next.entry(id.clone()).or_default();
                     assert_eq!(pos.offset, *next, "seed {seed}: dense offsets");
                     *next += 1;
                     let key = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
-                    let value = r.value.as_ref().map(|v| String::from_utf8(v.to_vec()).unwrap());
-                    model.partitions.entry(id).or_default().insert(pos.offset, (key, value));
+                    let value = r
+                        .value
+                        .as_ref()
+                        .map(|v| String::from_utf8(v.to_vec()).unwrap());
+                    model
+                        .partitions
+                        .entry(id)
+                        .or_default()
+                        .insert(pos.offset, (key, value));
                 }
             }
             6 => {
@@ -114,10 +168,17 @@ fn run_case(seed: u64) {
             }
             8 => {
                 // A merged read sees every readable record once, in log-time order.
-                let mut reader = log.merged_reader_blocking(&["plain", "sized", "compacted"], LogTime::ZERO).unwrap();
+                let mut reader = log
+                    .merged_reader_blocking(&["plain", "sized", "compacted"], LogTime::ZERO)
+                    .unwrap();
                 let mut last = LogTime::ZERO;
                 loop {
-                    let batch = reader.next_batch_blocking(ReadLimits { max_records: rng.random_range(1..50), max_bytes: 1 << 20 }).unwrap();
+                    let batch = reader
+                        .next_batch_blocking(ReadLimits {
+                            max_records: rng.random_range(1..50),
+                            max_bytes: 1 << 20,
+                        })
+                        .unwrap();
                     if batch.is_empty() {
                         break;
                     }
@@ -134,7 +195,9 @@ fn run_case(seed: u64) {
                 let offset = rng.random_range(0..=next);
                 match log.read_blocking(name, p, ReadFrom::Offset(offset), ReadLimits::default()) {
                     Ok(records) => assert!(records.iter().all(|r| r.offset >= offset)),
-                    Err(kappa_log::LogError::OffsetOutOfRange { start_offset, .. }) => assert!(offset < start_offset),
+                    Err(kappa_log::LogError::OffsetOutOfRange { start_offset, .. }) => {
+                        assert!(offset < start_offset)
+                    }
                     Err(e) => panic!("seed {seed}: read failed: {e}"),
                 }
             }
@@ -145,12 +208,17 @@ fn run_case(seed: u64) {
 
 #[test]
 fn random_operations_match_the_model() {
-    let cases: u64 = std::env::var("KAPPA_MODEL_CASES").ok().and_then(|s| s.parse().ok()).unwrap_or(24);
+    let cases: u64 = std::env::var("KAPPA_MODEL_CASES")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(24);
     let first: u64 = std::env::var("KAPPA_MODEL_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| rand::rng().random());
-    println!("model test: {cases} case(s) from seed {first} (replay with KAPPA_MODEL_SEED={first})");
+    println!(
+        "model test: {cases} case(s) from seed {first} (replay with KAPPA_MODEL_SEED={first})"
+    );
     for i in 0..cases {
         run_case(first.wrapping_add(i));
     }

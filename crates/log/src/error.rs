@@ -84,9 +84,7 @@ pub enum LogError {
     )]
     WriterFailed { reason: String },
 
-    #[error(
-        "the append may or may not have been written: {reason}; read back before retrying"
-    )]
+    #[error("the append may or may not have been written: {reason}; read back before retrying")]
     Indeterminate { reason: String },
 
     #[error(

@@ -31,7 +31,12 @@ pub fn run(data_dir: &Path, cmd: LogCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             for p in &report.problems {
-                println!("CORRUPT {} at byte {}: {}", p.file.display(), p.offset, p.detail);
+                println!(
+                    "CORRUPT {} at byte {}: {}",
+                    p.file.display(),
+                    p.offset,
+                    p.detail
+                );
             }
             if report.problems.is_empty() {
                 println!("ok: every checksum verified");

@@ -46,7 +46,15 @@ pub async fn run(data_dir: &Path, args: ConsumeArgs) -> anyhow::Result<ExitCode>
                 }
                 min_offsets.insert(p.partition, offset);
                 let first = log
-                    .read(&args.topic, p.partition, ReadFrom::Offset(offset.min(p.end_offset)), ReadLimits { max_records: 1, max_bytes: 1 })
+                    .read(
+                        &args.topic,
+                        p.partition,
+                        ReadFrom::Offset(offset.min(p.end_offset)),
+                        ReadLimits {
+                            max_records: 1,
+                            max_bytes: 1,
+                        },
+                    )
                     .await?;
                 if let Some(r) = first.first() {
                     earliest = Some(earliest.map_or(r.log_time.0, |e| e.min(r.log_time.0)));
@@ -71,7 +79,8 @@ pub async fn run(data_dir: &Path, args: ConsumeArgs) -> anyhow::Result<ExitCode>
                 return broken_pipe_ok(e);
             }
             if args.follow {
-                log.wait_for_commit(reader.position(), Duration::from_secs(1)).await?;
+                log.wait_for_commit(reader.position(), Duration::from_secs(1))
+                    .await?;
             }
             continue;
         }
@@ -80,7 +89,7 @@ pub async fn run(data_dir: &Path, args: ConsumeArgs) -> anyhow::Result<ExitCode>
                 continue;
             }
             if let Err(e) = writeln!(out, "{}", to_json(&r)) {
-                return broken_pipe_ok(e.into());
+                return broken_pipe_ok(e);
             }
             printed += 1;
             if args.limit.is_some_and(|l| printed >= l) {
@@ -118,18 +127,25 @@ pub fn to_json(r: &Record) -> String {
     obj.insert("log_time".into(), r.log_time.to_rfc3339().into());
     obj.insert(
         "key".into(),
-        r.key.as_ref().map_or(serde_json::Value::Null, |k| String::from_utf8_lossy(k).into_owned().into()),
+        r.key.as_ref().map_or(serde_json::Value::Null, |k| {
+            String::from_utf8_lossy(k).into_owned().into()
+        }),
     );
     obj.insert("value".into(), value);
     if let Some(t) = r.event_time {
-        obj.insert("event_time".into(), kappa_log::LogTime(t.max(0) as u64).to_rfc3339().into());
+        obj.insert(
+            "event_time".into(),
+            kappa_log::LogTime(t.max(0) as u64).to_rfc3339().into(),
+        );
     }
     if !r.headers.is_empty() {
         let headers: serde_json::Map<String, serde_json::Value> = r
             .headers
             .iter()
             .map(|h| {
-                let v = h.value.as_ref().map_or(serde_json::Value::Null, |v| String::from_utf8_lossy(v).into_owned().into());
+                let v = h.value.as_ref().map_or(serde_json::Value::Null, |v| {
+                    String::from_utf8_lossy(v).into_owned().into()
+                });
                 (h.name.clone(), v)
             })
             .collect();

@@ -42,8 +42,10 @@ pub async fn run(data_dir: &Path, args: ProduceArgs) -> anyhow::Result<ExitCode>
     };
     let progress = ProgressBar::new_spinner();
     progress.set_style(
-        ProgressStyle::with_template("{spinner} {human_pos} records appended ({per_sec}, {elapsed})")
-            .expect("progress template"),
+        ProgressStyle::with_template(
+            "{spinner} {human_pos} records appended ({per_sec}, {elapsed})",
+        )
+        .expect("progress template"),
     );
     progress.enable_steady_tick(Duration::from_millis(200));
     let started = Instant::now();
@@ -59,7 +61,10 @@ pub async fn run(data_dir: &Path, args: ProduceArgs) -> anyhow::Result<ExitCode>
             Ok(line) => line,
             Err(e) => {
                 flush(&log, &mut batch, &mut out, &progress).await?;
-                bail!("cannot read line {line_no} ({e}); the {} records before it were appended", out.appended);
+                bail!(
+                    "cannot read line {line_no} ({e}); the {} records before it were appended",
+                    out.appended
+                );
             }
         };
         let text = line.trim();
@@ -117,13 +122,22 @@ async fn flush(
     let result = log
         .append(AppendBatch::new(std::mem::take(batch)))
         .await
-        .with_context(|| format!("append failed after {} records had been appended", acks.appended))?;
+        .with_context(|| {
+            format!(
+                "append failed after {} records had been appended",
+                acks.appended
+            )
+        })?;
     acks.appended += n;
     acks.token = Some(result.token);
     progress.set_position(acks.appended);
     if acks.print {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "{{\"acked\":{},\"token\":\"{}\"}}", acks.appended, result.token)?;
+        writeln!(
+            stdout,
+            "{{\"acked\":{},\"token\":\"{}\"}}",
+            acks.appended, result.token
+        )?;
         stdout.flush()?;
     }
     Ok(())

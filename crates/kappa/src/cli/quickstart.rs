@@ -8,8 +8,12 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<ExitCode> {
     let log = super::open(data_dir)?;
     let topic = "quickstart-transactions";
     if log.describe_topic(topic).await.is_err() {
-        log.create_topic(topic, TopicConfig::with_partitions(4)).await?;
-        println!("created topic {topic} (4 partitions) in {}", data_dir.display());
+        log.create_topic(topic, TopicConfig::with_partitions(4))
+            .await?;
+        println!(
+            "created topic {topic} (4 partitions) in {}",
+            data_dir.display()
+        );
     }
     let records: Vec<AppendRecord> = (0..1000)
         .map(|i| {
@@ -24,9 +28,17 @@ pub async fn run(data_dir: &Path) -> anyhow::Result<ExitCode> {
         })
         .collect();
     let result = log.append(AppendBatch::new(records)).await?;
-    println!("appended 1000 records atomically and durably; token {}", result.token);
+    println!(
+        "appended 1000 records atomically and durably; token {}",
+        result.token
+    );
     let mut reader = log.merged_reader(&[topic], LogTime::ZERO).await?;
-    let first = reader.next_batch(ReadLimits { max_records: 3, max_bytes: 1 << 20 }).await?;
+    let first = reader
+        .next_batch(ReadLimits {
+            max_records: 3,
+            max_bytes: 1 << 20,
+        })
+        .await?;
     println!("the first records, in log-time order:");
     for r in &first {
         println!("  {}", super::consume::to_json(r));

@@ -62,7 +62,12 @@ pub async fn run(data_dir: &Path, cmd: TopicCommand) -> anyhow::Result<ExitCode>
                 println!("no topics; create one with `kappa topic create NAME`");
             }
             for t in topics {
-                println!("{}\t{} partition(s)\t{}", t.name, t.config.partitions, describe_policy(&t.config));
+                println!(
+                    "{}\t{} partition(s)\t{}",
+                    t.name,
+                    t.config.partitions,
+                    describe_policy(&t.config)
+                );
             }
         }
         TopicCommand::Describe { name } => {
@@ -99,7 +104,9 @@ fn describe_policy(config: &TopicConfig) -> String {
     };
     match config.cleanup {
         Cleanup::Delete => retention,
-        Cleanup::Compact { tombstone_retention_ms } => {
+        Cleanup::Compact {
+            tombstone_retention_ms,
+        } => {
             format!("{retention}, compacted (tombstones kept {tombstone_retention_ms} ms)")
         }
     }

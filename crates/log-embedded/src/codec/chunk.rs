@@ -46,7 +46,10 @@ impl ChunkHeader {
     /// Parses a header without checking the checksum.
     pub fn parse(b: &[u8]) -> Result<ChunkHeader, DecodeError> {
         if b.len() < CHUNK_HEADER_LEN {
-            return Err(DecodeError(format!("chunk header cut short at {} bytes", b.len())));
+            return Err(DecodeError(format!(
+                "chunk header cut short at {} bytes",
+                b.len()
+            )));
         }
         let header = ChunkHeader {
             chunk_len: le_u32(b, 0),
@@ -59,7 +62,10 @@ impl ChunkHeader {
             last_log_time_delta: le_u32(b, 40),
         };
         if (header.chunk_len as usize) < CHUNK_HEADER_LEN {
-            return Err(DecodeError(format!("chunk length {} is too small", header.chunk_len)));
+            return Err(DecodeError(format!(
+                "chunk length {} is too small",
+                header.chunk_len
+            )));
         }
         if le_u16(b, 44) != 0 || le_u16(b, 46) != 0 {
             return Err(DecodeError("unknown chunk attributes".into()));
@@ -210,10 +216,10 @@ pub fn decode_records(chunk: &Bytes) -> Result<(ChunkHeader, Vec<StoredRecord>),
     let mut previous: Option<(u32, u64)> = None;
     while at < chunk.len() {
         let r = record::decode(chunk, &mut at)?;
-        if let Some((po, pl)) = previous {
-            if r.offset_delta <= po || r.log_time_delta <= pl {
-                return Err(DecodeError("records out of order within a chunk".into()));
-            }
+        if let Some((po, pl)) = previous
+            && (r.offset_delta <= po || r.log_time_delta <= pl)
+        {
+            return Err(DecodeError("records out of order within a chunk".into()));
         }
         previous = Some((r.offset_delta, r.log_time_delta));
         records.push(r);
@@ -229,7 +235,11 @@ pub fn decode_records(chunk: &Bytes) -> Result<(ChunkHeader, Vec<StoredRecord>),
         Some(last)
             if last.offset_delta == header.last_offset_delta
                 && last.log_time_delta == header.last_log_time_delta as u64 => {}
-        _ => return Err(DecodeError("chunk header does not match its last record".into())),
+        _ => {
+            return Err(DecodeError(
+                "chunk header does not match its last record".into(),
+            ));
+        }
     }
     Ok((header, records))
 }
@@ -247,14 +257,20 @@ mod tests {
         stamp(&mut chunk, 100, 5_000);
         let bytes = Bytes::from(chunk.clone());
         let (h, records) = decode_records(&bytes).unwrap();
-        assert_eq!((h.topic_id, h.partition, h.base_offset, h.base_log_time), (3, 1, 100, 5_000));
+        assert_eq!(
+            (h.topic_id, h.partition, h.base_offset, h.base_log_time),
+            (3, 1, 100, 5_000)
+        );
         assert_eq!(h.last_offset(), 101);
         assert_eq!(h.last_log_time(), 5_002);
         assert_eq!(records.len(), 2);
         for i in 0..chunk.len() {
             let mut flipped = chunk.clone();
             flipped[i] ^= 0x10;
-            assert!(decode_records(&Bytes::from(flipped)).is_err(), "flip at {i} undetected");
+            assert!(
+                decode_records(&Bytes::from(flipped)).is_err(),
+                "flip at {i} undetected"
+            );
         }
     }
 }

@@ -44,7 +44,10 @@ impl FrameHeader {
     /// Parses and checks a header: magic, checksum, sane lengths.
     pub fn parse(b: &[u8]) -> Result<FrameHeader, DecodeError> {
         if b.len() < FRAME_HEADER_LEN {
-            return Err(DecodeError(format!("frame header cut short at {} bytes", b.len())));
+            return Err(DecodeError(format!(
+                "frame header cut short at {} bytes",
+                b.len()
+            )));
         }
         if le_u32(b, 0) != FRAME_MAGIC {
             return Err(DecodeError("no frame magic".into()));
@@ -63,7 +66,10 @@ impl FrameHeader {
             chunk_count: le_u32(b, 24),
         };
         if (header.frame_len as usize) < FRAME_HEADER_LEN || header.frame_len > FRAME_LEN_MAX {
-            return Err(DecodeError(format!("frame length {} out of range", header.frame_len)));
+            return Err(DecodeError(format!(
+                "frame length {} out of range",
+                header.frame_len
+            )));
         }
         if header.last_log_time < header.first_log_time {
             return Err(DecodeError("frame log times run backwards".into()));

@@ -40,7 +40,12 @@ pub fn fuzz_decode(data: &[u8]) {
         for r in &records {
             builder.push_stored(r);
         }
-        let again = builder.finish(header.topic_id, header.partition, header.base_offset, header.base_log_time);
+        let again = builder.finish(
+            header.topic_id,
+            header.partition,
+            header.base_offset,
+            header.base_log_time,
+        );
         assert_eq!(again, data, "a decoded chunk re-encodes to the same bytes");
     }
 }

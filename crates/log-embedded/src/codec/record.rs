@@ -44,7 +44,8 @@ pub fn encode(
     headers: &[Header],
     event_time: Option<i64>,
 ) {
-    let mut body = Vec::with_capacity(16 + key.map_or(0, |k| k.len()) + value.map_or(0, |v| v.len()));
+    let mut body =
+        Vec::with_capacity(16 + key.map_or(0, |k| k.len()) + value.map_or(0, |v| v.len()));
     let mut attributes = 0;
     if key.is_some() {
         attributes |= HAS_KEY;
@@ -95,7 +96,9 @@ pub fn decode(buf: &Bytes, at: &mut usize) -> Result<StoredRecord, DecodeError> 
         .get(*at)
         .ok_or_else(|| DecodeError("empty record".into()))?;
     if attributes & !(HAS_KEY | HAS_VALUE | HAS_EVENT_TIME) != 0 {
-        return Err(DecodeError(format!("unknown record attributes {attributes:#x}")));
+        return Err(DecodeError(format!(
+            "unknown record attributes {attributes:#x}"
+        )));
     }
     *at += 1;
     let offset_delta = get_u64(body, at)?;
@@ -113,8 +116,16 @@ pub fn decode(buf: &Bytes, at: &mut usize) -> Result<StoredRecord, DecodeError> 
         *at += len;
         Ok(s)
     };
-    let key = if attributes & HAS_KEY != 0 { Some(slice(at)?) } else { None };
-    let value = if attributes & HAS_VALUE != 0 { Some(slice(at)?) } else { None };
+    let key = if attributes & HAS_KEY != 0 {
+        Some(slice(at)?)
+    } else {
+        None
+    };
+    let value = if attributes & HAS_VALUE != 0 {
+        Some(slice(at)?)
+    } else {
+        None
+    };
     let header_count = get_len(body, at)?;
     let mut headers = Vec::with_capacity(header_count.min(64));
     for _ in 0..header_count {
@@ -158,8 +169,14 @@ mod tests {
     #[test]
     fn records_round_trip() {
         let headers = vec![
-            Header { name: "h".into(), value: Some(Bytes::from_static(b"v")) },
-            Header { name: "n".into(), value: None },
+            Header {
+                name: "h".into(),
+                value: Some(Bytes::from_static(b"v")),
+            },
+            Header {
+                name: "n".into(),
+                value: None,
+            },
         ];
         let mut buf = Vec::new();
         encode(&mut buf, 3, 9, Some(b"k"), Some(b"{}"), &headers, Some(-5));

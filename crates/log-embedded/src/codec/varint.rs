@@ -75,7 +75,13 @@ mod tests {
     fn malformed_varints_are_errors() {
         assert!(get_u64(&[0x80], &mut 0).is_err());
         assert!(get_u64(&[0xff; 11], &mut 0).is_err());
-        assert!(get_u64(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02], &mut 0).is_err());
+        assert!(
+            get_u64(
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02],
+                &mut 0
+            )
+            .is_err()
+        );
         assert!(get_len(&[5, 1, 2], &mut 0).is_err());
     }
 }

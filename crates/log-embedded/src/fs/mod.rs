@@ -20,6 +20,7 @@ use std::sync::Arc;
 
 /// An open file. Positional I/O only: the log tracks its own write position,
 /// so a failed write can be cut back with [`FileHandle::set_len`].
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
 pub trait FileHandle: Send + Sync + Debug {
     /// Fills `buf` from `offset`; a short file is `UnexpectedEof`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
@@ -61,7 +62,9 @@ pub fn read_file(fs: &dyn FileSystem, path: &Path) -> io::Result<Vec<u8>> {
 /// it, rename it over `path`, fsync the directory. After a crash either the
 /// old or the new contents are there, whole.
 pub fn write_file_atomic(fs: &dyn FileSystem, path: &Path, contents: &[u8]) -> io::Result<()> {
-    let dir = path.parent().expect("an atomic write targets a file in a directory");
+    let dir = path
+        .parent()
+        .expect("an atomic write targets a file in a directory");
     let tmp = path.with_extension("tmp");
     if fs.exists(&tmp) {
         fs.remove_file(&tmp)?;

@@ -188,7 +188,9 @@ impl FileHandle for SimFile {
         let _state = self.fs.live()?;
         let inode = self.inode.lock().expect("inode lock");
         let start = offset as usize;
-        let end = start.checked_add(buf.len()).ok_or(io::ErrorKind::InvalidInput)?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or(io::ErrorKind::InvalidInput)?;
         if end > inode.data.len() {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
@@ -376,7 +378,10 @@ mod tests {
             let image = fs.crash_image(seed);
             let bytes = super::super::read_file(&image, &dir.join("a")).unwrap();
             assert!(bytes.starts_with(b"hello"), "durable prefix kept");
-            assert!(b"hello world".starts_with(&bytes), "only a prefix of the tail");
+            assert!(
+                b"hello world".starts_with(&bytes),
+                "only a prefix of the tail"
+            );
         }
     }
 

@@ -63,7 +63,9 @@ impl SegmentIndex {
         }
         let count = le_u64(body, 16) as usize;
         if body.len() != HEADER_LEN + count.saturating_mul(ENTRY_LEN) {
-            return Err(DecodeError("index length does not match its entry count".into()));
+            return Err(DecodeError(
+                "index length does not match its entry count".into(),
+            ));
         }
         let entries = (0..count)
             .map(|i| {
@@ -103,7 +105,10 @@ mod tests {
             segment_len: 4096,
             last_log_time: 99,
             entries: vec![(
-                PartitionId { topic_id: 1, partition: 2 },
+                PartitionId {
+                    topic_id: 1,
+                    partition: 2,
+                },
                 ChunkLoc {
                     pos: 32,
                     len: 100,

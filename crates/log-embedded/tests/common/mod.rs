@@ -31,7 +31,8 @@ pub fn rec(topic: &str, key: &str, value: &str) -> AppendRecord {
 }
 
 pub fn append(log: &EmbeddedLog, records: Vec<AppendRecord>) -> kappa_log::AppendResult {
-    log.append_blocking(&AppendBatch::new(records)).expect("append")
+    log.append_blocking(&AppendBatch::new(records))
+        .expect("append")
 }
 
 /// Every record of a partition from the start.
@@ -40,7 +41,15 @@ pub fn read_all(log: &EmbeddedLog, topic: &str, partition: u32) -> Vec<Record> {
     let mut from = ReadFrom::Start;
     loop {
         let batch = log
-            .read_blocking(topic, partition, from, ReadLimits { max_records: 7, max_bytes: 1 << 20 })
+            .read_blocking(
+                topic,
+                partition,
+                from,
+                ReadLimits {
+                    max_records: 7,
+                    max_bytes: 1 << 20,
+                },
+            )
             .expect("read");
         let Some(last) = batch.last() else { return out };
         from = ReadFrom::Offset(last.offset + 1);
