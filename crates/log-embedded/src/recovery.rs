@@ -195,18 +195,9 @@ pub fn recover(fs: &dyn FileSystem, dir: &Path, catalog: &Catalog) -> Result<Rec
                 .map_err(|e| LogError::io("create", &path, e))?;
             fs.sync_dir(&log_dir)
                 .map_err(|e| LogError::io("fsync", &log_dir, e))?;
-            state.segments.insert(
-                id,
-                Segment {
-                    id,
-                    path: path.clone(),
-                    file: file.clone(),
-                    len: 0,
-                    sealed: false,
-                    last_log_time: 0,
-                    chunks: HashMap::new(),
-                },
-            );
+            state
+                .segments
+                .insert(id, Segment::empty(id, path.clone(), file.clone()));
             Active {
                 id,
                 file,

@@ -523,15 +523,7 @@ impl Writer {
             };
             state.segments.insert(
                 next_log_time,
-                Segment {
-                    id: next_log_time,
-                    path: path.clone(),
-                    file: file.clone(),
-                    len: 0,
-                    sealed: false,
-                    last_log_time: 0,
-                    chunks: HashMap::new(),
-                },
+                Segment::empty(next_log_time, path.clone(), file.clone()),
             );
             index
         };

@@ -67,6 +67,19 @@ pub struct Segment {
 }
 
 impl Segment {
+    /// A new, empty active segment.
+    pub fn empty(id: u64, path: PathBuf, file: Arc<dyn FileHandle>) -> Segment {
+        Segment {
+            id,
+            path,
+            file,
+            len: 0,
+            sealed: false,
+            last_log_time: 0,
+            chunks: HashMap::new(),
+        }
+    }
+
     pub fn add_chunk(&mut self, pid: PartitionId, loc: ChunkLoc) {
         self.chunks.entry(pid).or_default().push(loc);
         self.last_log_time = self.last_log_time.max(loc.last_log_time);
