@@ -409,11 +409,11 @@ impl Writer {
 
     /// Writes, syncs and publishes the group; replies to every transaction.
     fn commit(&mut self, group: &mut Group) {
-        let group = std::mem::take(group);
+        let mut group = std::mem::take(group);
         if group.replies.is_empty() {
             return;
         }
-        match self.write_frame(&group) {
+        match self.write_frame(&mut group) {
             Ok(frame_pos) => {
                 self.publish(&group, frame_pos);
                 for (reply, result) in group.replies {
@@ -429,8 +429,8 @@ impl Writer {
     }
 
     /// Returns the frame's position in the active segment.
-    fn write_frame(&mut self, group: &Group) -> Result<u64, LogError> {
-        let mut frame = group.frame.clone();
+    fn write_frame(&mut self, group: &mut Group) -> Result<u64, LogError> {
+        let frame = &mut group.frame;
         let header = FrameHeader {
             frame_len: frame.len() as u32,
             first_log_time: group.first_log_time,
@@ -440,7 +440,7 @@ impl Writer {
         frame[..FRAME_HEADER_LEN].copy_from_slice(&header.encode());
         self.roll_if_needed(frame.len() as u64, group.first_log_time)?;
         let pos = self.active.len;
-        if let Err(e) = self.active.file.write_all_at(&frame, pos) {
+        if let Err(e) = self.active.file.write_all_at(frame, pos) {
             // Cut the partial frame so the next one starts clean. If even
             // that fails the file's tail is unknown: stop.
             if let Err(cut) = self.active.file.set_len(pos) {
