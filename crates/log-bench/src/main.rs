@@ -41,6 +41,17 @@ struct Args {
     /// Write the results as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run only these steps (comma-separated: disk, append, latency, replay).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<Step>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Step {
+    Disk,
+    Append,
+    Latency,
+    Replay,
 }
 
 const TOPIC: &str = "transactions";
@@ -61,14 +72,46 @@ fn main() -> anyhow::Result<()> {
         payload_bytes as f64 / records.len() as f64
     );
     let mut results = serde_json::Map::new();
+    let run = |step: Step| args.only.is_empty() || args.only.contains(&step);
 
-    let disk = disk_sync_bandwidth(&root.join("disk-floor"), args.seconds)?;
-    println!(
-        "\ndisk floor: sequential 1 MiB writes + fdatasync: {:.1} MB/s",
-        disk / 1e6
-    );
-    results.insert("disk_sync_bytes_per_sec".into(), json!(disk));
+    // The append step reports its bandwidth as a fraction of this floor.
+    let disk = if run(Step::Disk) || run(Step::Append) {
+        let disk = disk_sync_bandwidth(&root.join("disk-floor"), args.seconds)?;
+        println!(
+            "\ndisk floor: sequential 1 MiB writes + fdatasync: {:.1} MB/s",
+            disk / 1e6
+        );
+        results.insert("disk_sync_bytes_per_sec".into(), json!(disk));
+        disk
+    } else {
+        f64::NAN
+    };
+    if run(Step::Append) {
+        append_step(&root, &records, disk, args.seconds, &mut results)?;
+    }
+    if run(Step::Latency) {
+        latency_step(&root, &records, args.seconds, &mut results)?;
+    }
+    if run(Step::Replay) {
+        replay_step(&root, &records, &mut results)?;
+    }
+    std::fs::remove_dir_all(&root).ok();
+    if let Some(path) = args.json {
+        std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
+        println!("\nresults written to {}", path.display());
+    }
+    Ok(())
+}
 
+type Results = serde_json::Map<String, serde_json::Value>;
+
+fn append_step(
+    root: &Path,
+    records: &Arc<Vec<(Bytes, Bytes)>>,
+    disk: f64,
+    seconds: f64,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     println!("\ndurable append throughput (4 partitions, keyed)");
     println!(
         "{:>7} {:>9} {:>12} {:>10} {:>10} {:>12}",
@@ -78,7 +121,7 @@ fn main() -> anyhow::Result<()> {
     for batch in [1usize, 100, 10_000] {
         for producers in [1usize, 4] {
             let dir = root.join(format!("append-{batch}-{producers}"));
-            let r = append_throughput(&dir, &records, batch, producers, args.seconds)?;
+            let r = append_throughput(&dir, records, batch, producers, seconds)?;
             println!(
                 "{batch:>7} {producers:>9} {:>12.0} {:>10.1} {:>9.1}% {:>12}",
                 r.records_per_sec,
@@ -95,7 +138,15 @@ fn main() -> anyhow::Result<()> {
         }
     }
     results.insert("append_throughput".into(), json!(throughput));
+    Ok(())
+}
 
+fn latency_step(
+    root: &Path,
+    records: &Arc<Vec<(Bytes, Bytes)>>,
+    seconds: f64,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     println!("\nsingle-record durable append latency");
     println!(
         "{:>9} {:>10} {:>10} {:>12} {:>14}",
@@ -105,7 +156,7 @@ fn main() -> anyhow::Result<()> {
     let mut single_rate = 0.0;
     for producers in [1usize, 16] {
         let dir = root.join(format!("latency-{producers}"));
-        let r = append_latency(&dir, &records, producers, args.seconds)?;
+        let r = append_latency(&dir, records, producers, seconds)?;
         if producers == 1 {
             single_rate = r.records_per_sec;
         }
@@ -121,10 +172,17 @@ fn main() -> anyhow::Result<()> {
         std::fs::remove_dir_all(&dir).ok();
     }
     results.insert("append_latency".into(), json!(latency));
+    Ok(())
+}
 
+fn replay_step(
+    root: &Path,
+    records: &Arc<Vec<(Bytes, Bytes)>>,
+    results: &mut Results,
+) -> anyhow::Result<()> {
     println!("\nreplay from the page cache ({} records)", records.len());
     let dir = root.join("replay");
-    let r = replay(&dir, &records)?;
+    let r = replay(&dir, records)?;
     println!(
         "  merged reader (log-time order, 4 partitions): {:.0} records/s",
         r.merged_per_sec
@@ -140,11 +198,6 @@ fn main() -> anyhow::Result<()> {
             "partition_records_per_sec": r.partition_per_sec,
         }),
     );
-    std::fs::remove_dir_all(&root).ok();
-    if let Some(path) = args.json {
-        std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
-        println!("\nresults written to {}", path.display());
-    }
     Ok(())
 }
 

@@ -1,130 +1,215 @@
 //! The merged reader: every partition of several topics in log-time order.
 //!
-//! Each call fixes the committed head `H` first and only returns records at
-//! or before it. Every record with a log time up to `H` was published with
-//! (or before) `H`, so a partition that has nothing up to `H` cannot later
-//! produce a record that should have come earlier.
+//! The journal already holds chunks in commit order, so the reader plans the
+//! chunks of its partitions in file order, fetches neighbours with one read,
+//! and only has to reorder records within a transaction (a transaction's
+//! chunks, one per partition, interleave their log times).
+//!
+//! Each planning step fixes the committed head `H` and a *complete* bound:
+//! for every partition, the smallest log time it may still hold that has not
+//! been decoded yet. Every decoded record up to the smallest of those bounds
+//! (and `H`) can be returned: no partition can later produce one that should
+//! have come earlier. Decoded records beyond it wait in `pending`.
 
 use crate::catalog::TopicMeta;
 use crate::log::Shared;
-use crate::read::{read_partition, record_size};
+use crate::read::{coalesce, decode_chunk, read_span, record_size, span_slice};
+use crate::segment::PartitionId;
+use crate::state::{ChunkRead, Seek};
 use async_trait::async_trait;
-use kappa_log::{LogError, LogTime, MergedReader, ReadFrom, ReadLimits, Record};
-use std::collections::VecDeque;
+use kappa_log::{LogError, LogTime, MergedReader, ReadLimits, Record};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 struct Cursor {
     topic: Arc<TopicMeta>,
-    partition: u32,
-    buffered: VecDeque<Record>,
-    /// Next log time to read from.
+    pid: PartitionId,
+    /// Next log time to plan from: everything below it has been decoded.
     next_log_time: u64,
-    /// Nothing more up to the current call's head.
-    drained: bool,
 }
 
 pub struct EmbeddedMergedReader {
     shared: Arc<Shared>,
     cursors: Vec<Cursor>,
+    /// Decoded records not returned yet, sorted by log time.
+    pending: Vec<Record>,
+    /// Approximate bytes of `pending` (see [`record_size`]).
+    pending_bytes: usize,
+    /// Every record up to this log time is in `pending` or was returned.
+    complete_upto: u64,
     position: u64,
 }
 
-/// Records fetched per partition per refill.
-const REFILL_RECORDS: usize = 4096;
+/// One planned chunk and the cursor it belongs to.
+struct Planned {
+    read: ChunkRead,
+    cursor: usize,
+    /// Records below this log time were returned before.
+    min_log_time: u64,
+}
 
 impl EmbeddedMergedReader {
     pub fn new(shared: Arc<Shared>, topics: Vec<Arc<TopicMeta>>, after: LogTime) -> Self {
         let cursors = topics
             .iter()
             .flat_map(|t| {
-                (0..t.config.partitions).map(move |p| Cursor {
+                (0..t.config.partitions).map(move |partition| Cursor {
                     topic: t.clone(),
-                    partition: p,
-                    buffered: VecDeque::new(),
+                    pid: PartitionId {
+                        topic_id: t.id,
+                        partition,
+                    },
                     next_log_time: after.0 + 1,
-                    drained: false,
                 })
             })
             .collect();
         EmbeddedMergedReader {
             shared,
             cursors,
+            pending: Vec::new(),
+            pending_bytes: 0,
+            complete_upto: after.0,
             position: after.0,
         }
     }
 
-    fn refill(&mut self, i: usize, head: u64) -> Result<(), LogError> {
-        let c = &mut self.cursors[i];
-        if !self
-            .shared
-            .catalog
-            .read()
-            .expect("catalog lock")
-            .by_id
-            .contains_key(&c.topic.id)
-        {
-            return Err(LogError::TopicNotFound {
-                topic: c.topic.name.to_string(),
-            });
-        }
-        let limits = ReadLimits {
-            max_records: REFILL_RECORDS,
-            max_bytes: 4 << 20,
-        };
-        let records = read_partition(
-            &self.shared,
-            &c.topic,
-            c.partition,
-            ReadFrom::LogTime(LogTime(c.next_log_time)),
-            limits,
-            Some(head),
-        )?;
-        if records.is_empty() {
-            c.drained = true;
-        }
-        if let Some(last) = records.last() {
-            c.next_log_time = last.log_time.0 + 1;
-        }
-        c.buffered.extend(records);
-        Ok(())
-    }
-
     /// The synchronous body of [`MergedReader::next_batch`].
     pub fn next_batch_blocking(&mut self, limits: ReadLimits) -> Result<Vec<Record>, LogError> {
-        let head = self.shared.state.read().expect("state lock").head;
-        if head <= self.position {
-            return Ok(Vec::new());
-        }
-        for c in &mut self.cursors {
-            c.drained = false;
-        }
-        let mut out = Vec::new();
-        let mut bytes = 0;
+        self.check_topics()?;
+        let mut head = self.shared.state.read().expect("state lock").head;
         loop {
-            for i in 0..self.cursors.len() {
-                if self.cursors[i].buffered.is_empty() && !self.cursors[i].drained {
-                    self.refill(i, head)?;
-                }
+            let ready = self.ready();
+            if self.complete_upto >= head {
+                break;
             }
-            let next = self
-                .cursors
-                .iter()
-                .enumerate()
-                .filter_map(|(i, c)| c.buffered.front().map(|r| (r.log_time, i)))
-                .min();
-            let Some((_, i)) = next else {
-                // Every partition is drained up to the head.
-                self.position = head;
-                return Ok(out);
-            };
-            let record = self.cursors[i].buffered.pop_front().expect("front exists");
-            self.position = record.log_time.0;
-            bytes += record_size(&record);
-            out.push(record);
-            if out.len() >= limits.max_records || bytes >= limits.max_bytes {
-                return Ok(out);
+            if ready > 0 && (ready >= limits.max_records || self.pending_bytes >= limits.max_bytes)
+            {
+                break;
+            }
+            head = self.plan_and_read(limits)?;
+        }
+        let ready = self.ready();
+        let (mut n, mut bytes) = (0, 0);
+        while n < ready && n < limits.max_records.max(1) && (n == 0 || bytes < limits.max_bytes) {
+            bytes += record_size(&self.pending[n]);
+            n += 1;
+        }
+        let out: Vec<Record> = self.pending.drain(..n).collect();
+        self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
+        self.position = if n == ready {
+            self.complete_upto
+        } else {
+            out.last().map_or(self.position, |r| r.log_time.0)
+        };
+        Ok(out)
+    }
+
+    /// How many pending records are complete (may be returned).
+    fn ready(&self) -> usize {
+        self.pending
+            .partition_point(|r| r.log_time.0 <= self.complete_upto)
+    }
+
+    fn check_topics(&self) -> Result<(), LogError> {
+        let catalog = self.shared.catalog.read().expect("catalog lock");
+        match self
+            .cursors
+            .iter()
+            .find(|c| !catalog.by_id.contains_key(&c.topic.id))
+        {
+            Some(c) => Err(LogError::TopicNotFound {
+                topic: c.topic.name.to_string(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Plans about `limits` worth of chunks in file order, decodes them into
+    /// `pending` and raises the complete bound. Returns the head it saw.
+    /// Takes at least one chunk unless everything up to the head is decoded.
+    fn plan_and_read(&mut self, limits: ReadLimits) -> Result<u64, LogError> {
+        let (head, planned, next, cut) = {
+            let state = self.shared.state.read().expect("state lock");
+            let mut all = Vec::new();
+            let mut truncated = vec![false; self.cursors.len()];
+            for (i, c) in self.cursors.iter().enumerate() {
+                let (chunks, more) = state.locate(
+                    c.pid,
+                    Seek::LogTime(c.next_log_time),
+                    limits.max_records,
+                    limits.max_bytes,
+                );
+                truncated[i] = more;
+                all.extend(chunks.into_iter().map(|read| Planned {
+                    read,
+                    cursor: i,
+                    min_log_time: c.next_log_time,
+                }));
+            }
+            all.sort_by_key(|p| (p.read.segment, p.read.loc.pos));
+            let (mut records, mut bytes, mut take) = (0usize, 0usize, 0usize);
+            while take < all.len()
+                && (take == 0 || (records < limits.max_records && bytes < limits.max_bytes))
+            {
+                records += all[take].read.loc.record_count as usize;
+                bytes += all[take].read.loc.len as usize;
+                take += 1;
+            }
+            // The complete bound: per cursor, the first log time not decoded.
+            let mut bound = vec![u64::MAX; self.cursors.len()];
+            for p in all[take..].iter().rev() {
+                bound[p.cursor] = p.read.loc.base_log_time - 1;
+            }
+            let mut cut = state.head;
+            let mut next = Vec::with_capacity(self.cursors.len());
+            for (i, c) in self.cursors.iter().enumerate() {
+                let n = all[..take]
+                    .iter()
+                    .rev()
+                    .find(|p| p.cursor == i)
+                    .map_or(c.next_log_time, |last| last.read.loc.last_log_time + 1);
+                if truncated[i] && bound[i] == u64::MAX {
+                    bound[i] = n - 1;
+                }
+                cut = cut.min(bound[i]);
+                next.push(n);
+            }
+            all.truncate(take);
+            (state.head, all, next, cut)
+        };
+        let reads: Vec<ChunkRead> = planned.iter().map(|p| p.read.clone()).collect();
+        let mut fresh = Vec::new();
+        let mut fresh_bytes = 0;
+        let mut at = 0;
+        for span in coalesce(&reads) {
+            let buf = read_span(span)?;
+            for read in span {
+                let p = &planned[at];
+                at += 1;
+                let topic = &self.cursors[p.cursor].topic;
+                let _always_continues =
+                    decode_chunk(read, span_slice(&buf, span, read), topic, |r| {
+                        if r.log_time.0 >= p.min_log_time {
+                            fresh_bytes += record_size(&r);
+                            fresh.push(r);
+                        }
+                        ControlFlow::Continue(())
+                    })?;
             }
         }
+        // Only now, with everything decoded: a failed read leaves the reader
+        // where it was.
+        self.pending.append(&mut fresh);
+        self.pending_bytes += fresh_bytes;
+        if !self.pending.is_sorted_by_key(|r| r.log_time) {
+            // Sorted runs (one per chunk): the stable sort merges them.
+            self.pending.sort_by_key(|r| r.log_time);
+        }
+        for (c, n) in self.cursors.iter_mut().zip(next) {
+            c.next_log_time = n;
+        }
+        self.complete_upto = self.complete_upto.max(cut);
+        Ok(head)
     }
 }
 

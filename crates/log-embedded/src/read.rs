@@ -8,6 +8,7 @@ use crate::segment::PartitionId;
 use crate::state::{ChunkRead, Seek};
 use bytes::Bytes;
 use kappa_log::{LogError, LogTime, ReadFrom, ReadLimits, Record};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// Neighbouring chunks closer than this are fetched with one read.
@@ -68,69 +69,88 @@ pub fn read_partition(
             ReadFrom::Start => (Seek::Offset(start), start, 0),
             ReadFrom::LogTime(LogTime(t)) => (Seek::LogTime(t), start, t),
         };
-        let plans = state.locate(pid, seek, limits.max_records, limits.max_bytes);
+        let (plans, _) = state.locate(pid, seek, limits.max_records, limits.max_bytes);
         (plans, min_offset, min_log_time)
     };
     let mut out = Vec::new();
     let mut bytes = 0usize;
+    let upto = upto.unwrap_or(u64::MAX);
     for span in coalesce(&plans) {
         let buf = read_span(span)?;
         for plan in span {
-            let at = (plan.loc.pos - span[0].loc.pos) as usize;
-            let chunk_bytes = buf.slice(at..at + plan.loc.len as usize);
-            let corrupt = |detail: String| LogError::Corruption {
-                file: plan.path.clone(),
-                offset: plan.loc.pos,
-                detail,
-            };
-            let (header, records) =
-                chunk::decode_records(&chunk_bytes).map_err(|e| corrupt(e.0))?;
-            if header.topic_id != pid.topic_id
-                || header.partition != pid.partition
-                || header.base_offset != plan.loc.base_offset
-            {
-                return Err(corrupt(format!(
-                    "chunk belongs to topic id {} partition {} offset {}, but the index says topic id {} partition {} offset {}",
-                    header.topic_id,
-                    header.partition,
-                    header.base_offset,
-                    pid.topic_id,
-                    pid.partition,
-                    plan.loc.base_offset
-                )));
-            }
-            for r in records {
-                let offset = header.base_offset + r.offset_delta as u64;
-                let log_time = header.base_log_time + r.log_time_delta;
-                if offset < min_offset || log_time < min_log_time {
-                    continue;
+            let flow = decode_chunk(plan, span_slice(&buf, span, plan), topic, |record| {
+                if record.offset < min_offset || record.log_time.0 < min_log_time {
+                    return ControlFlow::Continue(());
                 }
-                if upto.is_some_and(|u| log_time > u) {
-                    return Ok(out);
+                if record.log_time.0 > upto {
+                    return ControlFlow::Break(());
                 }
-                let record = Record {
-                    topic: topic.name.clone(),
-                    partition,
-                    offset,
-                    log_time: LogTime(log_time),
-                    key: r.key,
-                    value: r.value,
-                    headers: r.headers,
-                    event_time: r.event_time,
-                };
                 bytes += record_size(&record);
                 out.push(record);
                 if out.len() >= limits.max_records || bytes >= limits.max_bytes {
-                    return Ok(out);
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
                 }
+            })?;
+            if flow.is_break() {
+                return Ok(out);
             }
         }
     }
     Ok(out)
 }
 
+/// Verifies the chunk `plan` points at and hands its records to `f`, which
+/// may stop early.
+pub fn decode_chunk(
+    plan: &ChunkRead,
+    bytes: Bytes,
+    topic: &Arc<TopicMeta>,
+    mut f: impl FnMut(Record) -> ControlFlow<()>,
+) -> Result<ControlFlow<()>, LogError> {
+    let corrupt = |detail: String| LogError::Corruption {
+        file: plan.path.clone(),
+        offset: plan.loc.pos,
+        detail,
+    };
+    let header = chunk::verify(&bytes).map_err(|e| corrupt(e.0))?;
+    if header.topic_id != plan.pid.topic_id
+        || header.partition != plan.pid.partition
+        || header.base_offset != plan.loc.base_offset
+    {
+        return Err(corrupt(format!(
+            "chunk belongs to topic id {} partition {} offset {}, but the index says topic id {} partition {} offset {}",
+            header.topic_id,
+            header.partition,
+            header.base_offset,
+            plan.pid.topic_id,
+            plan.pid.partition,
+            plan.loc.base_offset
+        )));
+    }
+    let mut flow = ControlFlow::Continue(());
+    chunk::decode_verified(&bytes, &header, |r| {
+        if flow.is_break() {
+            return;
+        }
+        flow = f(Record {
+            topic: topic.name.clone(),
+            partition: header.partition,
+            offset: header.base_offset + r.offset_delta as u64,
+            log_time: LogTime(header.base_log_time + r.log_time_delta),
+            key: r.key,
+            value: r.value,
+            headers: r.headers,
+            event_time: r.event_time,
+        });
+    })
+    .map_err(|e| corrupt(e.0))?;
+    Ok(flow)
+}
+
 /// Groups chunk reads that are in the same file and close together.
-fn coalesce(plans: &[ChunkRead]) -> Vec<&[ChunkRead]> {
+pub fn coalesce(plans: &[ChunkRead]) -> Vec<&[ChunkRead]> {
     let mut spans = Vec::new();
     let mut start = 0;
     for i in 1..=plans.len() {
@@ -150,7 +170,13 @@ fn coalesce(plans: &[ChunkRead]) -> Vec<&[ChunkRead]> {
     spans
 }
 
-fn read_span(span: &[ChunkRead]) -> Result<Bytes, LogError> {
+/// The bytes of `plan` within the buffer `read_span` returned for `span`.
+pub fn span_slice(buf: &Bytes, span: &[ChunkRead], plan: &ChunkRead) -> Bytes {
+    let at = (plan.loc.pos - span[0].loc.pos) as usize;
+    buf.slice(at..at + plan.loc.len as usize)
+}
+
+pub fn read_span(span: &[ChunkRead]) -> Result<Bytes, LogError> {
     let first = &span[0];
     let last = &span[span.len() - 1];
     let len = (last.loc.pos + last.loc.len as u64 - first.loc.pos) as usize;

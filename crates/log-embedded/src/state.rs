@@ -39,6 +39,8 @@ pub enum Seek {
 /// One chunk to read, with the file it is in.
 #[derive(Debug, Clone)]
 pub struct ChunkRead {
+    pub pid: PartitionId,
+    pub segment: u64,
     pub file: Arc<dyn FileHandle>,
     pub path: PathBuf,
     pub loc: ChunkLoc,
@@ -86,17 +88,18 @@ impl LogState {
         self.partitions = partitions;
     }
 
-    /// The chunks to read for `pid` from `seek`, until about `max_bytes` or
-    /// `max_records` are covered.
+    /// The committed chunks to read for `pid` from `seek`, in log order,
+    /// until about `max_bytes` or `max_records` are covered. The flag says
+    /// whether committed chunks were left out.
     pub fn locate(
         &self,
         pid: PartitionId,
         seek: Seek,
         max_records: usize,
         max_bytes: usize,
-    ) -> Vec<ChunkRead> {
+    ) -> (Vec<ChunkRead>, bool) {
         let Some(p) = self.partitions.get(&pid) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let past = |loc: &ChunkLoc| match seek {
             Seek::Offset(o) => loc.last_offset < o,
@@ -116,18 +119,20 @@ impl LogState {
                 if loc.pos + loc.len as u64 > segment.len {
                     break; // not committed yet
                 }
+                if !out.is_empty() && (records >= max_records || bytes >= max_bytes) {
+                    return (out, true);
+                }
                 out.push(ChunkRead {
+                    pid,
+                    segment: *id,
                     file: segment.file.clone(),
                     path: segment.path.clone(),
                     loc: *loc,
                 });
                 records += loc.record_count as usize;
                 bytes += loc.len as usize;
-                if records >= max_records || bytes >= max_bytes {
-                    return out;
-                }
             }
         }
-        out
+        (out, false)
     }
 }

@@ -134,6 +134,92 @@ fn a_batch_across_topics_is_atomic_and_readable_in_log_time_order() {
     assert_eq!(reader.position(), appended.last().unwrap().0);
 }
 
+/// Transactions whose records spread over several partitions interleave log
+/// times across chunks; the merged reader must still return each record
+/// once, in log-time order, whatever its limits, while appends go on and
+/// segments roll. The seed is printed; KAPPA_MERGED_SEED replays one.
+#[test]
+fn merged_reader_interleaves_transactions_and_follows_appends() {
+    use rand::{Rng, SeedableRng};
+    let seed = std::env::var("KAPPA_MERGED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("KAPPA_MERGED_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let fs = SimFs::new();
+    let log = open_sim(
+        &fs,
+        LogOptions {
+            segment_bytes_max: 16 << 10,
+            ..options()
+        },
+    );
+    topic(&log, "a", 4);
+    topic(&log, "b", 3);
+    topic(&log, "c", 2);
+    let mut reader = log
+        .merged_reader_blocking(&["a", "b"], LogTime::ZERO)
+        .unwrap();
+    let mut expected = Vec::new();
+    let mut seen = Vec::new();
+    for round in 0..60 {
+        let n = if round % 3 == 0 {
+            rng.random_range(100..400)
+        } else {
+            rng.random_range(1..20)
+        };
+        let records: Vec<AppendRecord> = (0..n)
+            .map(|i| {
+                let t = ["a", "b", "c"][rng.random_range(0..3)];
+                rec(
+                    t,
+                    &format!("k{}", rng.random_range(0..50)),
+                    &format!("{round}-{i}"),
+                )
+            })
+            .collect();
+        let r = append(&log, records);
+        expected.extend(
+            r.positions
+                .iter()
+                .filter(|p| &*p.topic != "c")
+                .map(|p| (p.log_time, p.topic.to_string(), p.partition, p.offset)),
+        );
+        for _ in 0..rng.random_range(0..3) {
+            let limits = ReadLimits {
+                max_records: rng.random_range(1..64),
+                max_bytes: if rng.random_bool(0.2) { 1 } else { 1 << 20 },
+            };
+            let batch = reader.next_batch_blocking(limits).unwrap();
+            assert!(batch.len() <= limits.max_records, "seed {seed}: limits");
+            seen.extend(
+                batch
+                    .into_iter()
+                    .map(|r| (r.log_time, r.topic.to_string(), r.partition, r.offset)),
+            );
+        }
+    }
+    loop {
+        let batch = reader.next_batch_blocking(ReadLimits::default()).unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        seen.extend(
+            batch
+                .into_iter()
+                .map(|r| (r.log_time, r.topic.to_string(), r.partition, r.offset)),
+        );
+    }
+    assert!(expected.is_sorted(), "positions come in log-time order");
+    assert_eq!(seen.len(), expected.len(), "seed {seed}: record count");
+    assert_eq!(
+        seen, expected,
+        "seed {seed}: every record once, in log-time order"
+    );
+    assert_eq!(reader.position(), log.head_log_time(), "seed {seed}");
+}
+
 #[test]
 fn unknown_topic_fails_the_whole_batch() {
     let fs = SimFs::new();

@@ -172,6 +172,7 @@ fn run_case(seed: u64) {
                     .merged_reader_blocking(&["plain", "sized", "compacted"], LogTime::ZERO)
                     .unwrap();
                 let mut last = LogTime::ZERO;
+                let mut merged = Vec::new();
                 loop {
                     let batch = reader
                         .next_batch_blocking(ReadLimits {
@@ -185,8 +186,24 @@ fn run_case(seed: u64) {
                     for r in batch {
                         assert!(r.log_time > last, "seed {seed}: merged order");
                         last = r.log_time;
+                        merged.push((r.topic.to_string(), r.partition, r.offset));
                     }
                 }
+                // ... and exactly the records the partition reads see.
+                let mut by_partition = Vec::new();
+                for (name, partitions, _, _) in TOPICS {
+                    for p in 0..partitions {
+                        for r in read_all(&log, name, p) {
+                            by_partition.push((name.to_string(), p, r.offset));
+                        }
+                    }
+                }
+                merged.sort();
+                by_partition.sort();
+                assert_eq!(
+                    merged, by_partition,
+                    "seed {seed}: merged = partition reads"
+                );
             }
             _ => {
                 let (name, partitions, _, _) = TOPICS[rng.random_range(0..TOPICS.len())];

@@ -210,9 +210,28 @@ pub fn verify(chunk: &[u8]) -> Result<ChunkHeader, DecodeError> {
 
 /// Decodes every record of a verified chunk.
 pub fn decode_records(chunk: &Bytes) -> Result<(ChunkHeader, Vec<StoredRecord>), DecodeError> {
+    let mut records = Vec::new();
+    let header = decode_each(chunk, |r| records.push(r))?;
+    Ok((header, records))
+}
+
+/// Verifies a chunk and hands each record to `f` in order, without
+/// collecting them first (the read path's hot loop). `f` may have seen some
+/// records when an error is returned.
+pub fn decode_each(chunk: &Bytes, f: impl FnMut(StoredRecord)) -> Result<ChunkHeader, DecodeError> {
     let header = verify(chunk)?;
+    decode_verified(chunk, &header, f)?;
+    Ok(header)
+}
+
+/// [`decode_each`] for a chunk that [`verify`] already returned `header` for.
+pub fn decode_verified(
+    chunk: &Bytes,
+    header: &ChunkHeader,
+    mut f: impl FnMut(StoredRecord),
+) -> Result<(), DecodeError> {
     let mut at = CHUNK_HEADER_LEN;
-    let mut records = Vec::with_capacity(header.record_count as usize);
+    let mut count = 0u32;
     let mut previous: Option<(u32, u64)> = None;
     while at < chunk.len() {
         let r = record::decode(chunk, &mut at)?;
@@ -222,26 +241,26 @@ pub fn decode_records(chunk: &Bytes) -> Result<(ChunkHeader, Vec<StoredRecord>),
             return Err(DecodeError("records out of order within a chunk".into()));
         }
         previous = Some((r.offset_delta, r.log_time_delta));
-        records.push(r);
+        count += 1;
+        f(r);
     }
-    if records.len() != header.record_count as usize {
+    if count != header.record_count {
         return Err(DecodeError(format!(
-            "chunk says {} records but holds {}",
+            "chunk says {} records but holds {count}",
             header.record_count,
-            records.len()
         )));
     }
-    match records.last() {
-        Some(last)
-            if last.offset_delta == header.last_offset_delta
-                && last.log_time_delta == header.last_log_time_delta as u64 => {}
+    match previous {
+        Some((offset_delta, log_time_delta))
+            if offset_delta == header.last_offset_delta
+                && log_time_delta == header.last_log_time_delta as u64 => {}
         _ => {
             return Err(DecodeError(
                 "chunk header does not match its last record".into(),
             ));
         }
     }
-    Ok((header, records))
+    Ok(())
 }
 
 #[cfg(test)]
