@@ -12,7 +12,7 @@ mod workload;
 
 use bytes::Bytes;
 use clap::Parser;
-use kappa_log::{AppendBatch, AppendRecord, LogTime, ReadFrom, ReadLimits, TopicConfig};
+use kappa_log::{AppendBatch, AppendRecord, Log, LogTime, ReadFrom, ReadLimits, TopicConfig};
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
 use serde_json::json;
 use std::fs::OpenOptions;
@@ -149,27 +149,31 @@ fn latency_step(
 ) -> anyhow::Result<()> {
     println!("\nsingle-record durable append latency");
     println!(
-        "{:>9} {:>10} {:>10} {:>12} {:>14}",
-        "producers", "p50 ms", "p99 ms", "records/s", "records/sync"
+        "{:>7} {:>9} {:>10} {:>10} {:>12} {:>8} {:>13} {:>8}",
+        "as", "producers", "p50 ms", "p99 ms", "records/s", "vs one", "records/sync", "sync ms"
     );
     let mut latency = Vec::new();
-    let mut single_rate = 0.0;
-    for producers in [1usize, 16] {
-        let dir = root.join(format!("latency-{producers}"));
-        let r = append_latency(&dir, records, producers, seconds)?;
-        if producers == 1 {
-            single_rate = r.records_per_sec;
+    for (mode, name) in [(Producers::Threads, "threads"), (Producers::Tasks, "tasks")] {
+        let mut single_rate = 0.0;
+        for producers in [1usize, 16] {
+            let dir = root.join(format!("latency-{name}-{producers}"));
+            let r = append_latency(&dir, records, producers, seconds, mode)?;
+            if producers == 1 {
+                single_rate = r.records_per_sec;
+            }
+            let ratio = r.records_per_sec / single_rate;
+            println!(
+                "{name:>7} {producers:>9} {:>10.3} {:>10.3} {:>12.0} {:>7.1}x {:>13.1} {:>8.3}",
+                r.p50_ms, r.p99_ms, r.records_per_sec, ratio, r.records_per_sync, r.sync_ms
+            );
+            latency.push(json!({
+                "producers_as": name, "producers": producers, "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms, "records_per_sec": r.records_per_sec,
+                "records_per_sync": r.records_per_sync, "mean_sync_ms": r.sync_ms,
+                "ratio_to_one_producer": ratio,
+            }));
+            std::fs::remove_dir_all(&dir).ok();
         }
-        println!(
-            "{producers:>9} {:>10.3} {:>10.3} {:>12.0} {:>14.1}",
-            r.p50_ms, r.p99_ms, r.records_per_sec, r.records_per_sync
-        );
-        latency.push(json!({
-            "producers": producers, "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
-            "records_per_sec": r.records_per_sec, "records_per_sync": r.records_per_sync,
-            "ratio_to_one_producer": r.records_per_sec / single_rate,
-        }));
-        std::fs::remove_dir_all(&dir).ok();
     }
     results.insert("append_latency".into(), json!(latency));
     Ok(())
@@ -313,6 +317,18 @@ struct Latency {
     p99_ms: f64,
     records_per_sec: f64,
     records_per_sync: f64,
+    /// Mean `fdatasync` time, ms.
+    sync_ms: f64,
+}
+
+/// How the concurrent producers of the latency step run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Producers {
+    /// OS threads calling `append_blocking`.
+    Threads,
+    /// Tasks on a 2-worker tokio runtime awaiting `Log::append`, as the
+    /// server's request handlers do.
+    Tasks,
 }
 
 fn append_latency(
@@ -320,30 +336,62 @@ fn append_latency(
     records: &Arc<Vec<(Bytes, Bytes)>>,
     producers: usize,
     seconds: f64,
+    mode: Producers,
 ) -> anyhow::Result<Latency> {
     let log = open_log(dir)?;
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let started = Instant::now();
-    let handles: Vec<_> = (0..producers)
-        .map(|_| {
-            let (log, next, records) = (log.clone(), next.clone(), records.clone());
-            std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
-                let mut latencies = Vec::new();
-                while Instant::now() < deadline {
-                    let i = next.fetch_add(1, Ordering::Relaxed) % records.len();
-                    let (k, v) = &records[i];
-                    let t = Instant::now();
-                    log.append_blocking(&AppendBatch::new(vec![record(k, v)]))?;
-                    latencies.push(t.elapsed());
-                }
-                Ok(latencies)
-            })
-        })
-        .collect();
     let mut all = Vec::new();
-    for h in handles {
-        all.extend(h.join().expect("producer thread")?);
+    match mode {
+        Producers::Threads => {
+            let handles: Vec<_> = (0..producers)
+                .map(|_| {
+                    let (log, next, records) = (log.clone(), next.clone(), records.clone());
+                    std::thread::spawn(move || -> anyhow::Result<Vec<Duration>> {
+                        let mut latencies = Vec::new();
+                        while Instant::now() < deadline {
+                            let i = next.fetch_add(1, Ordering::Relaxed) % records.len();
+                            let (k, v) = &records[i];
+                            let t = Instant::now();
+                            log.append_blocking(&AppendBatch::new(vec![record(k, v)]))?;
+                            latencies.push(t.elapsed());
+                        }
+                        Ok(latencies)
+                    })
+                })
+                .collect();
+            for h in handles {
+                all.extend(h.join().expect("producer thread")?);
+            }
+        }
+        Producers::Tasks => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()?;
+            all = runtime.block_on(async {
+                let mut tasks = tokio::task::JoinSet::new();
+                for _ in 0..producers {
+                    let (log, next, records) = (log.clone(), next.clone(), records.clone());
+                    tasks.spawn(async move {
+                        let mut latencies = Vec::new();
+                        while Instant::now() < deadline {
+                            let i = next.fetch_add(1, Ordering::Relaxed) % records.len();
+                            let (k, v) = &records[i];
+                            let t = Instant::now();
+                            log.append(AppendBatch::new(vec![record(k, v)])).await?;
+                            latencies.push(t.elapsed());
+                        }
+                        anyhow::Ok(latencies)
+                    });
+                }
+                let mut all = Vec::new();
+                while let Some(r) = tasks.join_next().await {
+                    all.extend(r??);
+                }
+                anyhow::Ok(all)
+            })?;
+        }
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort();
@@ -355,6 +403,7 @@ fn append_latency(
         p99_ms: pct(0.99),
         records_per_sec: all.len() as f64 / secs,
         records_per_sync: all.len() as f64 / m.syncs.max(1) as f64,
+        sync_ms: m.sync_micros_total as f64 / 1e3 / m.syncs.max(1) as f64,
     })
 }
 

@@ -23,6 +23,13 @@ pub struct LogOptions {
     pub segment_age_max: Duration,
     /// One group commit writes at most about this many bytes.
     pub group_bytes_max: usize,
+    /// Group commit: how long the writer may wait for more appenders before
+    /// it writes a group, when the previous group held several transactions
+    /// (never for a lone appender, and never longer than the last
+    /// `fdatasync` took). Concurrent appenders acknowledged together come
+    /// back together; without the wait the first one back would start a new
+    /// group alone and split them (see ARCHITECTURE.md, group commit).
+    pub group_commit_wait: Duration,
     /// Limits on a single append call.
     pub batch_records_max: usize,
     pub batch_bytes_max: usize,
@@ -38,6 +45,7 @@ impl Default for LogOptions {
             segment_bytes_max: 128 << 20,
             segment_age_max: Duration::from_secs(24 * 3600),
             group_bytes_max: 8 << 20,
+            group_commit_wait: Duration::from_micros(200),
             batch_records_max: 1_000_000,
             batch_bytes_max: 64 << 20,
             cleaner_interval: Some(Duration::from_secs(30)),

@@ -76,6 +76,10 @@ pub struct Writer {
     last_log_time: u64,
     failed: Option<String>,
     unsynced_since: Option<Instant>,
+    /// Appends in the previous group, and how long its sync took: the
+    /// group-commit wait is tuned by both.
+    last_group_appends: usize,
+    last_sync_took: Duration,
 }
 
 pub fn now_micros() -> u64 {
@@ -109,6 +113,8 @@ impl Writer {
             last_log_time,
             failed: None,
             unsynced_since: None,
+            last_group_appends: 0,
+            last_sync_took: Duration::ZERO,
         }
     }
 
@@ -120,18 +126,48 @@ impl Writer {
                 None => break,
             };
             let mut group = Group::default();
-            self.handle(msg, &mut group);
-            while group.frame.len() < self.shared.options.group_bytes_max {
-                match self.rx.try_recv() {
-                    Ok(msg) => self.handle(msg, &mut group),
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
-            }
+            self.gather(msg, &mut group);
             self.commit(&mut group);
         }
         if self.unsynced_since.is_some() {
             let _ = self.sync();
         }
+    }
+
+    /// Stages `first` and whatever else is queued into `group`. When the
+    /// previous group held `n > 1` appends, waits (briefly, see
+    /// [`LogOptions::group_commit_wait`]) until `n` have arrived: appenders
+    /// acknowledged together resubmit within microseconds of each other.
+    fn gather(&mut self, first: WriterMsg, group: &mut Group) {
+        let target = self.last_group_appends;
+        let mut appends = 0;
+        let wait = match self.shared.options.durability {
+            Durability::Sync if target > 1 => self
+                .shared
+                .options
+                .group_commit_wait
+                .min(self.last_sync_took),
+            _ => Duration::ZERO,
+        };
+        let deadline = Instant::now() + wait;
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            appends += matches!(msg, WriterMsg::Append(..)) as usize;
+            self.handle(msg, group);
+            if group.frame.len() >= self.shared.options.group_bytes_max {
+                break;
+            }
+            next = match self.rx.try_recv() {
+                Ok(msg) => Some(msg),
+                Err(TryRecvError::Disconnected) => None,
+                Err(TryRecvError::Empty) if appends >= target => None,
+                Err(TryRecvError::Empty) => self
+                    .rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                    .ok(),
+            };
+        }
+        self.last_group_appends = appends;
     }
 
     /// The next message; in relaxed mode, syncs when the interval is up.
@@ -475,7 +511,8 @@ impl Writer {
         match self.active.file.sync_data() {
             Ok(()) => {
                 self.unsynced_since = None;
-                self.shared.metrics.record_sync(started.elapsed());
+                self.last_sync_took = started.elapsed();
+                self.shared.metrics.record_sync(self.last_sync_took);
                 Ok(())
             }
             Err(e) => {

@@ -525,3 +525,54 @@ fn follow_wakes_on_commit() {
         assert_eq!(same, token);
     });
 }
+
+/// Concurrent single-record appenders share syncs (group commit), and every
+/// record still gets a dense offset and a unique log time.
+#[test]
+fn concurrent_appenders_share_syncs() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = std::sync::Arc::new(EmbeddedLog::open(dir.path(), options()).unwrap());
+    topic(&log, "t", 2);
+    let (threads, each) = (8, 40);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..each)
+                    .map(|i| {
+                        let r = append(&log, vec![rec("t", &format!("k{t}"), &format!("{t}-{i}"))]);
+                        r.positions[0].log_time
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut times: Vec<LogTime> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), threads * each, "log times are unique");
+    let m = log.metrics();
+    assert_eq!(m.transactions, (threads * each) as u64);
+    assert!(
+        m.transactions >= 2 * m.syncs,
+        "{} appends took {} syncs: group commit should share them",
+        m.transactions,
+        m.syncs
+    );
+    let total: usize = (0..2)
+        .map(|p| {
+            let records = read_all(&log, "t", p);
+            assert!(
+                records
+                    .iter()
+                    .enumerate()
+                    .all(|(i, r)| r.offset == i as u64)
+            );
+            records.len()
+        })
+        .sum();
+    assert_eq!(total, threads * each);
+}
