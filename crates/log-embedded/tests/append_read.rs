@@ -576,3 +576,33 @@ fn concurrent_appenders_share_syncs() {
         .sum();
     assert_eq!(total, threads * each);
 }
+
+/// Segments roll by age as well as by size; the old one is sealed with its
+/// index, and everything stays readable across the roll and a reopen.
+#[test]
+fn segments_roll_by_age() {
+    let fs = SimFs::new();
+    let opts = LogOptions {
+        segment_age_max: std::time::Duration::from_millis(30),
+        ..options()
+    };
+    let segments = |fs: &SimFs, suffix: &str| {
+        fs.files()
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == suffix))
+            .count()
+    };
+    let log = open_sim(&fs, opts.clone());
+    topic(&log, "t", 1);
+    append(&log, vec![rec("t", "a", "1")]);
+    append(&log, vec![rec("t", "a", "2")]);
+    assert_eq!(segments(&fs, "kseg"), 1, "young segment: no roll");
+    std::thread::sleep(std::time::Duration::from_millis(40));
+    append(&log, vec![rec("t", "a", "3")]);
+    assert_eq!(segments(&fs, "kseg"), 2, "old segment: rolled");
+    assert_eq!(segments(&fs, "kidx"), 1, "the sealed segment has its index");
+    drop(log);
+    let log = open_sim(&fs, opts);
+    let values: Vec<String> = read_all(&log, "t", 0).iter().map(value).collect();
+    assert_eq!(values, ["1", "2", "3"]);
+}
