@@ -1,0 +1,22 @@
+//! The engine: SQL (DataFusion), topic schemas, views kept incrementally
+//! from the log with Kappa's own operators, and pull queries over topics and
+//! views, now or AS OF a point.
+//!
+//! Map: `sql/` parses Kappa's statements; `schema` checks records and gives
+//! topics their table form; `plan` turns a view's SELECT into stages;
+//! `ops/` holds the incremental operators; `view` runs a view from its
+//! frontier (replay and live are one loop); `query` serves pull queries;
+//! `value` is the stored encoding of rows; `engine` ties them together.
+
+mod engine;
+mod error;
+pub mod ops;
+pub mod plan;
+pub mod query;
+pub mod schema;
+pub mod sql;
+pub mod value;
+pub mod view;
+
+pub use engine::{Engine, Output, ViewDef};
+pub use error::EngineError;

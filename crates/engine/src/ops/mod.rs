@@ -1,0 +1,100 @@
+//! Kappa's incremental operators. A view is a chain of stages over deltas:
+//! rows with a weight (+1 inserted, -1 retracted), the log time of the
+//! record that caused them, and the key of the view row they become.
+//! Filter and projection evaluate DataFusion physical expressions on Arrow
+//! batches; the aggregate keeps state per group and turns each input row
+//! into a retraction of the group's old output row and the new one.
+
+pub mod aggregate;
+
+use crate::EngineError;
+use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
+use datafusion::arrow::compute::filter_record_batch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_expr::PhysicalExpr;
+use std::sync::Arc;
+
+/// Rows with weights, causes and view keys: the unit stages exchange.
+#[derive(Clone, Debug)]
+pub struct Delta {
+    pub batch: RecordBatch,
+    pub weights: Vec<i64>,
+    pub log_times: Vec<u64>,
+    pub keys: Vec<Vec<u8>>,
+}
+
+impl Delta {
+    pub fn len(&self) -> usize {
+        self.weights.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.weights.is_empty()
+    }
+
+    fn retain(self, mask: &BooleanArray) -> Result<Delta, EngineError> {
+        let batch = filter_record_batch(&self.batch, mask)?;
+        let keep = |i: usize| mask.is_valid(i) && mask.value(i);
+        let mut weights = Vec::with_capacity(batch.num_rows());
+        let mut log_times = Vec::with_capacity(batch.num_rows());
+        let mut keys = Vec::with_capacity(batch.num_rows());
+        for (i, key) in self.keys.into_iter().enumerate() {
+            if keep(i) {
+                weights.push(self.weights[i]);
+                log_times.push(self.log_times[i]);
+                keys.push(key);
+            }
+        }
+        Ok(Delta {
+            batch,
+            weights,
+            log_times,
+            keys,
+        })
+    }
+}
+
+pub enum Stage {
+    Filter(Arc<dyn PhysicalExpr>),
+    Project {
+        exprs: Vec<Arc<dyn PhysicalExpr>>,
+        schema: SchemaRef,
+    },
+    Aggregate(Box<aggregate::Aggregate>),
+}
+
+impl Stage {
+    /// Turns one delta into the next. The aggregate reads and updates its
+    /// state through `state`.
+    pub fn apply(
+        &mut self,
+        delta: Delta,
+        state: &mut dyn aggregate::StateSource,
+    ) -> Result<Delta, EngineError> {
+        if delta.is_empty() {
+            return Ok(delta);
+        }
+        match self {
+            Stage::Filter(predicate) => {
+                let value = predicate.evaluate(&delta.batch)?;
+                let array = value.into_array(delta.batch.num_rows())?;
+                let mask = array
+                    .as_any()
+                    .downcast_ref::<BooleanArray>()
+                    .ok_or_else(|| EngineError::Plan("a filter must be a boolean".into()))?
+                    .clone();
+                delta.retain(&mask)
+            }
+            Stage::Project { exprs, schema } => {
+                let n = delta.batch.num_rows();
+                let columns = exprs
+                    .iter()
+                    .map(|e| e.evaluate(&delta.batch).and_then(|v| v.into_array(n)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let batch = RecordBatch::try_new(schema.clone(), columns)?;
+                Ok(Delta { batch, ..delta })
+            }
+            Stage::Aggregate(agg) => agg.apply(delta, state),
+        }
+    }
+}

@@ -1,0 +1,208 @@
+//! Pull queries: DataFusion plans and runs any SELECT; topics and views are
+//! its tables. A topic reads as an append-only table from the log; a view
+//! reads its rows from the store, now or AS OF a point (the current rows
+//! with every later change undone).
+
+use crate::EngineError;
+use crate::schema::TopicDef;
+use crate::value::decode_row;
+use async_trait::async_trait;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::ScalarValue;
+use datafusion::datasource::{MemTable, TableType};
+use datafusion::logical_expr::Expr;
+use datafusion::physical_plan::ExecutionPlan;
+use kappa_log::{Log, LogTime, ReadLimits};
+use kappa_store::{StateStore, ViewId};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A topic as a table: every record up to `upto` (a log time).
+pub struct TopicTable {
+    pub def: TopicDef,
+    pub log: Arc<dyn Log>,
+    pub upto: u64,
+}
+
+impl std::fmt::Debug for TopicTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopicTable")
+            .field("topic", &self.def.name)
+            .field("upto", &self.upto)
+            .finish()
+    }
+}
+
+impl TopicTable {
+    pub async fn batches(&self) -> Result<Vec<RecordBatch>, EngineError> {
+        let mut reader = self
+            .log
+            .merged_reader(&[self.def.name.as_str()], LogTime::ZERO)
+            .await?;
+        let mut out = Vec::new();
+        loop {
+            let mut records = reader.next_batch(ReadLimits::default()).await?;
+            if records.is_empty() {
+                break;
+            }
+            let done = records.last().is_some_and(|r| r.log_time.0 >= self.upto);
+            records.retain(|r| r.log_time.0 <= self.upto);
+            let (batch, _) = self.def.to_batch(&records);
+            out.push(batch);
+            if done {
+                break;
+            }
+        }
+        Ok(out)
+    }
+}
+
+#[async_trait]
+impl TableProvider for TopicTable {
+    fn schema(&self) -> SchemaRef {
+        self.def.arrow_schema()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batches = self
+            .batches()
+            .await
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        MemTable::try_new(self.schema(), vec![batches])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}
+
+/// A view's rows at a point: `None` is now (the frontier).
+pub struct StoredView {
+    pub name: String,
+    pub id: ViewId,
+    pub schema: SchemaRef,
+    pub store: Arc<dyn StateStore>,
+    pub as_of: Option<u64>,
+}
+
+impl std::fmt::Debug for StoredView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredView")
+            .field("name", &self.name)
+            .field("as_of", &self.as_of)
+            .finish()
+    }
+}
+
+impl StoredView {
+    /// The rows (by key, encoded) at the table's point.
+    pub fn rows(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, EngineError> {
+        let read = self.store.read()?;
+        let meta = read.meta(self.id)?.unwrap_or_default();
+        let mut rows = BTreeMap::new();
+        read.rows(self.id, &mut |k, v| {
+            rows.insert(k.to_vec(), v.to_vec());
+            true
+        })?;
+        if let Some(t) = self.as_of {
+            if t > meta.frontier {
+                return Err(EngineError::AsOf {
+                    requested: t.to_string(),
+                    reason: format!(
+                        "view {} has only applied the log up to {} (wait for it, or ask for an earlier point)",
+                        self.name,
+                        LogTime(meta.frontier).to_rfc3339()
+                    ),
+                });
+            }
+            if t < meta.history_start {
+                return Err(EngineError::AsOf {
+                    requested: LogTime(t).to_rfc3339(),
+                    reason: format!(
+                        "view {} keeps history from {} on; that is the earliest point AS OF can read",
+                        self.name,
+                        LogTime(meta.history_start).to_rfc3339()
+                    ),
+                });
+            }
+            let mut later = Vec::new();
+            read.changes(self.id, t, &mut |c| {
+                later.push(c.clone());
+                true
+            })?;
+            for c in later.into_iter().rev() {
+                match c.before {
+                    Some(b) => rows.insert(c.key, b),
+                    None => rows.remove(&c.key),
+                };
+            }
+        }
+        Ok(rows)
+    }
+
+    pub fn batch(&self) -> Result<RecordBatch, EngineError> {
+        let types: Vec<_> = self
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.data_type().clone())
+            .collect();
+        let rows = self.rows()?;
+        let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(rows.len()); types.len()];
+        for (_, bytes) in rows {
+            let row = decode_row(&bytes, &types).ok_or_else(|| {
+                EngineError::Store(kappa_store::StoreError::Corrupt(format!(
+                    "a row of view {} does not decode",
+                    self.name
+                )))
+            })?;
+            for (c, v) in columns.iter_mut().zip(row) {
+                c.push(v);
+            }
+        }
+        let arrays = columns
+            .into_iter()
+            .zip(&types)
+            .map(|(c, t)| {
+                if c.is_empty() {
+                    Ok(datafusion::arrow::array::new_empty_array(t))
+                } else {
+                    ScalarValue::iter_to_array(c)
+                }
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(RecordBatch::try_new(self.schema.clone(), arrays)?)
+    }
+}
+
+#[async_trait]
+impl TableProvider for StoredView {
+    fn schema(&self) -> SchemaRef {
+        self.schema.clone()
+    }
+    fn table_type(&self) -> TableType {
+        TableType::View
+    }
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        let batch = self
+            .batch()
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        MemTable::try_new(self.schema(), vec![vec![batch]])?
+            .scan(state, projection, filters, limit)
+            .await
+    }
+}

@@ -1,0 +1,5 @@
+//! The SQL front end: statements Kappa adds to PostgreSQL's, and AS OF.
+
+pub mod statement;
+
+pub use statement::{AsOf, DropKind, Statement, parse};

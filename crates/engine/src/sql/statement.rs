@@ -1,0 +1,467 @@
+//! Kappa's statements, parsed with DataFusion's SQL parser (sqlparser) in
+//! its PostgreSQL dialect. Two additions to plain PostgreSQL:
+//!
+//! - `CREATE TOPIC name [(columns)] [WITH (...)]` is parsed as `CREATE TABLE`
+//!   with the keyword swapped at token level;
+//! - a query may end in `AS OF TIMESTAMP '...'` or `AS OF TOKEN '...'`
+//!   (Materialize's place for it: one point for the whole query, so several
+//!   views are read at one common point). The clause is cut off at token
+//!   level and the rest is the query.
+
+use crate::EngineError;
+use crate::schema::{Column, ColumnType, TopicDef};
+use datafusion::sql::sqlparser::ast::{
+    self, ColumnOption, CreateTableOptions, Expr, ObjectType, SqlOption, Value,
+};
+use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+use datafusion::sql::sqlparser::keywords::Keyword;
+use datafusion::sql::sqlparser::parser::Parser;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Statement {
+    CreateTopic {
+        def: TopicDef,
+        partitions: u32,
+    },
+    CreateView {
+        name: String,
+        /// The defining SELECT, as SQL text.
+        query: String,
+        /// How long history is kept for AS OF, in microseconds.
+        history_micros: u64,
+    },
+    Drop {
+        kind: DropKind,
+        name: String,
+        if_exists: bool,
+    },
+    Query {
+        sql: String,
+        as_of: Option<AsOf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DropKind {
+    Topic,
+    View,
+}
+
+/// The point a query reads at.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AsOf {
+    Timestamp(String),
+    Token(String),
+}
+
+/// Default history retention for AS OF: one day.
+pub const DEFAULT_HISTORY_MICROS: u64 = 24 * 3600 * 1_000_000;
+
+pub fn parse(sql: &str) -> Result<Statement, EngineError> {
+    let dialect = PostgreSqlDialect {};
+    let mut tokens = Tokenizer::new(&dialect, sql)
+        .tokenize()
+        .map_err(|e| EngineError::Syntax(e.to_string()))?;
+    let words: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_)))
+        .map(|(i, _)| i)
+        .collect();
+    let word = |n: usize| match words.get(n).map(|&i| &tokens[i]) {
+        Some(Token::Word(w)) => w.value.to_ascii_uppercase(),
+        _ => String::new(),
+    };
+    if word(0) == "CREATE" && word(1) == "TOPIC" {
+        tokens[words[1]] = Token::Word(Word {
+            value: "TABLE".into(),
+            quote_style: None,
+            keyword: Keyword::TABLE,
+        });
+        let stmt = parse_one(&dialect, tokens)?;
+        return create_topic(stmt);
+    }
+    if word(0) == "DROP" && word(1) == "TOPIC" {
+        let (if_exists, name_at) = if word(2) == "IF" && word(3) == "EXISTS" {
+            (true, 4)
+        } else {
+            (false, 2)
+        };
+        let name = match words.get(name_at).map(|&i| &tokens[i]) {
+            Some(Token::Word(w)) => w.value.clone(),
+            _ => return Err(EngineError::Syntax("DROP TOPIC needs a topic name".into())),
+        };
+        if words.len() > name_at + 1 && !matches!(tokens[words[name_at + 1]], Token::SemiColon) {
+            return Err(EngineError::Syntax(format!(
+                "unexpected {} after DROP TOPIC {name}",
+                tokens[words[name_at + 1]]
+            )));
+        }
+        return Ok(Statement::Drop {
+            kind: DropKind::Topic,
+            name,
+            if_exists,
+        });
+    }
+    let as_of = cut_as_of(&mut tokens)?;
+    let text: String = tokens.iter().map(|t| t.to_string()).collect();
+    let stmt = parse_one(&dialect, tokens)?;
+    match stmt {
+        ast::Statement::Query(_) => Ok(Statement::Query {
+            sql: text.trim().trim_end_matches(';').to_string(),
+            as_of,
+        }),
+        _ if as_of.is_some() => Err(EngineError::Syntax(
+            "AS OF belongs at the end of a SELECT".into(),
+        )),
+        ast::Statement::CreateView(v) => {
+            if v.materialized {
+                // Every view is materialized; accept the word.
+            }
+            let mut history_micros = DEFAULT_HISTORY_MICROS;
+            for (key, value) in options(&v.options)? {
+                match key.as_str() {
+                    "history" => history_micros = parse_interval_micros(&value)?,
+                    other => {
+                        return Err(EngineError::Plan(format!(
+                            "unknown view option {other:?} (known: history)"
+                        )));
+                    }
+                }
+            }
+            if v.or_replace {
+                return Err(EngineError::Unsupported {
+                    construct: "CREATE OR REPLACE VIEW".into(),
+                    hint: " yet (drop the view and create it again)".into(),
+                });
+            }
+            Ok(Statement::CreateView {
+                name: v.name.to_string(),
+                query: v.query.to_string(),
+                history_micros,
+            })
+        }
+        ast::Statement::Drop {
+            object_type: ObjectType::View | ObjectType::MaterializedView,
+            if_exists,
+            names,
+            ..
+        } if names.len() == 1 => Ok(Statement::Drop {
+            kind: DropKind::View,
+            name: names[0].to_string(),
+            if_exists,
+        }),
+        other => Err(EngineError::Unsupported {
+            construct: first_words(&other.to_string()),
+            hint: " (Kappa runs SELECT, CREATE TOPIC, CREATE VIEW, DROP TOPIC and DROP VIEW)"
+                .into(),
+        }),
+    }
+}
+
+fn parse_one(
+    dialect: &PostgreSqlDialect,
+    tokens: Vec<Token>,
+) -> Result<ast::Statement, EngineError> {
+    let mut stmts = Parser::new(dialect)
+        .with_tokens(tokens)
+        .parse_statements()
+        .map_err(|e| EngineError::Syntax(e.to_string()))?;
+    match stmts.len() {
+        1 => Ok(stmts.remove(0)),
+        0 => Err(EngineError::Syntax("empty statement".into())),
+        n => Err(EngineError::Syntax(format!(
+            "{n} statements given; send one at a time"
+        ))),
+    }
+}
+
+fn first_words(s: &str) -> String {
+    s.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+}
+
+/// Removes a trailing `AS OF TIMESTAMP|TOKEN 'literal'` (before an optional
+/// `;`) and returns it.
+fn cut_as_of(tokens: &mut Vec<Token>) -> Result<Option<AsOf>, EngineError> {
+    let idx: Vec<usize> = tokens
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| !matches!(t, Token::Whitespace(_) | Token::SemiColon | Token::EOF))
+        .map(|(i, _)| i)
+        .collect();
+    let is_word = |i: usize, w: &str| matches!(&tokens[i], Token::Word(x) if x.value.eq_ignore_ascii_case(w) && x.quote_style.is_none());
+    // The last `AS OF` (outside strings: those are single tokens).
+    let Some(at) = (1..idx.len())
+        .rev()
+        .find(|&n| is_word(idx[n - 1], "AS") && is_word(idx[n], "OF"))
+        .map(|n| n - 1)
+    else {
+        return Ok(None);
+    };
+    if idx.len() != at + 4 {
+        return Err(EngineError::Syntax(
+            "AS OF goes at the end of a query: AS OF TIMESTAMP '2026-01-01 00:00:00' or AS OF TOKEN 'kt1-...'".into(),
+        ));
+    }
+    let last4 = &idx[at..];
+    let literal = match &tokens[last4[3]] {
+        Token::SingleQuotedString(s) => s.clone(),
+        other => {
+            return Err(EngineError::Syntax(format!(
+                "AS OF needs a quoted point, as in AS OF TIMESTAMP '2026-01-01 00:00:00' or AS OF TOKEN 'kt1-...'; got {other}"
+            )));
+        }
+    };
+    let as_of = if is_word(last4[2], "TIMESTAMP") {
+        AsOf::Timestamp(literal)
+    } else if is_word(last4[2], "TOKEN") {
+        AsOf::Token(literal)
+    } else {
+        return Err(EngineError::Syntax(format!(
+            "AS OF takes TIMESTAMP '...' or TOKEN '...', not {}",
+            tokens[last4[2]]
+        )));
+    };
+    tokens.truncate(last4[0]);
+    Ok(Some(as_of))
+}
+
+fn create_topic(stmt: ast::Statement) -> Result<Statement, EngineError> {
+    let ast::Statement::CreateTable(ct) = stmt else {
+        return Err(EngineError::Syntax(
+            "expected CREATE TOPIC name (...)".into(),
+        ));
+    };
+    let name = ct.name.to_string();
+    let columns = if ct.columns.is_empty() {
+        None
+    } else {
+        let mut cols = Vec::new();
+        for c in &ct.columns {
+            let type_name = c.data_type.to_string();
+            let ty = ColumnType::from_sql(&type_name).ok_or_else(|| EngineError::Unsupported {
+                construct: format!("column type {type_name} (column {})", c.name.value),
+                hint: " (use TEXT, BIGINT, DOUBLE, BOOLEAN or TIMESTAMP)".into(),
+            })?;
+            let not_null = c
+                .options
+                .iter()
+                .any(|o| matches!(o.option, ColumnOption::NotNull));
+            if cols.iter().any(|x: &Column| x.name == c.name.value) {
+                return Err(EngineError::Plan(format!(
+                    "column {} given twice",
+                    c.name.value
+                )));
+            }
+            if c.name.value.starts_with('_') {
+                return Err(EngineError::Plan(format!(
+                    "column {}: names starting with _ are reserved for metadata columns",
+                    c.name.value
+                )));
+            }
+            cols.push(Column {
+                name: c.name.value.clone(),
+                ty,
+                not_null,
+            });
+        }
+        Some(cols)
+    };
+    let mut def = TopicDef {
+        name,
+        columns,
+        key: None,
+        event_time: None,
+    };
+    let mut partitions = 1;
+    for (key, value) in options(&ct.table_options)? {
+        match key.as_str() {
+            "partitions" => {
+                partitions = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                    EngineError::Plan(format!("partitions must be a positive number, got {value}"))
+                })?
+            }
+            "key" => def.key = Some(value),
+            "event_time" => def.event_time = Some(value),
+            other => {
+                return Err(EngineError::Plan(format!(
+                    "unknown topic option {other:?} (known: partitions, key, event_time)"
+                )));
+            }
+        }
+    }
+    for (what, col) in [("key", &def.key), ("event_time", &def.event_time)] {
+        if let Some(col) = col {
+            let Some(cols) = &def.columns else {
+                return Err(EngineError::Plan(format!(
+                    "{what} = '{col}' needs columns: a topic without a schema holds raw JSON"
+                )));
+            };
+            let Some(c) = cols.iter().find(|c| &c.name == col) else {
+                return Err(EngineError::Plan(format!(
+                    "{what} = '{col}': no such column"
+                )));
+            };
+            if what == "event_time" && c.ty != ColumnType::Timestamp {
+                return Err(EngineError::Plan(format!(
+                    "event_time = '{col}': the column must be a TIMESTAMP, not {}",
+                    c.ty.sql_name()
+                )));
+            }
+        }
+    }
+    Ok(Statement::CreateTopic { def, partitions })
+}
+
+/// `WITH (k = v, ...)` as lower-case keys and literal text values.
+fn options(opts: &CreateTableOptions) -> Result<Vec<(String, String)>, EngineError> {
+    let list = match opts {
+        CreateTableOptions::None => return Ok(Vec::new()),
+        CreateTableOptions::With(l)
+        | CreateTableOptions::Options(l)
+        | CreateTableOptions::Plain(l)
+        | CreateTableOptions::TableProperties(l) => l,
+    };
+    list.iter()
+        .map(|o| match o {
+            SqlOption::KeyValue { key, value } => {
+                let v = match value {
+                    Expr::Value(v) => match &v.value {
+                        Value::SingleQuotedString(s) => s.clone(),
+                        Value::Number(n, _) => n.to_string(),
+                        other => other.to_string(),
+                    },
+                    Expr::Identifier(i) => i.value.clone(),
+                    other => other.to_string(),
+                };
+                Ok((key.value.to_ascii_lowercase(), v))
+            }
+            other => Err(EngineError::Plan(format!("unsupported option {other}"))),
+        })
+        .collect()
+}
+
+/// `'1 day'`, `'12 hours'`, `'30 minutes'`, `'90 s'`, `'0'` to microseconds.
+pub fn parse_interval_micros(s: &str) -> Result<u64, EngineError> {
+    let bad = || {
+        EngineError::Plan(format!(
+            "cannot read {s:?} as a duration (try '1 day', '12 hours', '30 minutes')"
+        ))
+    };
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit = unit.trim().to_ascii_lowercase();
+    let per: u64 = match unit.as_str() {
+        "" if n == 0 => 0,
+        "us" | "microsecond" | "microseconds" => 1,
+        "ms" | "millisecond" | "milliseconds" => 1_000,
+        "s" | "sec" | "second" | "seconds" => 1_000_000,
+        "m" | "min" | "minute" | "minutes" => 60_000_000,
+        "h" | "hour" | "hours" => 3_600_000_000,
+        "d" | "day" | "days" => 86_400_000_000,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(per).ok_or_else(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn create_topic_with_schema_and_options() {
+        let s = parse(
+            "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
+             WITH (partitions = 4, key = 'account', event_time = 'ts')",
+        )
+        .unwrap();
+        let Statement::CreateTopic { def, partitions } = s else {
+            panic!("{s:?}")
+        };
+        assert_eq!(partitions, 4);
+        assert_eq!(def.key.as_deref(), Some("account"));
+        assert_eq!(def.event_time.as_deref(), Some("ts"));
+        let cols = def.columns.unwrap();
+        assert_eq!(cols.len(), 4);
+        assert!(cols[0].not_null);
+        assert_eq!(cols[1].ty, ColumnType::Double);
+    }
+
+    #[test]
+    fn raw_topics_views_drops_and_as_of() {
+        assert!(matches!(
+            parse("create topic raw").unwrap(),
+            Statement::CreateTopic {
+                def: TopicDef { columns: None, .. },
+                partitions: 1
+            }
+        ));
+        let Statement::CreateView {
+            name,
+            query,
+            history_micros,
+        } = parse(
+            "CREATE VIEW v WITH (history = '2 hours') AS SELECT a, count(*) FROM t GROUP BY a",
+        )
+        .unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(name, "v");
+        assert!(query.starts_with("SELECT a, count(*)"), "{query}");
+        assert_eq!(history_micros, 2 * 3_600_000_000);
+        assert_eq!(
+            parse("SELECT * FROM v AS OF TOKEN 'kt1-00ff';").unwrap(),
+            Statement::Query {
+                sql: "SELECT * FROM v".into(),
+                as_of: Some(AsOf::Token("kt1-00ff".into()))
+            }
+        );
+        // `AS OF` inside a string is not a clause.
+        assert_eq!(
+            parse("SELECT 'AS OF TOKEN x' AS s").unwrap(),
+            Statement::Query {
+                sql: "SELECT 'AS OF TOKEN x' AS s".into(),
+                as_of: None
+            }
+        );
+        assert!(matches!(
+            parse("DROP TOPIC IF EXISTS t").unwrap(),
+            Statement::Drop {
+                kind: DropKind::Topic,
+                if_exists: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse("DROP VIEW v").unwrap(),
+            Statement::Drop {
+                kind: DropKind::View,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn bad_statements_say_what_is_wrong() {
+        let e = parse("SELEC 1").unwrap_err().to_string();
+        assert!(e.contains("SELEC"), "{e}");
+        let e = parse("CREATE TOPIC t (a MONEY)").unwrap_err().to_string();
+        assert!(e.contains("MONEY"), "{e}");
+        let e = parse("CREATE TOPIC t (a TEXT) WITH (key = 'b')")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no such column"), "{e}");
+        let e = parse("SELECT 1 AS OF NOW").unwrap_err().to_string();
+        assert!(e.contains("AS OF"), "{e}");
+        let e = parse("CREATE VIEW v WITH (history = 'forever-ish') AS SELECT 1")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("forever-ish"), "{e}");
+        let e = parse("INSERT INTO t VALUES (1)").unwrap_err().to_string();
+        assert!(e.contains("INSERT"), "{e}");
+    }
+}

@@ -1,0 +1,257 @@
+//! Views against the built-in oracle: every incrementally maintained view
+//! equals its definition evaluated as one batch query over the records up
+//! to its frontier, and AS OF T equals that query over records up to T,
+//! across batches, restarts and views over views. The seed is printed;
+//! KAPPA_VIEWS_SEED replays one.
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::util::display::array_value_to_string;
+use kappa_engine::{Engine, EngineError, Output};
+use kappa_log_embedded::{EmbeddedLog, LogOptions};
+use kappa_store::{RedbStore, StoreOptions};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::path::Path;
+use std::sync::Arc;
+
+fn open(dir: &Path) -> Engine {
+    let log = EmbeddedLog::open(
+        dir.join("log"),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
+    Engine::open(Arc::new(log), Arc::new(store)).unwrap()
+}
+
+/// Rows as sorted text, floats to 9 significant digits (sums in another
+/// order differ in the last bits).
+fn table(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows = Vec::new();
+    for b in batches {
+        for i in 0..b.num_rows() {
+            let row = b
+                .columns()
+                .iter()
+                .map(|c| {
+                    if c.is_null(i) {
+                        "NULL".to_string()
+                    } else if matches!(c.data_type(), DataType::Float64 | DataType::Float32) {
+                        let v: f64 = array_value_to_string(c, i).unwrap().parse().unwrap();
+                        format!("{v:.8e}")
+                    } else {
+                        array_value_to_string(c, i).unwrap()
+                    }
+                })
+                .collect();
+            rows.push(row);
+        }
+    }
+    rows.sort();
+    rows
+}
+
+async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
+    match engine.execute(sql).await.unwrap() {
+        Output::Rows(b) => table(&b),
+        other => panic!("{sql}: {other:?}"),
+    }
+}
+
+const VIEWS: &[(&str, &str)] = &[
+    (
+        "balances",
+        "SELECT account, SUM(amount) AS balance, COUNT(*) AS n FROM transactions GROUP BY account",
+    ),
+    (
+        "by_kind",
+        "SELECT kind, MIN(amount) AS lo, MAX(amount) AS hi, AVG(amount) AS mean, \
+         COUNT(DISTINCT account) AS accounts, COUNT(ts) AS timed FROM transactions \
+         GROUP BY kind HAVING COUNT(*) > 2",
+    ),
+    (
+        "big",
+        "SELECT account, amount * 2 AS doubled, upper(kind) AS k, \
+         CASE WHEN amount > 90 THEN 'huge' ELSE 'big' END AS size \
+         FROM transactions WHERE amount > 50",
+    ),
+    (
+        "total",
+        "SELECT COUNT(*) AS n, SUM(amount) AS s FROM transactions",
+    ),
+    (
+        "rich",
+        "SELECT n > 3 AS active, COUNT(*) AS accounts, MAX(balance) AS top, MIN(balance) AS bottom \
+         FROM balances WHERE balance > 20 GROUP BY n > 3",
+    ),
+];
+
+fn record(rng: &mut StdRng) -> String {
+    let kind = ["debit", "credit", "fee"][rng.random_range(0..3)];
+    let ts = if rng.random_bool(0.8) {
+        format!("\"2026-01-0{}T10:00:00Z\"", rng.random_range(1..10))
+    } else {
+        "null".into()
+    };
+    format!(
+        r#"{{"account":"acc-{:02}","amount":{},"kind":"{kind}","ts":{ts}}}"#,
+        rng.random_range(0..12),
+        rng.random_range(-40..100) as f64 / 2.0
+    )
+}
+
+async fn check_against_oracle(engine: &Engine, seed: u64) {
+    for (name, sql) in VIEWS {
+        let frontier = engine.frontier(name).await.unwrap().0;
+        let live = rows(engine, &format!("SELECT * FROM {name}")).await;
+        let oracle = table(&engine.evaluate_batch(sql, frontier).await.unwrap());
+        assert_eq!(
+            live, oracle,
+            "seed {seed}: view {name} differs from its batch evaluation"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_equal_their_batch_evaluation_now_and_as_of() {
+    let seed = std::env::var("KAPPA_VIEWS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    println!("KAPPA_VIEWS_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let mut engine = open(dir.path());
+    engine
+        .execute(
+            "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
+             WITH (partitions = 4, key = 'account', event_time = 'ts')",
+        )
+        .await
+        .unwrap();
+    for (name, sql) in VIEWS {
+        engine
+            .execute(&format!("CREATE VIEW {name} AS {sql}"))
+            .await
+            .unwrap();
+    }
+    let mut tokens = Vec::new();
+    for round in 0..12 {
+        let n = rng.random_range(1..60);
+        let values: Vec<String> = (0..n).map(|_| record(&mut rng)).collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        let r = engine.append_json("transactions", &refs).await.unwrap();
+        tokens.push(r.token);
+        if rng.random_bool(0.5) {
+            engine.catch_up().await.unwrap();
+            check_against_oracle(&engine, seed).await;
+        }
+        if round == 6 {
+            // Restart: state and frontier come back from the store.
+            drop(engine);
+            engine = open(dir.path());
+        }
+    }
+    engine.catch_up().await.unwrap();
+    check_against_oracle(&engine, seed).await;
+    // AS OF every token: the view as it was then.
+    for token in &tokens {
+        for (name, sql) in VIEWS {
+            let past = rows(
+                &engine,
+                &format!("SELECT * FROM {name} AS OF TOKEN '{token}'"),
+            )
+            .await;
+            let oracle = table(
+                &engine
+                    .evaluate_batch(sql, token.log_time().0)
+                    .await
+                    .unwrap(),
+            );
+            assert_eq!(past, oracle, "seed {seed}: {name} AS OF {token}");
+        }
+    }
+    // Joins and aggregates over views in a pull query.
+    let joined = rows(
+        &engine,
+        "SELECT b.account, b.balance, count(*) FROM balances b JOIN transactions t \
+         ON b.account = t.account GROUP BY b.account, b.balance ORDER BY 1",
+    )
+    .await;
+    assert!(!joined.is_empty());
+}
+
+#[tokio::test]
+async fn bad_input_is_refused_with_what_and_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .execute("CREATE TOPIC t (a TEXT NOT NULL, x DOUBLE) WITH (key = 'a')")
+        .await
+        .unwrap();
+    let head = engine.log().head().await.unwrap();
+    let batch: Vec<&[u8]> = vec![
+        br#"{"a":"k","x":1}"#,
+        br#"{"a":"k","x":2.5}"#,
+        br#"{"a":"k","x":"three"}"#,
+    ];
+    let err = engine.append_json("t", &batch).await.unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, EngineError::RecordRejected { index: 2, .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("\"x\"") && msg.contains("DOUBLE") && msg.contains("three"),
+        "{msg}"
+    );
+    assert_eq!(engine.log().head().await.unwrap(), head, "nothing appended");
+    for (bad, what) in [
+        (&br#"{"x":1}"#[..], "NOT NULL"),
+        (br#"{"a":"k","y":1}"#, "no column \"y\""),
+        (br#"[1,2]"#, "JSON object"),
+        (br#"{"a":"#, "not valid JSON"),
+    ] {
+        let msg = engine
+            .append_json("t", &[bad])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains(what), "{msg}");
+    }
+    for (sql, construct) in [
+        ("CREATE VIEW v AS SELECT a FROM t ORDER BY a", "ORDER BY"),
+        ("CREATE VIEW v AS SELECT a, x FROM t LIMIT 3", "LIMIT"),
+        (
+            "CREATE VIEW v AS SELECT a, row_number() OVER () FROM t",
+            "window",
+        ),
+        (
+            "CREATE VIEW v AS SELECT t1.a FROM t t1 JOIN t t2 ON t1.a = t2.a",
+            "JOIN",
+        ),
+        (
+            "CREATE VIEW v AS SELECT a, stddev(x) FROM t GROUP BY a",
+            "STDDEV",
+        ),
+    ] {
+        let msg = engine.execute(sql).await.unwrap_err().to_string();
+        assert!(msg.contains(construct), "{sql}: {msg}");
+    }
+    let msg = engine
+        .execute("CREATE VIEW v AS SELECT nope FROM t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("nope"), "{msg}");
+    let msg = engine
+        .execute("SELECT * FROM missing")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("missing"), "{msg}");
+}

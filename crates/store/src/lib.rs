@@ -1,0 +1,93 @@
+//! View state: what the engine keeps for each view, committed atomically.
+//!
+//! A view's state is four things, all changed by one [`ViewCommit`] in one
+//! transaction, so a crash keeps all or none of a step:
+//!
+//! - **rows**: the view's current output rows, by row key;
+//! - **operator state**: accumulators and the like, by key, opaque here;
+//! - **changes**: every change to a row (key, before, after, log time), in
+//!   blocks, in log-time order. They serve change feeds and AS OF (the view
+//!   at time T is the current rows with every change after T undone);
+//! - **meta**: the frontier (every record up to this log time is applied)
+//!   and the start of retained history.
+//!
+//! [`StateStore`] is the contract (a PostgreSQL implementation will meet it
+//! too); [`RedbStore`] is the embedded one.
+
+mod change;
+mod error;
+mod redb_store;
+
+pub use change::{Change, decode_changes, encode_changes};
+pub use error::StoreError;
+pub use redb_store::{RedbStore, StoreOptions};
+
+/// Views are numbered; ids are never reused.
+pub type ViewId = u64;
+
+/// Frontier and history bounds of a view.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ViewMeta {
+    /// Every record with log time up to this one is applied.
+    pub frontier: u64,
+    /// Changes after this log time are retained: AS OF answers for any
+    /// point from here to the frontier.
+    pub history_start: u64,
+}
+
+/// Upsert (`Some`) or delete (`None`).
+pub type Put = (Vec<u8>, Option<Vec<u8>>);
+
+/// One atomic step of one view: what changed, and the new frontier.
+#[derive(Clone, Debug, Default)]
+pub struct ViewCommit {
+    pub view: ViewId,
+    pub rows: Vec<Put>,
+    pub state: Vec<Put>,
+    /// In log-time order, all after the previous frontier.
+    pub changes: Vec<Change>,
+    pub frontier: u64,
+}
+
+/// The store. Reads see a consistent snapshot; one writer at a time.
+pub trait StateStore: Send + Sync + 'static {
+    fn read(&self) -> Result<Box<dyn StoreRead + '_>, StoreError>;
+    fn write(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError>;
+}
+
+/// A consistent snapshot.
+pub trait StoreRead {
+    /// Every catalog entry, by name.
+    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError>;
+    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every row in key order; `visit` returns false to stop.
+    fn rows(
+        &self,
+        view: ViewId,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
+    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every retained change with log time > `after`, in log-time order;
+    /// `visit` returns false to stop.
+    fn changes(
+        &self,
+        view: ViewId,
+        after: u64,
+        visit: &mut dyn FnMut(&Change) -> bool,
+    ) -> Result<(), StoreError>;
+}
+
+/// A write transaction: nothing is visible, or durable, before `commit`.
+pub trait StoreWrite: StoreRead {
+    fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError>;
+    fn delete_catalog(&mut self, name: &str) -> Result<(), StoreError>;
+    /// Applies one step of a view (rows, state, changes, frontier).
+    fn apply(&mut self, commit: &ViewCommit) -> Result<(), StoreError>;
+    /// Drops changes at or before `before` and moves the history start up.
+    fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError>;
+    /// Removes everything of a view.
+    fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError>;
+    /// Makes the transaction durable (fsync) and visible.
+    fn commit(self: Box<Self>) -> Result<(), StoreError>;
+}

@@ -1,0 +1,325 @@
+//! The embedded state store on redb (copy-on-write B-trees, checksummed
+//! pages, MVCC readers, one writer, fsync on commit).
+//!
+//! Tables: `catalog` (name → bytes), `meta` (view → frontier and history
+//! start), `rows` and `state` (view id, big-endian, then the key → bytes),
+//! `changes` ((view, last log time of the block) → a block of changes).
+
+use crate::change::{decode_changes, encode_changes};
+use crate::{Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta};
+use redb::{
+    Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use std::path::{Path, PathBuf};
+
+const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
+const META: TableDefinition<u64, (u64, u64)> = TableDefinition::new("meta");
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const CHANGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("changes");
+
+#[derive(Clone, Debug)]
+pub struct StoreOptions {
+    /// redb's page cache: the store's share of the memory budget.
+    pub cache_bytes: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+pub struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    pub fn open(path: &Path, options: &StoreOptions) -> Result<RedbStore, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(options.cache_bytes)
+            .create(path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.to_path_buf(),
+                },
+                other => StoreError::Open {
+                    path: path.to_path_buf(),
+                    detail: other.to_string(),
+                },
+            })?;
+        // Create the tables once, so readers never meet a missing one.
+        let txn = db.begin_write()?;
+        txn.open_table(CATALOG)?;
+        txn.open_table(META)?;
+        txn.open_table(ROWS)?;
+        txn.open_table(STATE)?;
+        txn.open_table(CHANGES)?;
+        txn.commit()?;
+        Ok(RedbStore {
+            db,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl StateStore for RedbStore {
+    fn read(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
+        Ok(Box::new(RedbRead {
+            txn: self.db.begin_read()?,
+        }))
+    }
+
+    fn write(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        Ok(Box::new(RedbWrite {
+            txn: self.db.begin_write()?,
+        }))
+    }
+}
+
+fn prefixed(view: ViewId, key: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + key.len());
+    k.extend_from_slice(&view.to_be_bytes());
+    k.extend_from_slice(key);
+    k
+}
+
+/// The key range of one view in `rows` or `state`.
+fn view_range(view: ViewId) -> (Vec<u8>, Option<Vec<u8>>) {
+    let start = view.to_be_bytes().to_vec();
+    let end = view.checked_add(1).map(|v| v.to_be_bytes().to_vec());
+    (start, end)
+}
+
+// Reads shared by the read and the write transaction.
+
+fn catalog_of(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+    let mut out = Vec::new();
+    for entry in t.iter()? {
+        let (k, v) = entry?;
+        out.push((k.value().to_string(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+fn meta_of(
+    t: &impl ReadableTable<u64, (u64, u64)>,
+    view: ViewId,
+) -> Result<Option<ViewMeta>, StoreError> {
+    Ok(t.get(view)?.map(|g| {
+        let (frontier, history_start) = g.value();
+        ViewMeta {
+            frontier,
+            history_start,
+        }
+    }))
+}
+
+fn get_of(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    view: ViewId,
+    key: &[u8],
+) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(t.get(prefixed(view, key).as_slice())?
+        .map(|g| g.value().to_vec()))
+}
+
+fn scan_of(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    view: ViewId,
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StoreError> {
+    let (start, end) = view_range(view);
+    let range = match &end {
+        Some(end) => t.range(start.as_slice()..end.as_slice())?,
+        None => t.range(start.as_slice()..)?,
+    };
+    for entry in range {
+        let (k, v) = entry?;
+        if !visit(&k.value()[8..], v.value()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn changes_of(
+    t: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    view: ViewId,
+    after: u64,
+    visit: &mut dyn FnMut(&Change) -> bool,
+) -> Result<(), StoreError> {
+    // Blocks are keyed by their last log time: every block holding a change
+    // after `after` has a key above it.
+    let start = after.saturating_add(1);
+    for entry in t.range((view, start)..=(view, u64::MAX))? {
+        let (_, v) = entry?;
+        for change in decode_changes(v.value())? {
+            if change.log_time > after && !visit(&change) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+struct RedbRead {
+    txn: ReadTransaction,
+}
+
+impl StoreRead for RedbRead {
+    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        catalog_of(&self.txn.open_table(CATALOG)?)
+    }
+    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
+        meta_of(&self.txn.open_table(META)?, view)
+    }
+    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get_of(&self.txn.open_table(ROWS)?, view, key)
+    }
+    fn rows(
+        &self,
+        view: ViewId,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        scan_of(&self.txn.open_table(ROWS)?, view, visit)
+    }
+    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get_of(&self.txn.open_table(STATE)?, view, key)
+    }
+    fn changes(
+        &self,
+        view: ViewId,
+        after: u64,
+        visit: &mut dyn FnMut(&Change) -> bool,
+    ) -> Result<(), StoreError> {
+        changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
+    }
+}
+
+struct RedbWrite {
+    txn: WriteTransaction,
+}
+
+impl StoreRead for RedbWrite {
+    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        catalog_of(&self.txn.open_table(CATALOG)?)
+    }
+    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
+        meta_of(&self.txn.open_table(META)?, view)
+    }
+    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get_of(&self.txn.open_table(ROWS)?, view, key)
+    }
+    fn rows(
+        &self,
+        view: ViewId,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        scan_of(&self.txn.open_table(ROWS)?, view, visit)
+    }
+    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        get_of(&self.txn.open_table(STATE)?, view, key)
+    }
+    fn changes(
+        &self,
+        view: ViewId,
+        after: u64,
+        visit: &mut dyn FnMut(&Change) -> bool,
+    ) -> Result<(), StoreError> {
+        changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
+    }
+}
+
+impl StoreWrite for RedbWrite {
+    fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.txn.open_table(CATALOG)?.insert(name, value)?;
+        Ok(())
+    }
+
+    fn delete_catalog(&mut self, name: &str) -> Result<(), StoreError> {
+        self.txn.open_table(CATALOG)?.remove(name)?;
+        Ok(())
+    }
+
+    fn apply(&mut self, c: &ViewCommit) -> Result<(), StoreError> {
+        for (table, puts) in [(ROWS, &c.rows), (STATE, &c.state)] {
+            let mut t = self.txn.open_table(table)?;
+            let mut key = c.view.to_be_bytes().to_vec();
+            for (k, v) in puts {
+                key.truncate(8);
+                key.extend_from_slice(k);
+                match v {
+                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
+                    None => t.remove(key.as_slice())?,
+                };
+            }
+        }
+        if let Some(last) = c.changes.last() {
+            debug_assert!(c.changes.is_sorted_by_key(|x| x.log_time));
+            self.txn.open_table(CHANGES)?.insert(
+                (c.view, last.log_time),
+                encode_changes(&c.changes).as_slice(),
+            )?;
+        }
+        let mut meta = self.txn.open_table(META)?;
+        let history_start = meta.get(c.view)?.map_or(0, |g| g.value().1);
+        meta.insert(c.view, (c.frontier, history_start))?;
+        Ok(())
+    }
+
+    fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError> {
+        // Whole blocks only: a block goes when its last change is at or
+        // before `before`; history then starts at that block's end.
+        let mut start = None;
+        {
+            let mut t = self.txn.open_table(CHANGES)?;
+            let mut doomed = Vec::new();
+            for entry in t.range((view, 0)..=(view, before))? {
+                let (k, _) = entry?;
+                doomed.push(k.value());
+            }
+            for k in doomed {
+                t.remove(k)?;
+                start = Some(k.1);
+            }
+        }
+        if let Some(start) = start {
+            let mut meta = self.txn.open_table(META)?;
+            let (frontier, old) = meta.get(view)?.map_or((0, 0), |g| g.value());
+            meta.insert(view, (frontier, old.max(start)))?;
+        }
+        Ok(())
+    }
+
+    fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError> {
+        let (start, end) = view_range(view);
+        for table in [ROWS, STATE] {
+            let mut t = self.txn.open_table(table)?;
+            match &end {
+                Some(end) => t.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?,
+                None => t.retain_in(start.as_slice().., |_, _| false)?,
+            }
+        }
+        self.txn
+            .open_table(CHANGES)?
+            .retain_in((view, 0)..=(view, u64::MAX), |_, _| false)?;
+        self.txn.open_table(META)?.remove(view)?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        self.txn.commit()?;
+        Ok(())
+    }
+}

@@ -1,0 +1,195 @@
+//! The redb state store: atomic view steps, history, reopen, the lock.
+
+use kappa_store::{Change, RedbStore, StateStore, StoreError, StoreOptions, ViewCommit, ViewMeta};
+
+fn open(dir: &std::path::Path) -> RedbStore {
+    RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap()
+}
+
+fn change(t: u64, key: &str, before: Option<&str>, after: Option<&str>) -> Change {
+    Change {
+        log_time: t,
+        key: key.as_bytes().to_vec(),
+        before: before.map(|b| b.as_bytes().to_vec()),
+        after: after.map(|a| a.as_bytes().to_vec()),
+    }
+}
+
+fn step(
+    view: u64,
+    frontier: u64,
+    rows: &[(&str, Option<&str>)],
+    changes: Vec<Change>,
+) -> ViewCommit {
+    ViewCommit {
+        view,
+        rows: rows
+            .iter()
+            .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
+            .collect(),
+        state: vec![(b"acc".to_vec(), Some(frontier.to_le_bytes().to_vec()))],
+        changes,
+        frontier,
+    }
+}
+
+fn rows(store: &RedbStore, view: u64) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    store
+        .read()
+        .unwrap()
+        .rows(view, &mut |k, v| {
+            out.push((
+                String::from_utf8(k.to_vec()).unwrap(),
+                String::from_utf8(v.to_vec()).unwrap(),
+            ));
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn steps_commit_rows_state_changes_and_frontier_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut w = store.write().unwrap();
+    w.apply(&step(
+        1,
+        10,
+        &[("a", Some("1")), ("b", Some("2"))],
+        vec![
+            change(5, "a", None, Some("1")),
+            change(10, "b", None, Some("2")),
+        ],
+    ))
+    .unwrap();
+    w.apply(&step(2, 10, &[("a", Some("other view"))], vec![]))
+        .unwrap();
+    // Not visible before commit.
+    assert_eq!(store.read().unwrap().meta(1).unwrap(), None);
+    w.commit().unwrap();
+
+    let mut w = store.write().unwrap();
+    w.apply(&step(
+        1,
+        20,
+        &[("a", None), ("b", Some("3"))],
+        vec![
+            change(15, "a", Some("1"), None),
+            change(20, "b", Some("2"), Some("3")),
+        ],
+    ))
+    .unwrap();
+    w.commit().unwrap();
+    // An uncommitted (dropped) transaction leaves nothing behind.
+    let mut w = store.write().unwrap();
+    w.apply(&step(
+        1,
+        30,
+        &[("z", Some("9"))],
+        vec![change(30, "z", None, Some("9"))],
+    ))
+    .unwrap();
+    drop(w);
+
+    drop(store);
+    let store = open(dir.path());
+    let r = store.read().unwrap();
+    assert_eq!(
+        r.meta(1).unwrap(),
+        Some(ViewMeta {
+            frontier: 20,
+            history_start: 0
+        })
+    );
+    assert_eq!(
+        r.state(1, b"acc").unwrap(),
+        Some(20u64.to_le_bytes().to_vec())
+    );
+    drop(r);
+    assert_eq!(rows(&store, 1), vec![("b".into(), "3".into())]);
+    assert_eq!(rows(&store, 2), vec![("a".into(), "other view".into())]);
+
+    let mut after_10 = Vec::new();
+    store
+        .read()
+        .unwrap()
+        .changes(1, 10, &mut |c| {
+            after_10.push(c.clone());
+            true
+        })
+        .unwrap();
+    assert_eq!(
+        after_10,
+        vec![
+            change(15, "a", Some("1"), None),
+            change(20, "b", Some("2"), Some("3"))
+        ]
+    );
+    let mut after_5 = 0;
+    store
+        .read()
+        .unwrap()
+        .changes(1, 5, &mut |_| {
+            after_5 += 1;
+            true
+        })
+        .unwrap();
+    assert_eq!(after_5, 3, "changes after 5: 10, 15 and 20");
+}
+
+#[test]
+fn history_is_trimmed_by_whole_blocks_and_views_drop_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    for t in 1..=5u64 {
+        let mut w = store.write().unwrap();
+        w.apply(&step(
+            7,
+            t * 10,
+            &[("k", Some(&t.to_string()))],
+            vec![change(t * 10, "k", None, Some(&t.to_string()))],
+        ))
+        .unwrap();
+        w.commit().unwrap();
+    }
+    let mut w = store.write().unwrap();
+    w.trim_history(7, 25).unwrap();
+    w.commit().unwrap();
+    let r = store.read().unwrap();
+    assert_eq!(r.meta(7).unwrap().unwrap().history_start, 20);
+    let mut times = Vec::new();
+    r.changes(7, 0, &mut |c| {
+        times.push(c.log_time);
+        true
+    })
+    .unwrap();
+    assert_eq!(times, vec![30, 40, 50]);
+    drop(r);
+
+    let mut w = store.write().unwrap();
+    w.put_catalog("view:v", b"{}").unwrap();
+    w.drop_view(7).unwrap();
+    w.commit().unwrap();
+    let r = store.read().unwrap();
+    assert_eq!(r.meta(7).unwrap(), None);
+    assert_eq!(r.state(7, b"acc").unwrap(), None);
+    assert_eq!(
+        r.catalog().unwrap(),
+        vec![("view:v".to_string(), b"{}".to_vec())]
+    );
+    drop(r);
+    assert!(rows(&store, 7).is_empty());
+}
+
+#[test]
+fn a_second_open_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(dir.path());
+    let err = RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default())
+        .err()
+        .expect("second open fails");
+    assert!(matches!(err, StoreError::Locked { .. }), "{err}");
+    assert!(err.to_string().contains("in use"), "{err}");
+}
