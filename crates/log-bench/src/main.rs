@@ -8,7 +8,7 @@
 //! sequential fdatasync bandwidth), because absolute numbers move from run to
 //! run on shared machines.
 
-mod workload;
+use kappa_log_bench::workload;
 
 use bytes::Bytes;
 use clap::Parser;

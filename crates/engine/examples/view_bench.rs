@@ -1,0 +1,147 @@
+//! Replay into a view, beside two floors measured in the same run: a plain
+//! serde_json parse-and-fold of the same JSON lines, and DuckDB (if the
+//! `duckdb` Python package is installed) running the same GROUP BY over the
+//! same file. Release build:
+//!
+//! ```text
+//! cargo run --release -p kappa-engine --example view_bench -- 1000000
+//! ```
+
+use kappa_engine::{Engine, Output};
+use kappa_log_embedded::{EmbeddedLog, LogOptions};
+use kappa_store::{RedbStore, StoreOptions};
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::Instant;
+
+const VIEW: &str =
+    "SELECT account, SUM(amount) AS balance, COUNT(*) AS n FROM transactions GROUP BY account";
+
+#[derive(serde::Deserialize)]
+struct Tx<'a> {
+    account: &'a str,
+    amount: f64,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(1_000_000), |s| s.parse())?;
+    let accounts = 100_000;
+    let dir = tempfile::tempdir()?;
+    let records = kappa_log_bench::workload::generate(n, accounts, 42);
+    let file = dir.path().join("transactions.ndjson");
+    {
+        let mut f = std::io::BufWriter::new(std::fs::File::create(&file)?);
+        for (_, v) in records.iter() {
+            f.write_all(v)?;
+            f.write_all(b"\n")?;
+        }
+    }
+    println!("{n} records, {accounts} accounts");
+
+    // Floor 1: parse and fold with serde_json.
+    let started = Instant::now();
+    let text = std::fs::read_to_string(&file)?;
+    let mut fold: HashMap<&str, (f64, i64)> = HashMap::new();
+    for line in text.lines() {
+        let tx: Tx = serde_json::from_str(line)?;
+        let e = fold.entry(tx.account).or_default();
+        e.0 += tx.amount;
+        e.1 += 1;
+    }
+    let fold_rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("serde_json parse-and-fold:     {fold_rate:>10.0} records/s");
+
+    // Floor 2: DuckDB over the same file.
+    let duck = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(format!(
+            "import duckdb,time\nc=duckdb.connect()\nt=time.time()\n\
+             r=c.execute(\"SELECT account, SUM(amount), COUNT(*) FROM read_json_auto('{}') GROUP BY account\").fetchall()\n\
+             print(time.time()-t, len(r))",
+            file.display()
+        ))
+        .output();
+    let duck_rate = match duck {
+        Ok(o) if o.status.success() => {
+            let out = String::from_utf8_lossy(&o.stdout);
+            let secs: f64 = out.split_whitespace().next().unwrap_or("0").parse()?;
+            let rate = n as f64 / secs;
+            println!("DuckDB GROUP BY over the file: {rate:>10.0} records/s");
+            Some(rate)
+        }
+        _ => {
+            println!("DuckDB: not available (pip install duckdb)");
+            None
+        }
+    };
+
+    // Kappa: append durably, then replay the log into the view.
+    let log = EmbeddedLog::open(
+        dir.path().join("log"),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )?;
+    let store = RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default())?;
+    let engine = Engine::open(Arc::new(log), Arc::new(store))?;
+    engine
+        .execute(
+            "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
+             WITH (partitions = 4, key = 'account', event_time = 'ts')",
+        )
+        .await?;
+    for chunk in records.chunks(10_000) {
+        let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_ref()).collect();
+        engine.append_json("transactions", &values).await?;
+    }
+    engine
+        .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+        .await?;
+    let started = Instant::now();
+    engine.catch_up().await?;
+    let replay_rate = n as f64 / started.elapsed().as_secs_f64();
+    println!("Kappa replay into the view:    {replay_rate:>10.0} records/s");
+
+    // The answer must be right, or the figure means nothing.
+    let Output::Rows(batches) = engine
+        .execute("SELECT account, balance, n FROM balances")
+        .await?
+    else {
+        anyhow::bail!("no rows");
+    };
+    let mut checked = 0;
+    for b in &batches {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+        let acc = b.column(0).as_string::<i32>();
+        let bal = b.column(1).as_primitive::<Float64Type>();
+        let cnt = b.column(2).as_primitive::<Int64Type>();
+        for i in 0..b.num_rows() {
+            let (sum, count) = fold[acc.value(i)];
+            anyhow::ensure!(cnt.value(i) == count, "count of {} differs", acc.value(i));
+            anyhow::ensure!(
+                (bal.value(i) - sum).abs() < 1e-6,
+                "balance of {} differs",
+                acc.value(i)
+            );
+            checked += 1;
+        }
+    }
+    anyhow::ensure!(
+        checked == fold.len(),
+        "{checked} rows, expected {}",
+        fold.len()
+    );
+    println!("checked {checked} balances against the fold");
+    println!(
+        "replay / parse-and-fold: {:.2}; replay / DuckDB: {}",
+        replay_rate / fold_rate,
+        duck_rate.map_or("n/a".into(), |d| format!("{:.2}", replay_rate / d))
+    );
+    Ok(())
+}

@@ -1,0 +1,3 @@
+//! The benchmark workload, shared by the log and view benchmarks.
+
+pub mod workload;
