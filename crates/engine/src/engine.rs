@@ -389,6 +389,27 @@ impl Engine {
         Ok(out)
     }
 
+    /// The records a view could not evaluate, oldest first: each with its
+    /// topic, partition, offset, log time and the reason.
+    pub async fn dead_letters(&self, view: &str) -> Result<Vec<serde_json::Value>, EngineError> {
+        let id = {
+            let inner = self.inner.lock().await;
+            inner
+                .views
+                .get(view)
+                .ok_or_else(|| EngineError::NotFound(view.to_string()))?
+                .id
+        };
+        let mut out = Vec::new();
+        self.store
+            .read()?
+            .state_prefix(id, &[crate::view::DEAD_LETTER_PREFIX], &mut |_, v| {
+                out.push(serde_json::from_slice(v).unwrap_or(serde_json::Value::Null));
+                true
+            })?;
+        Ok(out)
+    }
+
     /// The log time a view has applied the log up to.
     pub async fn frontier(&self, view: &str) -> Result<LogTime, EngineError> {
         let inner = self.inner.lock().await;

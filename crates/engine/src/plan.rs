@@ -147,29 +147,63 @@ fn walk(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineErro
                 if params.filter.is_some() {
                     return Err(unsupported("FILTER (WHERE ...) on an aggregate", ""));
                 }
-                if !params.order_by.is_empty() {
-                    return Err(unsupported("ORDER BY inside an aggregate", ""));
-                }
-                let kind = match (name.as_str(), params.distinct) {
-                    ("count", false) => AggKind::Count,
-                    ("count", true) => AggKind::CountDistinct,
-                    ("sum", false) => AggKind::Sum,
-                    ("avg" | "mean", false) => AggKind::Avg,
-                    ("min", _) => AggKind::Min,
-                    ("max", _) => AggKind::Max,
-                    (other, true) => {
+                // Entity state folded from events: the latest or earliest
+                // value by log time, on a topic's own records.
+                let by_log_time = match params.order_by.as_slice() {
+                    [] => None,
+                    [sort] if is_log_time(&sort.expr) && !p.keyed => Some(sort.asc),
+                    _ => {
                         return Err(unsupported(
-                            &format!("{}(DISTINCT ...)", other.to_uppercase()),
-                            " (COUNT(DISTINCT ...) is)",
-                        ));
-                    }
-                    (other, false) => {
-                        return Err(unsupported(
-                            &format!("the aggregate function {}", other.to_uppercase()),
-                            " (supported: COUNT, COUNT(DISTINCT), SUM, MIN, MAX, AVG)",
+                            "ORDER BY inside an aggregate",
+                            " (only last_value(x ORDER BY _log_time) and first_value(x ORDER BY _log_time) over a topic are)",
                         ));
                     }
                 };
+                let kind = match (name.as_str(), params.distinct, by_log_time) {
+                    ("last_value", false, Some(asc)) => {
+                        if asc {
+                            AggKind::Latest
+                        } else {
+                            AggKind::Earliest
+                        }
+                    }
+                    ("first_value", false, Some(asc)) => {
+                        if asc {
+                            AggKind::Earliest
+                        } else {
+                            AggKind::Latest
+                        }
+                    }
+                    (_, _, Some(_)) => {
+                        return Err(unsupported(
+                            &format!("{}(... ORDER BY ...)", name.to_uppercase()),
+                            " (ORDER BY _log_time goes with last_value and first_value)",
+                        ));
+                    }
+                    (n, d, None) => match (n, d) {
+                        ("count", false) => AggKind::Count,
+                        ("count", true) => AggKind::CountDistinct,
+                        ("sum", false) => AggKind::Sum,
+                        ("avg" | "mean", false) => AggKind::Avg,
+                        ("min", _) => AggKind::Min,
+                        ("max", _) => AggKind::Max,
+                        (other, true) => {
+                            return Err(unsupported(
+                                &format!("{}(DISTINCT ...)", other.to_uppercase()),
+                                " (COUNT(DISTINCT ...) is)",
+                            ));
+                        }
+                        (other, false) => {
+                            return Err(unsupported(
+                                &format!("the aggregate function {}", other.to_uppercase()),
+                                " (supported: COUNT, COUNT(DISTINCT), SUM, MIN, MAX, AVG, last_value and first_value ORDER BY _log_time)",
+                            ));
+                        }
+                    },
+                };
+                if params.null_treatment.is_some() {
+                    return Err(unsupported("IGNORE NULLS / RESPECT NULLS", ""));
+                }
                 if params.args.len() != 1 {
                     return Err(unsupported(
                         &format!(
@@ -251,6 +285,11 @@ fn walk(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineErro
         )),
         other => Err(unsupported(&other.display().to_string(), "")),
     }
+}
+
+/// `_log_time`, the topic's own log-time column.
+fn is_log_time(e: &Expr) -> bool {
+    matches!(e, Expr::Column(c) if c.name == "_log_time")
 }
 
 fn has_subquery(e: &Expr) -> bool {

@@ -148,15 +148,9 @@ impl ViewRuntime {
             let (batch, rejected) = self.topic.to_batch(records);
             for (i, reason) in rejected {
                 let r = &records[i];
-                let mut key = vec![DEAD_LETTER_PREFIX];
-                key.extend_from_slice(&r.log_time.0.to_be_bytes());
-                let letter = serde_json::json!({
-                    "topic": r.topic.to_string(), "partition": r.partition,
-                    "offset": r.offset, "log_time": r.log_time.0, "reason": reason,
-                });
                 commit
                     .state
-                    .push((key, Some(letter.to_string().into_bytes())));
+                    .push(dead_letter(r.log_time.0, Some(r), &reason));
             }
             let n = batch.num_rows();
             // Column 2 from the end is `_log_time`, in batch order.
@@ -178,7 +172,33 @@ impl ViewRuntime {
                 read: store.read()?,
                 view: self.id,
             };
-            for s in &mut self.pipeline.stages {
+            // The stateless stages before the first aggregate see the raw
+            // records: a record they cannot evaluate (a failed cast, say)
+            // is found by evaluating the batch record by record, and goes
+            // to the dead letters; the others go on.
+            let split = self
+                .pipeline
+                .stages
+                .iter()
+                .position(|s| matches!(s, Stage::Aggregate(_)))
+                .unwrap_or(self.pipeline.stages.len());
+            // The first aggregate evaluates its expressions before it
+            // changes any state, so its evaluation is part of the check.
+            let checked = (split + 1).min(self.pipeline.stages.len());
+            let (prefix, rest) = self.pipeline.stages.split_at_mut(checked);
+            delta = match run(prefix, delta.clone(), &mut source) {
+                Ok(d) => d,
+                Err(e) if is_evaluation_error(&e) => {
+                    let (kept, failed) = isolate(prefix, &delta, &mut source)?;
+                    for (log_time, reason) in failed {
+                        let r = records.iter().find(|r| r.log_time.0 == log_time);
+                        commit.state.push(dead_letter(log_time, r, &reason));
+                    }
+                    kept
+                }
+                Err(e) => return Err(e),
+            };
+            for s in rest {
                 delta = s.apply(delta, &mut source)?;
             }
             sink(&mut commit, delta);
@@ -196,6 +216,115 @@ impl ViewRuntime {
         }
         out
     }
+}
+
+fn run(
+    stages: &mut [Stage],
+    mut delta: Delta,
+    source: &mut dyn StateSource,
+) -> Result<Delta, EngineError> {
+    for s in stages {
+        delta = s.apply(delta, source)?;
+    }
+    Ok(delta)
+}
+
+/// An error that comes from evaluating expressions on the data (as opposed
+/// to the store or the log failing).
+fn is_evaluation_error(e: &EngineError) -> bool {
+    matches!(e, EngineError::Query(_) | EngineError::Plan(_))
+}
+
+/// Runs the stateless `stages` record by record: the output of the records
+/// that evaluate, and (log time, reason) of those that do not.
+fn isolate(
+    stages: &mut [Stage],
+    delta: &Delta,
+    source: &mut dyn StateSource,
+) -> Result<(Delta, Vec<(u64, String)>), EngineError> {
+    let mut outputs = Vec::new();
+    let mut failed = Vec::new();
+    // The stateless stages run per record; a trailing aggregate only
+    // evaluates per record, then folds the records that pass, together.
+    let (stateless, aggregate) = match stages.split_last_mut() {
+        Some((Stage::Aggregate(a), before)) => (before, Some(a)),
+        _ => (stages, None),
+    };
+    for i in 0..delta.len() {
+        let one = Delta {
+            batch: delta.batch.slice(i, 1),
+            weights: vec![delta.weights[i]],
+            log_times: vec![delta.log_times[i]],
+            keys: vec![delta.keys[i].clone()],
+        };
+        let result = run(stateless, one, source).and_then(|d| match &aggregate {
+            Some(a) if !d.is_empty() => a.evaluate(&d.batch).map(|_| d),
+            _ => Ok(d),
+        });
+        match result {
+            Ok(d) => outputs.push(d),
+            Err(e) if is_evaluation_error(&e) => failed.push((delta.log_times[i], e.to_string())),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(first) = outputs.first() else {
+        // Nothing evaluated: no rows, in the stages' output shape.
+        let empty = empty_output(stateless, delta);
+        return match aggregate {
+            Some(a) => Ok((a.apply(empty, source)?, failed)),
+            None => Ok((empty, failed)),
+        };
+    };
+    let schema = first.batch.schema();
+    let batches: Vec<_> = outputs.iter().map(|d| d.batch.clone()).collect();
+    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
+    let mut out = Delta {
+        batch,
+        weights: Vec::new(),
+        log_times: Vec::new(),
+        keys: Vec::new(),
+    };
+    for d in outputs {
+        out.weights.extend(d.weights);
+        out.log_times.extend(d.log_times);
+        out.keys.extend(d.keys);
+    }
+    match aggregate {
+        Some(a) => Ok((a.apply(out, source)?, failed)),
+        None => Ok((out, failed)),
+    }
+}
+
+/// No rows in the shape the stages output (that of their last projection,
+/// else their input's).
+fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
+    let schema = stages
+        .iter()
+        .rev()
+        .find_map(|s| match s {
+            Stage::Project { schema, .. } => Some(schema.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| delta.batch.schema());
+    Delta {
+        batch: datafusion::arrow::array::RecordBatch::new_empty(schema),
+        weights: Vec::new(),
+        log_times: Vec::new(),
+        keys: Vec::new(),
+    }
+}
+
+fn dead_letter(log_time: u64, r: Option<&Record>, reason: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+    let mut key = vec![DEAD_LETTER_PREFIX];
+    key.extend_from_slice(&log_time.to_be_bytes());
+    let letter = serde_json::json!({
+        "topic": r.map(|r| r.topic.to_string()),
+        "partition": r.map(|r| r.partition),
+        "offset": r.map(|r| r.offset),
+        "log_time": log_time,
+        "reason": reason,
+    });
+    (key, Some(letter.to_string().into_bytes()))
 }
 
 /// Turns the last stage's delta into row puts and changes, one change per

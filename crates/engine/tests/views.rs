@@ -255,3 +255,59 @@ async fn bad_input_is_refused_with_what_and_where() {
         .to_string();
     assert!(msg.contains("missing"), "{msg}");
 }
+
+/// A topic without a schema holds raw JSON, read with `->>`; a record a view
+/// cannot evaluate goes to its dead letters with the reason and position,
+/// and the view goes on.
+#[tokio::test]
+async fn raw_json_topics_and_dead_letters() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .execute("CREATE TOPIC raw WITH (partitions = 2)")
+        .await
+        .unwrap();
+    engine
+        .execute(
+            "CREATE VIEW totals AS SELECT payload->>'account' AS account, \
+             SUM(CAST(payload->>'amount' AS DOUBLE)) AS total, COUNT(*) AS n \
+             FROM raw GROUP BY payload->>'account'",
+        )
+        .await
+        .unwrap();
+    let batch: Vec<&[u8]> = vec![
+        br#"{"account":"a","amount":"1.5"}"#,
+        br#"{"account":"a","amount":"lots"}"#,
+        br#"{"account":"b","amount":2}"#,
+        br#"{"account":"a","amount":3}"#,
+    ];
+    let r = engine.append_json("raw", &batch).await.unwrap();
+    engine.catch_up().await.unwrap();
+    assert_eq!(
+        rows(&engine, "SELECT account, total, n FROM totals").await,
+        vec![
+            vec!["a".to_string(), "4.50000000e0".into(), "2".into()],
+            vec!["b".to_string(), "2.00000000e0".into(), "1".into()],
+        ]
+    );
+    let letters = engine.dead_letters("totals").await.unwrap();
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let bad = &r.positions[1];
+    assert_eq!(letters[0]["log_time"], bad.log_time.0);
+    assert_eq!(letters[0]["offset"], bad.offset);
+    assert_eq!(letters[0]["partition"], bad.partition);
+    assert!(
+        letters[0]["reason"].as_str().unwrap().contains("lots"),
+        "{letters:?}"
+    );
+    // The view goes on with later records.
+    engine
+        .append_json("raw", &[br#"{"account":"b","amount":"0.5"}"#])
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    assert_eq!(
+        rows(&engine, "SELECT total FROM totals WHERE account = 'b'").await,
+        vec![vec!["2.50000000e0".to_string()]]
+    );
+}

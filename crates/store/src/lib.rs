@@ -68,6 +68,14 @@ pub trait StoreRead {
         visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), StoreError>;
     fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every state entry whose key starts with `prefix`, in key order;
+    /// `visit` returns false to stop.
+    fn state_prefix(
+        &self,
+        view: ViewId,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError>;
     /// Every retained change with log time > `after`, in log-time order;
     /// `visit` returns false to stop.
     fn changes(

@@ -153,6 +153,22 @@ fn scan_of(
     Ok(())
 }
 
+fn prefix_of(
+    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    view: ViewId,
+    prefix: &[u8],
+    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+) -> Result<(), StoreError> {
+    let start = prefixed(view, prefix);
+    for entry in t.range(start.as_slice()..)? {
+        let (k, v) = entry?;
+        if !k.value().starts_with(&start) || !visit(&k.value()[8..], v.value()) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 fn changes_of(
     t: &impl ReadableTable<(u64, u64), &'static [u8]>,
     view: ViewId,
@@ -197,6 +213,14 @@ impl StoreRead for RedbRead {
     fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         get_of(&self.txn.open_table(STATE)?, view, key)
     }
+    fn state_prefix(
+        &self,
+        view: ViewId,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
+    }
     fn changes(
         &self,
         view: ViewId,
@@ -230,6 +254,14 @@ impl StoreRead for RedbWrite {
     }
     fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         get_of(&self.txn.open_table(STATE)?, view, key)
+    }
+    fn state_prefix(
+        &self,
+        view: ViewId,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
     }
     fn changes(
         &self,

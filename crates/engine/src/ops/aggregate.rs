@@ -36,6 +36,10 @@ pub enum AggKind {
     Avg,
     Min,
     Max,
+    /// `last_value(x ORDER BY _log_time)`: the value of the latest record.
+    Latest,
+    /// `first_value(x ORDER BY _log_time)`: the value of the earliest.
+    Earliest,
 }
 
 pub struct AggSpec {
@@ -83,6 +87,8 @@ enum Acc {
         n: i64,
     },
     Best(Option<ScalarValue>),
+    /// The value with its log time (append-only input).
+    ByTime(Option<(u64, ScalarValue)>),
     /// Every distinct value (by its encoding) with its multiplicity.
     Values(BTreeMap<Vec<u8>, (ScalarValue, i64)>),
 }
@@ -133,6 +139,7 @@ impl Aggregate {
                 }
                 AggKind::Sum | AggKind::Avg => Acc::SumInt { sum: 0, n: 0 },
                 AggKind::Min | AggKind::Max if self.append_only => Acc::Best(None),
+                AggKind::Latest | AggKind::Earliest => Acc::ByTime(None),
                 AggKind::Min | AggKind::Max | AggKind::CountDistinct => {
                     Acc::Values(BTreeMap::new())
                 }
@@ -145,12 +152,14 @@ impl Aggregate {
         }
     }
 
-    pub fn apply(
-        &mut self,
-        delta: Delta,
-        state: &mut dyn StateSource,
-    ) -> Result<Delta, EngineError> {
-        let batch = &delta.batch;
+    /// Evaluates the group and argument expressions of `batch`: all of the
+    /// aggregate's work that can fail on bad data, done before any state
+    /// changes.
+    #[allow(clippy::type_complexity)]
+    pub fn evaluate(
+        &self,
+        batch: &RecordBatch,
+    ) -> Result<(Vec<ArrayRef>, Vec<ArrayRef>), EngineError> {
         let n = batch.num_rows();
         let group_cols: Vec<ArrayRef> = self
             .group
@@ -162,6 +171,18 @@ impl Aggregate {
             .iter()
             .map(|a| a.arg.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<Result<_, _>>()?;
+        Ok((group_cols, arg_cols))
+    }
+
+    /// Folds `delta` into the groups. An evaluation error leaves the state
+    /// as it was.
+    pub fn apply(
+        &mut self,
+        delta: Delta,
+        state: &mut dyn StateSource,
+    ) -> Result<Delta, EngineError> {
+        let n = delta.batch.num_rows();
+        let (group_cols, arg_cols) = self.evaluate(&delta.batch)?;
         let mut out = Vec::with_capacity(2 * n);
         let mut key = Vec::new();
         for i in 0..n {
@@ -188,7 +209,7 @@ impl Aggregate {
             let old = existed.then(|| self.output(&group));
             group.rows += w;
             for (acc, (spec, col)) in group.accs.iter_mut().zip(self.aggs.iter().zip(&arg_cols)) {
-                update(acc, spec, col, i, w)?;
+                update(acc, spec, col, i, w, t)?;
             }
             let exists = group.rows > 0 || self.is_global();
             let new = exists.then(|| self.output(&group));
@@ -258,6 +279,7 @@ impl Aggregate {
                     ScalarValue::Float64((*n > 0).then(|| *sum as f64 / *n as f64))
                 }
                 (Acc::Best(v), _) => v.clone().unwrap_or(ScalarValue::Null),
+                (Acc::ByTime(v), _) => v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone()),
                 (Acc::Values(m), AggKind::CountDistinct) => {
                     ScalarValue::Int64(Some(m.len() as i64))
                 }
@@ -349,6 +371,17 @@ impl Aggregate {
                         }
                     }
                 }
+                Acc::ByTime(v) => {
+                    out.push(5);
+                    match v {
+                        None => out.push(0),
+                        Some((t, v)) => {
+                            out.push(1);
+                            out.extend_from_slice(&t.to_le_bytes());
+                            encode_scalar(&mut out, v);
+                        }
+                    }
+                }
                 Acc::Values(m) => {
                     out.push(4);
                     out.extend_from_slice(&(m.len() as u32).to_le_bytes());
@@ -396,6 +429,13 @@ impl Aggregate {
                     0 => Acc::Best(None),
                     _ => Acc::Best(Some(decode_scalar(b, &mut at, &spec.arg_type)?)),
                 },
+                5 => match take(1, &mut at)?[0] {
+                    0 => Acc::ByTime(None),
+                    _ => {
+                        let t = u64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
+                        Acc::ByTime(Some((t, decode_scalar(b, &mut at, &spec.arg_type)?)))
+                    }
+                },
                 4 => {
                     let n = u32::from_le_bytes(take(4, &mut at)?.try_into().ok()?);
                     let mut m = BTreeMap::new();
@@ -436,11 +476,28 @@ fn update(
     col: &ArrayRef,
     i: usize,
     w: i64,
+    t: u64,
 ) -> Result<(), EngineError> {
+    if let Acc::ByTime(current) = acc {
+        // NULLs count here (last_value respects them); the input is
+        // append-only and in log-time order.
+        let take = match current {
+            None => true,
+            Some((at, _)) => match spec.kind {
+                AggKind::Latest => t >= *at,
+                _ => t < *at,
+            },
+        };
+        if take {
+            *current = Some((t, ScalarValue::try_from_array(col, i)?));
+        }
+        return Ok(());
+    }
     if col.is_null(i) {
         return Ok(());
     }
     match acc {
+        Acc::ByTime(_) => unreachable!("handled above"),
         Acc::Count(n) => *n += w,
         Acc::SumInt { sum, n } => {
             let v = ScalarValue::try_from_array(col, i)?.cast_to(&DataType::Int64)?;

@@ -1,0 +1,148 @@
+//! kill -9 while views are being maintained: after each kill the views
+//! resume from their committed frontier and equal their batch evaluation,
+//! so no record was counted twice or missed.
+//!
+//! The test re-runs its own binary as the worker (the ignored test
+//! `worker`), which appends records and catches views up in a loop until it
+//! is killed. KAPPA_VIEW_KILLS sets the number of kills (5 by default).
+
+use datafusion::arrow::array::{Array, RecordBatch};
+use datafusion::arrow::util::display::array_value_to_string;
+use kappa_engine::{Engine, Output};
+use kappa_log_embedded::{EmbeddedLog, LogOptions};
+use kappa_store::{RedbStore, StoreOptions};
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+const VIEWS: &[(&str, &str)] = &[
+    (
+        "balances",
+        "SELECT account, SUM(amount) AS balance, COUNT(*) AS n FROM tx GROUP BY account",
+    ),
+    (
+        "spread",
+        "SELECT n, COUNT(*) AS accounts FROM balances GROUP BY n",
+    ),
+];
+
+fn open(dir: &Path) -> Engine {
+    let log = EmbeddedLog::open(dir.join("log"), LogOptions::default()).unwrap();
+    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
+    Engine::open(Arc::new(log), Arc::new(store)).unwrap()
+}
+
+fn table(batches: &[RecordBatch]) -> Vec<Vec<String>> {
+    let mut rows: Vec<Vec<String>> = batches
+        .iter()
+        .flat_map(|b| {
+            (0..b.num_rows()).map(move |i| {
+                b.columns()
+                    .iter()
+                    .map(|c| {
+                        if c.is_null(i) {
+                            "NULL".into()
+                        } else {
+                            array_value_to_string(c, i).unwrap()
+                        }
+                    })
+                    .collect()
+            })
+        })
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The worker: run only as a child of the test below.
+#[tokio::test]
+#[ignore]
+async fn worker() {
+    let Ok(dir) = std::env::var("KAPPA_WORKER_DIR") else {
+        return;
+    };
+    let engine = open(Path::new(&dir));
+    if engine.view("balances").await.is_none() {
+        engine
+            .execute("CREATE TOPIC tx (account TEXT NOT NULL, amount BIGINT) WITH (partitions = 3, key = 'account')")
+            .await
+            .unwrap();
+        for (name, sql) in VIEWS {
+            engine
+                .execute(&format!("CREATE VIEW {name} AS {sql}"))
+                .await
+                .unwrap();
+        }
+    }
+    let mut i = 0u64;
+    loop {
+        let values: Vec<String> = (0..50)
+            .map(|j| {
+                let n = i * 50 + j;
+                format!(r#"{{"account":"a{}","amount":{}}}"#, n % 37, n % 11)
+            })
+            .collect();
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+        engine.append_json("tx", &refs).await.unwrap();
+        engine.catch_up().await.unwrap();
+        println!("round {i}");
+        i += 1;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_maintaining_views_loses_and_repeats_nothing() {
+    let kills: u32 = std::env::var("KAPPA_VIEW_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let dir = tempfile::tempdir().unwrap();
+    for k in 0..kills {
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "worker", "--ignored", "--nocapture"])
+            .env("KAPPA_WORKER_DIR", dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        // Let it get some rounds in, then kill it at a point that varies.
+        let rounds = 2 + (k as usize * 3) % 7;
+        let mut seen = 0;
+        let mut line = String::new();
+        while seen < rounds {
+            line.clear();
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "worker stopped early"
+            );
+            if line.starts_with("round") {
+                seen += 1;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(3 * k as u64));
+        child.kill().unwrap();
+        child.wait().unwrap();
+
+        let engine = open(dir.path());
+        engine.catch_up().await.unwrap();
+        for (name, sql) in VIEWS {
+            let frontier = engine.frontier(name).await.unwrap().0;
+            let Output::Rows(live) = engine
+                .execute(&format!("SELECT * FROM {name}"))
+                .await
+                .unwrap()
+            else {
+                panic!()
+            };
+            let oracle = engine.evaluate_batch(sql, frontier).await.unwrap();
+            println!(
+                "after kill {k}: {name} at {frontier}, {} rows",
+                table(&oracle).len()
+            );
+            assert_eq!(table(&live), table(&oracle), "after kill {k}: view {name}");
+        }
+    }
+}
