@@ -300,6 +300,7 @@ impl Engine {
             topic,
             pipeline,
             frontier: None,
+            history_micros: def.history_micros,
         })
     }
 

@@ -122,6 +122,17 @@ impl TopicDef {
         };
         let json: Value =
             serde_json::from_slice(value).map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
+        self.check_value(index, &json)
+    }
+
+    /// [`TopicDef::check`] for a value already parsed.
+    pub fn check_value(&self, index: usize, json: &Value) -> Result<Checked, EngineError> {
+        let bad = |field: Option<&str>, reason: String| EngineError::RecordRejected {
+            topic: self.name.clone(),
+            index,
+            field: field.map(str::to_string),
+            reason,
+        };
         let Some(columns) = &self.columns else {
             return Ok(Checked::default());
         };
@@ -189,15 +200,23 @@ impl TopicDef {
         let mut parsed = Vec::with_capacity(records.len());
         for (i, r) in records.iter().enumerate() {
             let value = r.value.as_deref().unwrap_or(b"null");
-            match (&self.columns, self.check(i, value)) {
-                (_, Err(e)) => rejected.push((i, e.to_string())),
-                (None, Ok(_)) => {
+            // Parsed once: checked, then read into the columns.
+            let checked = serde_json::from_slice::<Value>(value)
+                .map_err(|e| format!("not valid JSON: {e}"))
+                .and_then(|json| {
+                    self.check_value(i, &json)
+                        .map(|_| json)
+                        .map_err(|e| e.to_string())
+                });
+            match checked {
+                Err(reason) => rejected.push((i, reason)),
+                Ok(json) => {
                     keep.push(i);
-                    parsed.push(Value::Null);
-                }
-                (Some(_), Ok(_)) => {
-                    keep.push(i);
-                    parsed.push(serde_json::from_slice(value).unwrap_or(Value::Null));
+                    parsed.push(if self.columns.is_some() {
+                        json
+                    } else {
+                        Value::Null
+                    });
                 }
             }
         }

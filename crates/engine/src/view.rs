@@ -26,6 +26,9 @@ pub struct ViewRuntime {
     pub pipeline: Pipeline,
     /// The last committed frontier, once known.
     pub frontier: Option<u64>,
+    /// AS OF reaches this far behind the frontier; older changes are
+    /// trimmed as the view advances.
+    pub history_micros: u64,
 }
 
 struct StoreSource<'a> {
@@ -93,6 +96,12 @@ impl ViewRuntime {
             if records.is_empty() {
                 break;
             }
+        }
+        if progress.commits > 0 {
+            let before = progress.frontier.saturating_sub(self.history_micros);
+            let mut w = store.write()?;
+            w.trim_history(self.id, before)?;
+            w.commit()?;
         }
         Ok(progress)
     }

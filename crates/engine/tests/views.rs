@@ -311,3 +311,56 @@ async fn raw_json_topics_and_dead_letters() {
         vec![vec!["2.50000000e0".to_string()]]
     );
 }
+
+/// History is kept for the view's retention; AS OF before it is an error
+/// naming the earliest point.
+#[tokio::test]
+async fn as_of_outside_history_names_the_earliest_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = open(dir.path());
+    engine
+        .execute("CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')")
+        .await
+        .unwrap();
+    engine
+        .execute("CREATE VIEW v WITH (history = '1 us') AS SELECT a, SUM(x) AS s FROM t GROUP BY a")
+        .await
+        .unwrap();
+    let first = engine
+        .append_json("t", &[br#"{"a":"k","x":1}"#])
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    let second = engine
+        .append_json("t", &[br#"{"a":"k","x":2}"#])
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    assert_eq!(
+        rows(
+            &engine,
+            &format!("SELECT s FROM v AS OF TOKEN '{}'", second.token)
+        )
+        .await,
+        vec![vec!["3".to_string()]]
+    );
+    let early = first.token.log_time().0 - 1;
+    let err = engine
+        .execute(&format!("SELECT s FROM v AS OF TOKEN 'kt1-{early:x}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("earliest point") && err.contains("view v"),
+        "{err}"
+    );
+    // Past the frontier is an error too.
+    let late = second.token.log_time().0 + 10_000_000;
+    let err = engine
+        .execute(&format!("SELECT s FROM v AS OF TOKEN 'kt1-{late:x}'"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("only applied the log up to"), "{err}");
+}
