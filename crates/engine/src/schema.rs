@@ -139,7 +139,7 @@ impl TopicDef {
         let Value::Object(obj) = &json else {
             return Err(bad(
                 None,
-                format!("expected a JSON object, got {}", kind(&json)),
+                format!("expected a JSON object, got {}", kind(json)),
             ));
         };
         if let Some(unknown) = obj.keys().find(|k| !columns.iter().any(|c| &c.name == *k)) {
