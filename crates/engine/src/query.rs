@@ -74,13 +74,8 @@ impl TableProvider for TopicTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batches = self
-            .batches()
-            .await
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        MemTable::try_new(self.schema(), vec![batches])?
-            .scan(state, projection, filters, limit)
-            .await
+        let batches = self.batches().await.map_err(external)?;
+        scan_batches(self.schema(), batches, state, projection, filters, limit).await
     }
 }
 
@@ -198,11 +193,33 @@ impl TableProvider for StoredView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self
-            .batch()
-            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
-        MemTable::try_new(self.schema(), vec![vec![batch]])?
-            .scan(state, projection, filters, limit)
-            .await
+        let batch = self.batch().map_err(external)?;
+        scan_batches(
+            self.schema(),
+            vec![batch],
+            state,
+            projection,
+            filters,
+            limit,
+        )
+        .await
     }
+}
+
+fn external(e: EngineError) -> datafusion::error::DataFusionError {
+    datafusion::error::DataFusionError::External(Box::new(e))
+}
+
+/// Serves batches made at scan time through DataFusion's in-memory scan.
+async fn scan_batches(
+    schema: SchemaRef,
+    batches: Vec<RecordBatch>,
+    state: &dyn Session,
+    projection: Option<&Vec<usize>>,
+    filters: &[Expr],
+    limit: Option<usize>,
+) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+    MemTable::try_new(schema, vec![batches])?
+        .scan(state, projection, filters, limit)
+        .await
 }

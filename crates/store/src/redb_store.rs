@@ -193,85 +193,55 @@ struct RedbRead {
     txn: ReadTransaction,
 }
 
-impl StoreRead for RedbRead {
-    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        catalog_of(&self.txn.open_table(CATALOG)?)
-    }
-    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
-        meta_of(&self.txn.open_table(META)?, view)
-    }
-    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_of(&self.txn.open_table(ROWS)?, view, key)
-    }
-    fn rows(
-        &self,
-        view: ViewId,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        scan_of(&self.txn.open_table(ROWS)?, view, visit)
-    }
-    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_of(&self.txn.open_table(STATE)?, view, key)
-    }
-    fn state_prefix(
-        &self,
-        view: ViewId,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
-    }
-    fn changes(
-        &self,
-        view: ViewId,
-        after: u64,
-        visit: &mut dyn FnMut(&Change) -> bool,
-    ) -> Result<(), StoreError> {
-        changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
-    }
-}
-
 struct RedbWrite {
     txn: WriteTransaction,
 }
 
-impl StoreRead for RedbWrite {
-    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        catalog_of(&self.txn.open_table(CATALOG)?)
-    }
-    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
-        meta_of(&self.txn.open_table(META)?, view)
-    }
-    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_of(&self.txn.open_table(ROWS)?, view, key)
-    }
-    fn rows(
-        &self,
-        view: ViewId,
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        scan_of(&self.txn.open_table(ROWS)?, view, visit)
-    }
-    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        get_of(&self.txn.open_table(STATE)?, view, key)
-    }
-    fn state_prefix(
-        &self,
-        view: ViewId,
-        prefix: &[u8],
-        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-    ) -> Result<(), StoreError> {
-        prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
-    }
-    fn changes(
-        &self,
-        view: ViewId,
-        after: u64,
-        visit: &mut dyn FnMut(&Change) -> bool,
-    ) -> Result<(), StoreError> {
-        changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
-    }
+/// The reads of both transaction kinds (each opens its tables the same way).
+macro_rules! store_read {
+    ($t:ty) => {
+        impl StoreRead for $t {
+            fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+                catalog_of(&self.txn.open_table(CATALOG)?)
+            }
+            fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
+                meta_of(&self.txn.open_table(META)?, view)
+            }
+            fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                get_of(&self.txn.open_table(ROWS)?, view, key)
+            }
+            fn rows(
+                &self,
+                view: ViewId,
+                visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StoreError> {
+                scan_of(&self.txn.open_table(ROWS)?, view, visit)
+            }
+            fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+                get_of(&self.txn.open_table(STATE)?, view, key)
+            }
+            fn state_prefix(
+                &self,
+                view: ViewId,
+                prefix: &[u8],
+                visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+            ) -> Result<(), StoreError> {
+                prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
+            }
+            fn changes(
+                &self,
+                view: ViewId,
+                after: u64,
+                visit: &mut dyn FnMut(&Change) -> bool,
+            ) -> Result<(), StoreError> {
+                changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
+            }
+        }
+    };
 }
+
+store_read!(RedbRead);
+store_read!(RedbWrite);
 
 impl StoreWrite for RedbWrite {
     fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
