@@ -7,7 +7,6 @@ use crate::sql::{self, AsOf, DropKind, Statement};
 use crate::view::{Progress, ViewRuntime};
 use crate::{EngineError, plan};
 use datafusion::arrow::array::RecordBatch;
-use datafusion::execution::FunctionRegistry;
 use datafusion::prelude::SessionContext;
 use kappa_log::{
     AppendBatch, AppendRecord, AppendResult, Log, LogTime, ReadLimits, Token, TopicConfig,
@@ -281,7 +280,6 @@ impl Engine {
                 )?;
             }
         }
-        let _ = ctx.udfs();
         Ok(ctx)
     }
 

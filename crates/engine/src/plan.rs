@@ -239,10 +239,8 @@ fn walk(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineErro
                     out_type,
                 });
             }
-            if p.keyed {
-                // An aggregate over an aggregate sees retractions: fine, the
-                // accumulators take them (MIN/MAX keep every value then).
-            }
+            // Over an aggregate the input retracts: MIN/MAX then keep every
+            // value, not just the best.
             let append_only = !p.keyed;
             let mut aggregate = Aggregate::new(
                 group,

@@ -537,6 +537,5 @@ fn update(
             }
         }
     }
-    let _ = spec;
     Ok(())
 }

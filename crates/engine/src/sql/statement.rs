@@ -116,9 +116,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
             "AS OF belongs at the end of a SELECT".into(),
         )),
         ast::Statement::CreateView(v) => {
-            if v.materialized {
-                // Every view is materialized; accept the word.
-            }
+            // Every view is materialized: CREATE MATERIALIZED VIEW is the same.
             let mut history_micros = DEFAULT_HISTORY_MICROS;
             for (key, value) in options(&v.options)? {
                 match key.as_str() {
