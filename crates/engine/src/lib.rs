@@ -2,12 +2,13 @@
 //! from the log with Kappa's own operators, and pull queries over topics and
 //! views, now or AS OF a point.
 //!
-//! Map: `sql/` parses Kappa's statements; `schema` checks records and gives
-//! topics their table form; `plan` turns a view's SELECT into stages;
+//! Map: `sql/` parses Kappa's statements; `schema` gives topics their table form
+//! and `decode` checks records into it; `plan` turns a view's SELECT into stages;
 //! `ops/` holds the incremental operators; `view` runs a view from its
 //! frontier (replay and live are one loop); `query` serves pull queries;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
+pub mod decode;
 mod engine;
 mod error;
 pub mod ops;

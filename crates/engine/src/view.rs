@@ -6,13 +6,14 @@
 
 use crate::EngineError;
 use crate::ops::aggregate::StateSource;
-use crate::ops::{Delta, Stage};
+use crate::ops::{Delta, Keys, Stage};
 use crate::plan::Pipeline;
 use crate::schema::TopicDef;
-use crate::value::encode_row;
-use datafusion::common::ScalarValue;
+use crate::value::encode_cell;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::TimestampMicrosecondType;
 use kappa_log::{Log, LogTime, ReadLimits, Record};
-use kappa_store::{Change, StateStore, StoreRead, ViewCommit, ViewId};
+use kappa_store::{Put, StateStore, StoreRead, ViewCommit, ViewId};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -50,9 +51,69 @@ pub struct Progress {
     pub frontier: u64,
 }
 
+/// During replay a commit is due after this long (or once the view has
+/// caught up, or pending changes outgrow [`COMMIT_BYTES`]). A commit writes
+/// each changed row and group once, however often it changed, so fewer,
+/// larger commits make replay fast; a crash costs at most this much work
+/// again. Live, the view catches up within one batch and commits at once.
+/// (Kafka Streams commits every 100 ms to 30 s; Flink checkpoints every few
+/// seconds.)
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+const COMMIT_BYTES: usize = 256 << 20;
+
+/// A range of [`Pending::arena`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingChange {
+    log_time: u64,
+    key: Span,
+    before: Option<Span>,
+    after: Option<Span>,
+}
+
+/// What a view has applied since its last commit. Keys and rows live in
+/// one arena, so applying a change allocates nothing.
+#[derive(Default)]
+struct Pending {
+    arena: Vec<u8>,
+    /// Per row key: its latest row (`None`: deleted) and its last change.
+    rows: FastMap<Box<[u8]>, (Option<Span>, usize)>,
+    /// In log-time order; one per (key, log time).
+    changes: Vec<PendingChange>,
+    /// Dead letters.
+    state: Vec<Put>,
+    records: u64,
+}
+
+impl Pending {
+    fn bytes(&self) -> usize {
+        self.arena.len() + self.changes.len() * std::mem::size_of::<PendingChange>()
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Span {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        Span {
+            start,
+            len: bytes.len(),
+        }
+    }
+
+    fn get(&self, s: Span) -> &[u8] {
+        &self.arena[s.start..s.start + s.len]
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 impl ViewRuntime {
     /// Applies the log from the view's frontier to `head` (a log time),
-    /// committing every batch.
+    /// committing as it goes.
     pub async fn catch_up(
         &mut self,
         log: &Arc<dyn Log>,
@@ -82,17 +143,24 @@ impl ViewRuntime {
         let mut reader = log
             .merged_reader(&[self.topic.name.as_str()], LogTime(frontier))
             .await?;
-        while self.frontier.unwrap_or(0) < head {
+        let mut pending = Pending::default();
+        let mut position = frontier;
+        let mut since_commit = std::time::Instant::now();
+        while position < head {
             let records = reader.next_batch(limits).await?;
-            let position = reader.position().0;
-            let commit = self.step(store, &records, position)?;
-            let mut w = store.write()?;
-            w.apply(&commit)?;
-            w.commit()?;
-            self.frontier = Some(position);
+            position = reader.position().0;
+            self.step(store, &records, &mut pending)?;
             progress.records += records.len() as u64;
-            progress.commits += 1;
-            progress.frontier = position;
+            let done = records.is_empty() || position >= head;
+            if done
+                || since_commit.elapsed() >= COMMIT_INTERVAL
+                || pending.bytes() >= COMMIT_BYTES
+            {
+                since_commit = std::time::Instant::now();
+                self.commit(store, &mut pending, position)?;
+                progress.commits += 1;
+                progress.frontier = position;
+            }
             if records.is_empty() {
                 break;
             }
@@ -106,114 +174,140 @@ impl ViewRuntime {
         Ok(progress)
     }
 
-    /// A new view: commit its initial state (a global aggregate's row).
-    fn start(&mut self, store: &Arc<dyn StateStore>) -> Result<(), EngineError> {
-        let mut delta = None;
-        let mut rest = 0;
-        for (i, s) in self.pipeline.stages.iter_mut().enumerate() {
-            if let Stage::Aggregate(a) = s
-                && a.is_global()
-            {
-                delta = Some(a.initial(0)?);
-                rest = i + 1;
-            }
-        }
-        let mut commit = ViewCommit {
-            view: self.id,
-            ..ViewCommit::default()
-        };
-        if let Some(mut d) = delta {
-            let mut source = crate::ops::aggregate::NoState;
-            for s in &mut self.pipeline.stages[rest..] {
-                d = s.apply(d, &mut source)?;
-            }
-            sink(&mut commit, d);
-            // A change at log time 0 is the view's starting point.
-            for c in &mut commit.changes {
-                c.log_time = 0;
-            }
-        }
-        commit.state = self.take_state();
-        let mut w = store.write()?;
-        w.apply(&commit)?;
-        w.commit()?;
-        Ok(())
-    }
-
-    /// Pushes `records` through the stages; the commit takes the view to
-    /// `position`.
-    pub fn step(
+    /// Commits what is pending, taking the view to `position`.
+    fn commit(
         &mut self,
         store: &Arc<dyn StateStore>,
-        records: &[Record],
+        pending: &mut Pending,
         position: u64,
-    ) -> Result<ViewCommit, EngineError> {
+    ) -> Result<(), EngineError> {
         let mut commit = ViewCommit {
             view: self.id,
             frontier: position,
             ..ViewCommit::default()
         };
-        if !records.is_empty() {
-            let (batch, rejected) = self.topic.to_batch(records);
-            for (i, reason) in rejected {
-                let r = &records[i];
+        for c in &pending.changes {
+            let before = c.before.map(|s| pending.get(s));
+            let after = c.after.map(|s| pending.get(s));
+            if before != after {
                 commit
-                    .state
-                    .push(dead_letter(r.log_time.0, Some(r), &reason));
+                    .changes
+                    .push(c.log_time, pending.get(c.key), before, after);
             }
-            let n = batch.num_rows();
-            // Column 2 from the end is `_log_time`, in batch order.
-            let log_col = batch.column(batch.num_columns() - 2);
-            let log_times: Vec<u64> = (0..n)
-                .map(|i| match ScalarValue::try_from_array(log_col, i) {
-                    Ok(ScalarValue::TimestampMicrosecond(Some(t), _)) => t as u64,
-                    _ => 0,
-                })
-                .collect();
-            let keys = log_times.iter().map(|t| t.to_be_bytes().to_vec()).collect();
-            let mut delta = Delta {
-                batch,
-                weights: vec![1; n],
-                log_times,
-                keys,
-            };
-            let mut source = StoreSource {
-                read: store.read()?,
-                view: self.id,
-            };
-            // The stateless stages before the first aggregate see the raw
-            // records: a record they cannot evaluate (a failed cast, say)
-            // is found by evaluating the batch record by record, and goes
-            // to the dead letters; the others go on.
-            let split = self
-                .pipeline
-                .stages
-                .iter()
-                .position(|s| matches!(s, Stage::Aggregate(_)))
-                .unwrap_or(self.pipeline.stages.len());
-            // The first aggregate evaluates its expressions before it
-            // changes any state, so its evaluation is part of the check.
-            let checked = (split + 1).min(self.pipeline.stages.len());
-            let (prefix, rest) = self.pipeline.stages.split_at_mut(checked);
-            delta = match run(prefix, delta.clone(), &mut source) {
-                Ok(d) => d,
-                Err(e) if is_evaluation_error(&e) => {
-                    let (kept, failed) = isolate(prefix, &delta, &mut source)?;
-                    for (log_time, reason) in failed {
-                        let r = records.iter().find(|r| r.log_time.0 == log_time);
-                        commit.state.push(dead_letter(log_time, r, &reason));
-                    }
-                    kept
-                }
-                Err(e) => return Err(e),
-            };
-            for s in rest {
-                delta = s.apply(delta, &mut source)?;
-            }
-            sink(&mut commit, delta);
         }
+        let rows = std::mem::take(&mut pending.rows);
+        commit.rows = rows
+            .into_iter()
+            .map(|(k, (row, _))| (k.into_vec(), row.map(|s| pending.get(s).to_vec())))
+            .collect();
+        pending.changes.clear();
+        pending.arena.clear();
+        commit.state = std::mem::take(&mut pending.state);
         commit.state.extend(self.take_state());
-        Ok(commit)
+        pending.records = 0;
+        let mut w = store.write()?;
+        w.apply(&mut commit)?;
+        w.commit()?;
+        self.frontier = Some(position);
+        Ok(())
+    }
+
+    /// A new view: commit its initial state (a global aggregate's row).
+    fn start(&mut self, store: &Arc<dyn StateStore>) -> Result<(), EngineError> {
+        let mut delta = None;
+        let mut rest = 0;
+        for (i, s) in self.pipeline.stages.iter_mut().enumerate() {
+            if let Stage::Aggregate(a) = s {
+                // Nothing is stored yet: no group needs a lookup.
+                a.assume_empty_state();
+                if a.is_global() {
+                    delta = Some(a.initial(0)?);
+                    rest = i + 1;
+                }
+            }
+        }
+        let mut pending = Pending::default();
+        if let Some(mut d) = delta {
+            let mut source = crate::ops::aggregate::NoState;
+            for s in &mut self.pipeline.stages[rest..] {
+                d = s.apply(d, &mut source)?;
+            }
+            // A change at log time 0 is the view's starting point.
+            sink(&mut pending, &d);
+        }
+        self.commit(store, &mut pending, 0)
+    }
+
+    /// Pushes `records` through the stages into `pending`.
+    fn step(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        records: &[Record],
+        pending: &mut Pending,
+    ) -> Result<(), EngineError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        pending.records += records.len() as u64;
+        let (batch, rejected) = self.topic.to_batch(records);
+        for (i, reason) in rejected {
+            let r = &records[i];
+            pending.state.push(dead_letter(r.log_time.0, Some(r), &reason));
+        }
+        let n = batch.num_rows();
+        // Column 2 from the end is `_log_time`, in batch order.
+        let log_times: Vec<u64> = batch
+            .column(batch.num_columns() - 2)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(|&t| t as u64)
+            .collect();
+        let mut keys = Keys::with_capacity(n, 8 * n);
+        for t in &log_times {
+            keys.push(&t.to_be_bytes());
+        }
+        let mut delta = Delta {
+            batch,
+            weights: vec![1; n],
+            log_times,
+            keys,
+        };
+        let mut source = StoreSource {
+            read: store.read()?,
+            view: self.id,
+        };
+        // The stateless stages before the first aggregate see the raw
+        // records: a record they cannot evaluate (a failed cast, say) is
+        // found by evaluating the batch record by record, and goes to the
+        // dead letters; the others go on.
+        let split = self
+            .pipeline
+            .stages
+            .iter()
+            .position(|s| matches!(s, Stage::Aggregate(_)))
+            .unwrap_or(self.pipeline.stages.len());
+        // The first aggregate evaluates its expressions before it changes
+        // any state, so its evaluation is part of the check.
+        let checked = (split + 1).min(self.pipeline.stages.len());
+        let (prefix, rest) = self.pipeline.stages.split_at_mut(checked);
+        delta = match run(prefix, delta.clone(), &mut source) {
+            Ok(d) => d,
+            Err(e) if is_evaluation_error(&e) => {
+                let (kept, failed) = isolate(prefix, &delta, &mut source)?;
+                for (log_time, reason) in failed {
+                    let r = records.iter().find(|r| r.log_time.0 == log_time);
+                    pending.state.push(dead_letter(log_time, r, &reason));
+                }
+                kept
+            }
+            Err(e) => return Err(e),
+        };
+        for s in rest {
+            delta = s.apply(delta, &mut source)?;
+        }
+        sink(pending, &delta);
+        Ok(())
     }
 
     fn take_state(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
@@ -260,11 +354,13 @@ fn isolate(
         _ => (stages, None),
     };
     for i in 0..delta.len() {
+        let mut keys = Keys::default();
+        keys.push(delta.keys.get(i));
         let one = Delta {
             batch: delta.batch.slice(i, 1),
             weights: vec![delta.weights[i]],
             log_times: vec![delta.log_times[i]],
-            keys: vec![delta.keys[i].clone()],
+            keys,
         };
         let result = run(stateless, one, source).and_then(|d| match &aggregate {
             Some(a) if !d.is_empty() => a.evaluate(&d.batch).map(|_| d),
@@ -291,12 +387,12 @@ fn isolate(
         batch,
         weights: Vec::new(),
         log_times: Vec::new(),
-        keys: Vec::new(),
+        keys: Keys::default(),
     };
     for d in outputs {
         out.weights.extend(d.weights);
         out.log_times.extend(d.log_times);
-        out.keys.extend(d.keys);
+        out.keys.extend(&d.keys);
     }
     match aggregate {
         Some(a) => Ok((a.apply(out, source)?, failed)),
@@ -319,7 +415,7 @@ fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
         batch: datafusion::arrow::array::RecordBatch::new_empty(schema),
         weights: Vec::new(),
         log_times: Vec::new(),
-        keys: Vec::new(),
+        keys: Keys::default(),
     }
 }
 
@@ -336,47 +432,66 @@ fn dead_letter(log_time: u64, r: Option<&Record>, reason: &str) -> (Vec<u8>, Opt
     (key, Some(letter.to_string().into_bytes()))
 }
 
-/// Turns the last stage's delta into row puts and changes, one change per
-/// (key, log time).
-fn sink(commit: &mut ViewCommit, delta: Delta) {
-    let n = delta.len();
-    let width = delta.batch.num_columns();
-    let mut current: HashMap<Vec<u8>, Option<Vec<u8>>> = HashMap::new();
-    let mut last_change: HashMap<Vec<u8>, usize> = HashMap::new();
-    for i in 0..n {
-        let row: Vec<ScalarValue> = (0..width)
-            .map(|c| ScalarValue::try_from_array(delta.batch.column(c), i).expect("in range"))
-            .collect();
-        let encoded = encode_row(&row);
-        let key = &delta.keys[i];
+/// Turns the last stage's delta into pending rows and changes, one change
+/// per (key, log time).
+fn sink(pending: &mut Pending, delta: &Delta) {
+    let columns = delta.batch.columns();
+    let width = (columns.len() as u16).to_le_bytes();
+    // Encodes row `i` into the arena.
+    let encode = |pending: &mut Pending, i: usize| {
+        let start = pending.arena.len();
+        pending.arena.extend_from_slice(&width);
+        for c in columns {
+            encode_cell(&mut pending.arena, c, i);
+        }
+        Span {
+            start,
+            len: pending.arena.len() - start,
+        }
+    };
+    for i in 0..delta.len() {
+        let key = delta.keys.get(i);
         let t = delta.log_times[i];
-        let before = match current.get(key) {
-            Some(v) => v.clone(),
-            // Not seen in this batch: a retraction names the old row.
-            None if delta.weights[i] < 0 => Some(encoded.clone()),
-            None => None,
-        };
-        let after = if delta.weights[i] > 0 {
-            Some(encoded)
-        } else {
-            None
-        };
-        match last_change.get(key) {
-            Some(&at) if commit.changes[at].log_time == t => {
-                commit.changes[at].after = after.clone();
+        let inserted = delta.weights[i] > 0;
+        match pending.rows.get(key).copied() {
+            Some((current, last)) => {
+                // A retraction names the row already pending.
+                let after = inserted.then(|| encode(pending, i));
+                let at = if pending.changes[last].log_time == t {
+                    pending.changes[last].after = after;
+                    last
+                } else {
+                    let key = pending.changes[last].key;
+                    pending.changes.push(PendingChange {
+                        log_time: t,
+                        key,
+                        before: current,
+                        after,
+                    });
+                    pending.changes.len() - 1
+                };
+                *pending.rows.get_mut(key).expect("found above") = (after, at);
             }
-            _ => {
-                last_change.insert(key.clone(), commit.changes.len());
-                commit.changes.push(Change {
+            None => {
+                // Not seen since the last commit: a retraction names the
+                // old row.
+                let row = encode(pending, i);
+                let key_span = pending.put(key);
+                let (before, after) = if inserted {
+                    (None, Some(row))
+                } else {
+                    (Some(row), None)
+                };
+                pending
+                    .rows
+                    .insert(key.into(), (after, pending.changes.len()));
+                pending.changes.push(PendingChange {
                     log_time: t,
-                    key: key.clone(),
+                    key: key_span,
                     before,
-                    after: after.clone(),
+                    after,
                 });
             }
         }
-        current.insert(key.clone(), after);
     }
-    commit.changes.retain(|c| c.before != c.after);
-    commit.rows = current.into_iter().collect();
 }

@@ -18,7 +18,7 @@ mod change;
 mod error;
 mod redb_store;
 
-pub use change::{Change, decode_changes, encode_changes};
+pub use change::{Change, ChangeBlocks, decode_changes, encode_changes};
 pub use error::StoreError;
 pub use redb_store::{RedbStore, StoreOptions};
 
@@ -45,7 +45,7 @@ pub struct ViewCommit {
     pub rows: Vec<Put>,
     pub state: Vec<Put>,
     /// In log-time order, all after the previous frontier.
-    pub changes: Vec<Change>,
+    pub changes: ChangeBlocks,
     pub frontier: u64,
 }
 
@@ -90,8 +90,9 @@ pub trait StoreRead {
 pub trait StoreWrite: StoreRead {
     fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError>;
     fn delete_catalog(&mut self, name: &str) -> Result<(), StoreError>;
-    /// Applies one step of a view (rows, state, changes, frontier).
-    fn apply(&mut self, commit: &ViewCommit) -> Result<(), StoreError>;
+    /// Applies one step of a view (rows, state, changes, frontier). The
+    /// puts may be reordered.
+    fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError>;
     /// Drops changes at or before `before` and moves the history start up.
     fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError>;
     /// Removes everything of a view.

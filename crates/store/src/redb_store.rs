@@ -5,7 +5,7 @@
 //! start), `rows` and `state` (view id, big-endian, then the key → bytes),
 //! `changes` ((view, last log time of the block) → a block of changes).
 
-use crate::change::{decode_changes, encode_changes};
+use crate::change::decode_changes;
 use crate::{Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta};
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -254,11 +254,13 @@ impl StoreWrite for RedbWrite {
         Ok(())
     }
 
-    fn apply(&mut self, c: &ViewCommit) -> Result<(), StoreError> {
-        for (table, puts) in [(ROWS, &c.rows), (STATE, &c.state)] {
+    fn apply(&mut self, c: &mut ViewCommit) -> Result<(), StoreError> {
+        for (table, puts) in [(ROWS, &mut c.rows), (STATE, &mut c.state)] {
+            // In key order: neighbouring inserts then touch the same pages.
+            puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
             let mut t = self.txn.open_table(table)?;
             let mut key = c.view.to_be_bytes().to_vec();
-            for (k, v) in puts {
+            for (k, v) in puts.iter() {
                 key.truncate(8);
                 key.extend_from_slice(k);
                 match v {
@@ -267,12 +269,11 @@ impl StoreWrite for RedbWrite {
                 };
             }
         }
-        if let Some(last) = c.changes.last() {
-            debug_assert!(c.changes.is_sorted_by_key(|x| x.log_time));
-            self.txn.open_table(CHANGES)?.insert(
-                (c.view, last.log_time),
-                encode_changes(&c.changes).as_slice(),
-            )?;
+        if !c.changes.is_empty() {
+            let mut t = self.txn.open_table(CHANGES)?;
+            for (last, block) in c.changes.blocks() {
+                t.insert((c.view, *last), block.as_slice())?;
+            }
         }
         let mut meta = self.txn.open_table(META)?;
         let history_start = meta.get(c.view)?.map_or(0, |g| g.value().1);

@@ -1,6 +1,6 @@
 //! The redb state store: atomic view steps, history, reopen, the lock.
 
-use kappa_store::{Change, RedbStore, StateStore, StoreError, StoreOptions, ViewCommit, ViewMeta};
+use kappa_store::{Change, ChangeBlocks, RedbStore, StateStore, StoreError, StoreOptions, ViewCommit, ViewMeta};
 
 fn open(dir: &std::path::Path) -> RedbStore {
     RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap()
@@ -28,7 +28,7 @@ fn step(
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
             .collect(),
         state: vec![(b"acc".to_vec(), Some(frontier.to_le_bytes().to_vec()))],
-        changes,
+        changes: ChangeBlocks::from_changes(&changes),
         frontier,
     }
 }
@@ -54,7 +54,7 @@ fn steps_commit_rows_state_changes_and_frontier_together() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut w = store.write().unwrap();
-    w.apply(&step(
+    w.apply(&mut step(
         1,
         10,
         &[("a", Some("1")), ("b", Some("2"))],
@@ -64,14 +64,14 @@ fn steps_commit_rows_state_changes_and_frontier_together() {
         ],
     ))
     .unwrap();
-    w.apply(&step(2, 10, &[("a", Some("other view"))], vec![]))
+    w.apply(&mut step(2, 10, &[("a", Some("other view"))], vec![]))
         .unwrap();
     // Not visible before commit.
     assert_eq!(store.read().unwrap().meta(1).unwrap(), None);
     w.commit().unwrap();
 
     let mut w = store.write().unwrap();
-    w.apply(&step(
+    w.apply(&mut step(
         1,
         20,
         &[("a", None), ("b", Some("3"))],
@@ -84,7 +84,7 @@ fn steps_commit_rows_state_changes_and_frontier_together() {
     w.commit().unwrap();
     // An uncommitted (dropped) transaction leaves nothing behind.
     let mut w = store.write().unwrap();
-    w.apply(&step(
+    w.apply(&mut step(
         1,
         30,
         &[("z", Some("9"))],
@@ -145,7 +145,7 @@ fn history_is_trimmed_by_whole_blocks_and_views_drop_cleanly() {
     let store = open(dir.path());
     for t in 1..=5u64 {
         let mut w = store.write().unwrap();
-        w.apply(&step(
+        w.apply(&mut step(
             7,
             t * 10,
             &[("k", Some(&t.to_string()))],

@@ -3,16 +3,27 @@
 //! memory as a cache over the state store: a group not in memory is loaded
 //! from the store, and groups changed since the last commit are written
 //! back with it.
+//!
+//! The hot path is columnar where it matters: group keys are encoded
+//! straight from the key columns, COUNT/SUM/AVG read typed arrays, and the
+//! output's key columns are gathered (`take`) from the input rows that
+//! caused each output row, so no per-row `ScalarValue` is built for them.
 
-use super::Delta;
+use super::{Delta, Keys};
 use crate::EngineError;
-use crate::value::{decode_row, decode_scalar, encode_cell, encode_row, encode_scalar};
-use datafusion::arrow::array::{ArrayRef, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use crate::value::{decode_scalar, encode_cell, encode_scalar};
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch, UInt32Array,
+};
+use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
+use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
 use datafusion::physical_expr::PhysicalExpr;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
+
+use hashbrown::HashTable;
+use std::hash::BuildHasher;
 
 /// Where groups not in memory come from (the store, at the view's frontier).
 pub trait StateSource {
@@ -61,15 +72,31 @@ pub struct Aggregate {
     /// Prefixes this aggregate's keys in the view's state (a view may hold
     /// several aggregates).
     pub state_prefix: u8,
-    /// Groups in memory; `None` is a group known to be gone (its deletion is
-    /// not committed yet, so the store must not be asked).
-    groups: HashMap<Vec<u8>, Option<Group>>,
-    dirty: HashSet<Vec<u8>>,
+    /// Groups in memory, found by key (the group values' encoding)
+    /// through `index`, which holds slot numbers. A slot without a group
+    /// is a group known not to exist.
+    slots: Vec<Slot>,
+    index: HashTable<u32>,
+    hasher: foldhash::fast::RandomState,
+    /// Slots no longer used.
+    free: Vec<u32>,
+    /// Slots changed since the last commit.
+    dirty: Vec<u32>,
+    /// Every group that exists is in memory (a new view, nothing evicted):
+    /// a key not in memory needs no store lookup.
+    complete: bool,
+}
+
+struct Slot {
+    key: Box<[u8]>,
+    group: Option<Group>,
+    dirty: bool,
+    /// In use (else on the free list).
+    live: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 struct Group {
-    values: Vec<ScalarValue>,
     /// Sum of the weights of the rows in the group.
     rows: i64,
     accs: Vec<Acc>,
@@ -93,6 +120,114 @@ enum Acc {
     Values(BTreeMap<Vec<u8>, (ScalarValue, i64)>),
 }
 
+/// One aggregate's result for a group. Integers and floats stay unboxed.
+#[derive(Clone, Debug)]
+enum Out {
+    Int(Option<i64>),
+    Float(Option<f64>),
+    Scalar(ScalarValue),
+}
+
+impl PartialEq for Out {
+    fn eq(&self, other: &Out) -> bool {
+        match (self, other) {
+            (Out::Int(a), Out::Int(b)) => a == b,
+            // Bitwise, so NaN equals NaN and a group's unchanged row is not
+            // re-emitted.
+            (Out::Float(a), Out::Float(b)) => a.map(f64::to_bits) == b.map(f64::to_bits),
+            (Out::Scalar(a), Out::Scalar(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Out {
+    fn into_scalar(self) -> ScalarValue {
+        match self {
+            Out::Int(v) => ScalarValue::Int64(v),
+            Out::Float(v) => ScalarValue::Float64(v),
+            Out::Scalar(v) => v,
+        }
+    }
+}
+
+/// An output column of aggregate results.
+enum OutCol {
+    Int(Int64Builder),
+    Float(Float64Builder),
+    Scalar(Vec<ScalarValue>, DataType),
+}
+
+impl OutCol {
+    fn new(dt: &DataType, rows: usize) -> OutCol {
+        match dt {
+            DataType::Int64 => OutCol::Int(Int64Builder::with_capacity(rows)),
+            DataType::Float64 => OutCol::Float(Float64Builder::with_capacity(rows)),
+            other => OutCol::Scalar(Vec::with_capacity(rows), other.clone()),
+        }
+    }
+
+    fn push(&mut self, v: &Out) {
+        match (self, v) {
+            (OutCol::Int(b), Out::Int(v)) => b.append_option(*v),
+            (OutCol::Float(b), Out::Float(v)) => b.append_option(*v),
+            (col, v) => {
+                let dt = match col {
+                    OutCol::Int(_) => DataType::Int64,
+                    OutCol::Float(_) => DataType::Float64,
+                    OutCol::Scalar(_, dt) => dt.clone(),
+                };
+                let v = v.clone().into_scalar();
+                let v = if v.is_null() {
+                    ScalarValue::try_from(&dt).unwrap_or(ScalarValue::Null)
+                } else {
+                    v.cast_to(&dt).unwrap_or(v)
+                };
+                match (col, v) {
+                    (OutCol::Int(b), ScalarValue::Int64(v)) => b.append_option(v),
+                    (OutCol::Float(b), ScalarValue::Float64(v)) => b.append_option(v),
+                    (OutCol::Int(b), _) => b.append_null(),
+                    (OutCol::Float(b), _) => b.append_null(),
+                    (OutCol::Scalar(values, _), v) => values.push(v),
+                }
+            }
+        }
+    }
+
+    fn finish(self) -> Result<ArrayRef, EngineError> {
+        Ok(match self {
+            OutCol::Int(mut b) => Arc::new(b.finish()),
+            OutCol::Float(mut b) => Arc::new(b.finish()),
+            OutCol::Scalar(values, dt) if values.is_empty() => {
+                datafusion::arrow::array::new_empty_array(&dt)
+            }
+            OutCol::Scalar(values, _) => ScalarValue::iter_to_array(values)?,
+        })
+    }
+}
+
+/// The output delta as it is built: for each row, the input row whose
+/// key columns it takes, its aggregate results, weight, time and key.
+struct OutRows {
+    take: Vec<u32>,
+    cols: Vec<OutCol>,
+    weights: Vec<i64>,
+    log_times: Vec<u64>,
+    keys: Keys,
+}
+
+impl OutRows {
+    fn push(&mut self, input_row: usize, key: &[u8], results: &[Out], w: i64, t: u64) {
+        self.take.push(input_row as u32);
+        for (c, v) in self.cols.iter_mut().zip(results) {
+            c.push(v);
+        }
+        self.weights.push(w);
+        self.log_times.push(t);
+        self.keys.push(key);
+    }
+}
+
 impl Aggregate {
     pub fn new(
         group: Vec<Arc<dyn PhysicalExpr>>,
@@ -108,8 +243,12 @@ impl Aggregate {
             out_schema,
             append_only,
             state_prefix: 0,
-            groups: HashMap::new(),
-            dirty: HashSet::new(),
+            slots: Vec::new(),
+            index: HashTable::new(),
+            hasher: foldhash::fast::RandomState::default(),
+            free: Vec::new(),
+            dirty: Vec::new(),
+            complete: false,
         }
     }
 
@@ -118,41 +257,114 @@ impl Aggregate {
         self.group.is_empty()
     }
 
+    /// The view is new: no group exists yet, so until groups are evicted,
+    /// a key not in memory is a new group without asking the store.
+    pub fn assume_empty_state(&mut self) {
+        self.complete = self.index.is_empty();
+    }
+
+    /// The slot of `key`, if in memory.
+    fn find(&self, key: &[u8]) -> Option<u32> {
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| &*self.slots[i as usize].key == key)
+            .copied()
+    }
+
+    /// A new slot for `key` (not in memory yet).
+    fn insert(&mut self, key: &[u8], group: Option<Group>) -> u32 {
+        let slot = Slot {
+            key: key.into(),
+            group,
+            dirty: false,
+            live: true,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slots[i as usize] = slot;
+                i
+            }
+            None => {
+                self.slots.push(slot);
+                (self.slots.len() - 1) as u32
+            }
+        };
+        let hash = self.hasher.hash_one(key);
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index
+            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j as usize].key));
+        i
+    }
+
+    /// Frees slot `i`.
+    fn remove(&mut self, i: u32) {
+        let key = std::mem::take(&mut self.slots[i as usize].key);
+        self.slots[i as usize].group = None;
+        self.slots[i as usize].live = false;
+        let hash = self.hasher.hash_one(&*key);
+        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
+            entry.remove();
+        }
+        self.free.push(i);
+    }
+
     /// The output delta of the initial, empty state (a global aggregate's
     /// row over no input), at log time `at`.
     pub fn initial(&mut self, at: u64) -> Result<Delta, EngineError> {
-        let g = self.new_group(Vec::new());
-        let row = self.output(&g);
-        self.groups.insert(Vec::new(), Some(g));
-        self.dirty.insert(Vec::new());
-        self.rows_to_delta(vec![(Vec::new(), row, 1, at)])
+        let g = new_group(&self.aggs, self.append_only);
+        let results: Vec<Out> = g
+            .accs
+            .iter()
+            .zip(&self.aggs)
+            .map(|(a, s)| output(a, s))
+            .collect();
+        let i = self.insert(&[], Some(g));
+        self.slots[i as usize].dirty = true;
+        self.dirty.push(i);
+        let mut out = self.out_rows(1);
+        out.push(0, &[], &results, 1, at);
+        self.finish(out, &[])
     }
 
-    fn new_group(&self, values: Vec<ScalarValue>) -> Group {
-        let accs = self
-            .aggs
-            .iter()
-            .map(|a| match a.kind {
-                AggKind::Count => Acc::Count(0),
-                AggKind::Sum | AggKind::Avg if is_float(&a.arg_type) || a.kind == AggKind::Avg => {
-                    Acc::SumFloat { sum: 0.0, n: 0 }
-                }
-                AggKind::Sum | AggKind::Avg => Acc::SumInt { sum: 0, n: 0 },
-                AggKind::Min | AggKind::Max if self.append_only => Acc::Best(None),
-                AggKind::Latest | AggKind::Earliest => Acc::ByTime(None),
-                AggKind::Min | AggKind::Max | AggKind::CountDistinct => {
-                    Acc::Values(BTreeMap::new())
-                }
-            })
-            .collect();
-        Group {
-            values,
-            rows: 0,
-            accs,
+    fn out_rows(&self, rows: usize) -> OutRows {
+        let width = self.out_schema.fields().len();
+        OutRows {
+            take: Vec::with_capacity(rows),
+            cols: (self.group.len()..width)
+                .map(|c| OutCol::new(self.out_schema.field(c).data_type(), rows))
+                .collect(),
+            weights: Vec::with_capacity(rows),
+            log_times: Vec::with_capacity(rows),
+            keys: Keys::with_capacity(rows, rows * 16),
         }
     }
 
-    /// Evaluates the group and argument expressions of `batch`: all of the
+    fn finish(&self, out: OutRows, group_cols: &[ArrayRef]) -> Result<Delta, EngineError> {
+        let indices = UInt32Array::from(out.take);
+        let mut columns = Vec::with_capacity(self.out_schema.fields().len());
+        for (c, col) in group_cols.iter().enumerate() {
+            let taken = take(col.as_ref(), &indices, None)?;
+            let dt = self.out_schema.field(c).data_type();
+            columns.push(if taken.data_type() == dt {
+                taken
+            } else {
+                datafusion::arrow::compute::cast(&taken, dt)?
+            });
+        }
+        for c in out.cols {
+            columns.push(c.finish()?);
+        }
+        let batch = RecordBatch::try_new(self.out_schema.clone(), columns)?;
+        Ok(Delta {
+            batch,
+            weights: out.weights,
+            log_times: out.log_times,
+            keys: out.keys,
+        })
+    }
+
+    /// Evaluates the group and argument expressions of `batch` (arguments
+    /// of SUM and AVG cast to the type they are summed in): all of the
     /// aggregate's work that can fail on bad data, done before any state
     /// changes.
     #[allow(clippy::type_complexity)]
@@ -166,11 +378,19 @@ impl Aggregate {
             .iter()
             .map(|e| e.evaluate(batch).and_then(|v| v.into_array(n)))
             .collect::<Result<_, _>>()?;
-        let arg_cols: Vec<ArrayRef> = self
-            .aggs
-            .iter()
-            .map(|a| a.arg.evaluate(batch).and_then(|v| v.into_array(n)))
-            .collect::<Result<_, _>>()?;
+        let strict = CastOptions {
+            safe: false,
+            ..CastOptions::default()
+        };
+        let mut arg_cols = Vec::with_capacity(self.aggs.len());
+        for a in &self.aggs {
+            let col = a.arg.evaluate(batch)?.into_array(n)?;
+            let col = match sum_type(a) {
+                Some(dt) if col.data_type() != &dt => cast_with_options(&col, &dt, &strict)?,
+                _ => col,
+            };
+            arg_cols.push(col);
+        }
         Ok((group_cols, arg_cols))
     }
 
@@ -183,8 +403,11 @@ impl Aggregate {
     ) -> Result<Delta, EngineError> {
         let n = delta.batch.num_rows();
         let (group_cols, arg_cols) = self.evaluate(&delta.batch)?;
-        let mut out = Vec::with_capacity(2 * n);
+        let mut out = self.out_rows(2 * n);
+        let global = self.is_global();
         let mut key = Vec::new();
+        let mut old = Vec::with_capacity(self.aggs.len());
+        let mut new = Vec::with_capacity(self.aggs.len());
         for i in 0..n {
             key.clear();
             for c in &group_cols {
@@ -192,275 +415,255 @@ impl Aggregate {
             }
             let w = delta.weights[i];
             let t = delta.log_times[i];
-            let cached = self.groups.remove(&key);
-            let mut group = match cached {
-                Some(Some(g)) => g,
-                Some(None) => self.new_group(group_values(&group_cols, i)?),
-                None => match state.get(&self.state_key(&key))? {
-                    Some(bytes) => self.decode_group(&bytes).ok_or_else(|| {
-                        EngineError::Store(kappa_store::StoreError::Corrupt(
-                            "a group's state does not decode".into(),
-                        ))
-                    })?,
-                    None => self.new_group(group_values(&group_cols, i)?),
-                },
+            let slot = match self.find(&key) {
+                Some(i) => i,
+                None => {
+                let group = if self.complete {
+                    None
+                } else {
+                    let mut state_key = vec![self.state_prefix];
+                    state_key.extend_from_slice(&key);
+                    match state.get(&state_key)? {
+                        Some(bytes) => Some(decode_group(&bytes, &self.aggs).ok_or_else(|| {
+                            EngineError::Store(kappa_store::StoreError::Corrupt(
+                                "a group's state does not decode".into(),
+                            ))
+                        })?),
+                        None => None,
+                    }
+                };
+                self.insert(&key, group)
+                }
             };
-            let existed = group.rows > 0 || self.is_global();
-            let old = existed.then(|| self.output(&group));
+            let entry = &mut self.slots[slot as usize];
+            let group = entry
+                .group
+                .get_or_insert_with(|| new_group(&self.aggs, self.append_only));
+            let existed = group.rows > 0 || global;
+            old.clear();
+            if existed {
+                old.extend(group.accs.iter().zip(&self.aggs).map(|(a, s)| output(a, s)));
+            }
             group.rows += w;
             for (acc, (spec, col)) in group.accs.iter_mut().zip(self.aggs.iter().zip(&arg_cols)) {
                 update(acc, spec, col, i, w, t)?;
             }
-            let exists = group.rows > 0 || self.is_global();
-            let new = exists.then(|| self.output(&group));
-            if old != new {
-                if let Some(old) = old {
-                    out.push((key.clone(), old, -1, t));
+            let exists = group.rows > 0 || global;
+            new.clear();
+            if exists {
+                new.extend(group.accs.iter().zip(&self.aggs).map(|(a, s)| output(a, s)));
+            } else {
+                // Remembered as gone until the deletion is committed.
+                entry.group = None;
+            }
+            if existed != exists || old != new {
+                if existed {
+                    out.push(i, &key, &old, -1, t);
                 }
-                if let Some(new) = new {
-                    out.push((key.clone(), new, 1, t));
+                if exists {
+                    out.push(i, &key, &new, 1, t);
                 }
             }
-            self.dirty.insert(key.clone());
-            // An emptied group is remembered as gone (deleted at commit).
-            self.groups.insert(key.clone(), exists.then_some(group));
+            if !entry.dirty {
+                entry.dirty = true;
+                self.dirty.push(slot);
+            }
         }
-        self.rows_to_delta(out)
-    }
-
-    fn rows_to_delta(
-        &self,
-        rows: Vec<(Vec<u8>, Vec<ScalarValue>, i64, u64)>,
-    ) -> Result<Delta, EngineError> {
-        let width = self.out_schema.fields().len();
-        let mut columns = Vec::with_capacity(width);
-        for c in 0..width {
-            let dt = self.out_schema.field(c).data_type();
-            let array = if rows.is_empty() {
-                datafusion::arrow::array::new_empty_array(dt)
-            } else {
-                ScalarValue::iter_to_array(rows.iter().map(|r| r.1[c].clone()))?
-            };
-            columns.push(array);
-        }
-        let batch = RecordBatch::try_new(self.out_schema.clone(), columns)?;
-        let mut keys = Vec::with_capacity(rows.len());
-        let mut weights = Vec::with_capacity(rows.len());
-        let mut log_times = Vec::with_capacity(rows.len());
-        for (k, _, w, t) in rows {
-            keys.push(k);
-            weights.push(w);
-            log_times.push(t);
-        }
-        Ok(Delta {
-            batch,
-            weights,
-            log_times,
-            keys,
-        })
-    }
-
-    /// The group's output row: group values, then each aggregate's result.
-    fn output(&self, g: &Group) -> Vec<ScalarValue> {
-        let mut row = g.values.clone();
-        for (acc, spec) in g.accs.iter().zip(&self.aggs) {
-            let v = match (acc, spec.kind) {
-                (Acc::Count(n), _) => ScalarValue::Int64(Some(*n)),
-                (Acc::SumInt { sum, n }, AggKind::Sum) => {
-                    ScalarValue::Int64((*n > 0).then_some(*sum as i64))
-                }
-                (Acc::SumFloat { sum, n }, AggKind::Sum) => {
-                    ScalarValue::Float64((*n > 0).then_some(*sum))
-                }
-                (Acc::SumFloat { sum, n }, _) => {
-                    ScalarValue::Float64((*n > 0).then(|| *sum / *n as f64))
-                }
-                (Acc::SumInt { sum, n }, _) => {
-                    ScalarValue::Float64((*n > 0).then(|| *sum as f64 / *n as f64))
-                }
-                (Acc::Best(v), _) => v.clone().unwrap_or(ScalarValue::Null),
-                (Acc::ByTime(v), _) => v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone()),
-                (Acc::Values(m), AggKind::CountDistinct) => {
-                    ScalarValue::Int64(Some(m.len() as i64))
-                }
-                (Acc::Values(m), kind) => {
-                    let mut best: Option<&ScalarValue> = None;
-                    for (v, _) in m.values() {
-                        let better = match best {
-                            None => true,
-                            Some(b) if kind == AggKind::Min => v < b,
-                            Some(b) => v > b,
-                        };
-                        if better {
-                            best = Some(v);
-                        }
-                    }
-                    best.cloned().unwrap_or(ScalarValue::Null)
-                }
-            };
-            let v = if v.is_null() {
-                ScalarValue::try_from(&spec.out_type).unwrap_or(ScalarValue::Null)
-            } else {
-                v.cast_to(&spec.out_type).unwrap_or(v)
-            };
-            row.push(v);
-        }
-        row
-    }
-
-    fn state_key(&self, key: &[u8]) -> Vec<u8> {
-        let mut k = Vec::with_capacity(1 + key.len());
-        k.push(self.state_prefix);
-        k.extend_from_slice(key);
-        k
+        self.finish(out, &group_cols)
     }
 
     /// Groups changed since the last call, for the commit: (key, state or
     /// `None` when the group is gone).
     pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let dirty = std::mem::take(&mut self.dirty);
-        dirty
-            .into_iter()
-            .map(|k| {
-                let v = self
-                    .groups
-                    .get(&k)
-                    .and_then(Option::as_ref)
-                    .map(|g| self.encode_group(g));
-                (self.state_key(&k), v)
-            })
-            .collect()
-    }
-
-    /// Drops every group from memory (after a commit, when over budget).
-    pub fn evict_clean(&mut self) {
-        let dirty = &self.dirty;
-        self.groups.retain(|k, _| dirty.contains(k));
-    }
-
-    pub fn groups_in_memory(&self) -> usize {
-        self.groups.len()
-    }
-
-    fn encode_group(&self, g: &Group) -> Vec<u8> {
-        let mut out = encode_row(&g.values);
-        out.extend_from_slice(&g.rows.to_le_bytes());
-        for acc in &g.accs {
-            match acc {
-                Acc::Count(n) => {
-                    out.push(0);
-                    out.extend_from_slice(&n.to_le_bytes());
-                }
-                Acc::SumInt { sum, n } => {
-                    out.push(1);
-                    out.extend_from_slice(&sum.to_le_bytes());
-                    out.extend_from_slice(&n.to_le_bytes());
-                }
-                Acc::SumFloat { sum, n } => {
-                    out.push(2);
-                    out.extend_from_slice(&sum.to_le_bytes());
-                    out.extend_from_slice(&n.to_le_bytes());
-                }
-                Acc::Best(v) => {
-                    out.push(3);
-                    match v {
-                        None => out.push(0),
-                        Some(v) => {
-                            out.push(1);
-                            encode_scalar(&mut out, v);
-                        }
-                    }
-                }
-                Acc::ByTime(v) => {
-                    out.push(5);
-                    match v {
-                        None => out.push(0),
-                        Some((t, v)) => {
-                            out.push(1);
-                            out.extend_from_slice(&t.to_le_bytes());
-                            encode_scalar(&mut out, v);
-                        }
-                    }
-                }
-                Acc::Values(m) => {
-                    out.push(4);
-                    out.extend_from_slice(&(m.len() as u32).to_le_bytes());
-                    for (v, count) in m.values() {
-                        encode_scalar(&mut out, v);
-                        out.extend_from_slice(&count.to_le_bytes());
-                    }
-                }
+        let mut out = Vec::with_capacity(dirty.len());
+        for i in dirty {
+            let slot = &mut self.slots[i as usize];
+            slot.dirty = false;
+            let mut state_key = Vec::with_capacity(1 + slot.key.len());
+            state_key.push(self.state_prefix);
+            state_key.extend_from_slice(&slot.key);
+            let value = slot.group.as_ref().map(encode_group);
+            if value.is_none() {
+                // Its deletion goes with this commit; a later lookup finds
+                // nothing in the store.
+                self.remove(i);
             }
+            out.push((state_key, value));
         }
         out
     }
 
-    fn decode_group(&self, b: &[u8]) -> Option<Group> {
-        let width = 2 + {
-            // The row prefix: find its end by decoding it.
-            let mut at = 2;
-            for t in &self.group_types {
-                decode_scalar(b, &mut at, t)?;
+    /// Drops every clean group from memory (after a commit, when over
+    /// budget); they are loaded from the store again when needed.
+    pub fn evict_clean(&mut self) {
+        for i in 0..self.slots.len() as u32 {
+            let s = &self.slots[i as usize];
+            if s.live && !s.dirty {
+                self.remove(i);
             }
-            at - 2
-        };
-        let values = decode_row(b.get(..width)?, &self.group_types)?;
-        let mut at = width;
-        let take = |n: usize, at: &mut usize| -> Option<&[u8]> {
-            let s = b.get(*at..*at + n)?;
-            *at += n;
-            Some(s)
-        };
-        let rows = i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
-        let mut accs = Vec::with_capacity(self.aggs.len());
-        for spec in &self.aggs {
-            let tag = take(1, &mut at)?[0];
-            let acc = match tag {
-                0 => Acc::Count(i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?)),
-                1 => Acc::SumInt {
-                    sum: i128::from_le_bytes(take(16, &mut at)?.try_into().ok()?),
-                    n: i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
-                },
-                2 => Acc::SumFloat {
-                    sum: f64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
-                    n: i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
-                },
-                3 => match take(1, &mut at)?[0] {
-                    0 => Acc::Best(None),
-                    _ => Acc::Best(Some(decode_scalar(b, &mut at, &spec.arg_type)?)),
-                },
-                5 => match take(1, &mut at)?[0] {
-                    0 => Acc::ByTime(None),
-                    _ => {
-                        let t = u64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
-                        Acc::ByTime(Some((t, decode_scalar(b, &mut at, &spec.arg_type)?)))
-                    }
-                },
-                4 => {
-                    let n = u32::from_le_bytes(take(4, &mut at)?.try_into().ok()?);
-                    let mut m = BTreeMap::new();
-                    for _ in 0..n {
-                        let v = decode_scalar(b, &mut at, &spec.arg_type)?;
-                        let count = i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
-                        let mut k = Vec::new();
-                        encode_scalar(&mut k, &v);
-                        m.insert(k, (v, count));
-                    }
-                    Acc::Values(m)
-                }
-                _ => return None,
-            };
-            accs.push(acc);
         }
-        (at == b.len()).then_some(Group { values, rows, accs })
+        self.complete = false;
+    }
+
+    pub fn groups_in_memory(&self) -> usize {
+        self.index.len()
     }
 }
 
-fn group_values(cols: &[ArrayRef], i: usize) -> Result<Vec<ScalarValue>, EngineError> {
-    Ok(cols
+fn new_group(aggs: &[AggSpec], append_only: bool) -> Group {
+    let accs = aggs
         .iter()
-        .map(|c| ScalarValue::try_from_array(c, i))
-        .collect::<Result<Vec<_>, _>>()?)
+        .map(|a| match a.kind {
+            AggKind::Count => Acc::Count(0),
+            AggKind::Sum | AggKind::Avg => match sum_type(a) {
+                Some(DataType::Int64) => Acc::SumInt { sum: 0, n: 0 },
+                _ => Acc::SumFloat { sum: 0.0, n: 0 },
+            },
+            AggKind::Min | AggKind::Max if append_only => Acc::Best(None),
+            AggKind::Latest | AggKind::Earliest => Acc::ByTime(None),
+            AggKind::Min | AggKind::Max | AggKind::CountDistinct => Acc::Values(BTreeMap::new()),
+        })
+        .collect();
+    Group { rows: 0, accs }
+}
+
+/// The type SUM and AVG accumulate their argument in.
+fn sum_type(a: &AggSpec) -> Option<DataType> {
+    match a.kind {
+        AggKind::Sum if !is_float(&a.arg_type) => Some(DataType::Int64),
+        AggKind::Sum | AggKind::Avg => Some(DataType::Float64),
+        _ => None,
+    }
+}
+
+/// An aggregate's result for a group.
+fn output(acc: &Acc, spec: &AggSpec) -> Out {
+    let avg = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
+    match (acc, spec.kind) {
+        (Acc::Count(n), _) => Out::Int(Some(*n)),
+        (Acc::SumInt { sum, n }, AggKind::Sum) => Out::Int((*n > 0).then_some(*sum as i64)),
+        (Acc::SumFloat { sum, n }, AggKind::Sum) => Out::Float((*n > 0).then_some(*sum)),
+        (Acc::SumFloat { sum, n }, _) => Out::Float(avg(*sum, *n)),
+        (Acc::SumInt { sum, n }, _) => Out::Float(avg(*sum as f64, *n)),
+        (Acc::Best(v), _) => Out::Scalar(v.clone().unwrap_or(ScalarValue::Null)),
+        (Acc::ByTime(v), _) => Out::Scalar(v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone())),
+        (Acc::Values(m), AggKind::CountDistinct) => Out::Int(Some(m.len() as i64)),
+        (Acc::Values(m), kind) => {
+            let best = if kind == AggKind::Min {
+                m.values().map(|(v, _)| v).min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+            } else {
+                m.values().map(|(v, _)| v).max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+            };
+            Out::Scalar(best.cloned().unwrap_or(ScalarValue::Null))
+        }
+    }
+}
+
+fn encode_group(g: &Group) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + 17 * g.accs.len());
+    out.extend_from_slice(&g.rows.to_le_bytes());
+    for acc in &g.accs {
+        match acc {
+            Acc::Count(n) => {
+                out.push(0);
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::SumInt { sum, n } => {
+                out.push(1);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::SumFloat { sum, n } => {
+                out.push(2);
+                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&n.to_le_bytes());
+            }
+            Acc::Best(v) => {
+                out.push(3);
+                match v {
+                    None => out.push(0),
+                    Some(v) => {
+                        out.push(1);
+                        encode_scalar(&mut out, v);
+                    }
+                }
+            }
+            Acc::ByTime(v) => {
+                out.push(5);
+                match v {
+                    None => out.push(0),
+                    Some((t, v)) => {
+                        out.push(1);
+                        out.extend_from_slice(&t.to_le_bytes());
+                        encode_scalar(&mut out, v);
+                    }
+                }
+            }
+            Acc::Values(m) => {
+                out.push(4);
+                out.extend_from_slice(&(m.len() as u32).to_le_bytes());
+                for (v, count) in m.values() {
+                    encode_scalar(&mut out, v);
+                    out.extend_from_slice(&count.to_le_bytes());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A group's state: its row count, then each accumulator (the group's
+/// values are its key).
+fn decode_group(b: &[u8], aggs: &[AggSpec]) -> Option<Group> {
+    let mut at = 0;
+    let take = |n: usize, at: &mut usize| -> Option<&[u8]> {
+        let s = b.get(*at..*at + n)?;
+        *at += n;
+        Some(s)
+    };
+    let rows = i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
+    let mut accs = Vec::with_capacity(aggs.len());
+    for spec in aggs {
+        let tag = take(1, &mut at)?[0];
+        let acc = match tag {
+            0 => Acc::Count(i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?)),
+            1 => Acc::SumInt {
+                sum: i128::from_le_bytes(take(16, &mut at)?.try_into().ok()?),
+                n: i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
+            },
+            2 => Acc::SumFloat {
+                sum: f64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
+                n: i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
+            },
+            3 => match take(1, &mut at)?[0] {
+                0 => Acc::Best(None),
+                _ => Acc::Best(Some(decode_scalar(b, &mut at, &spec.arg_type)?)),
+            },
+            5 => match take(1, &mut at)?[0] {
+                0 => Acc::ByTime(None),
+                _ => {
+                    let t = u64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
+                    Acc::ByTime(Some((t, decode_scalar(b, &mut at, &spec.arg_type)?)))
+                }
+            },
+            4 => {
+                let n = u32::from_le_bytes(take(4, &mut at)?.try_into().ok()?);
+                let mut m = BTreeMap::new();
+                for _ in 0..n {
+                    let v = decode_scalar(b, &mut at, &spec.arg_type)?;
+                    let count = i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
+                    let mut k = Vec::new();
+                    encode_scalar(&mut k, &v);
+                    m.insert(k, (v, count));
+                }
+                Acc::Values(m)
+            }
+            _ => return None,
+        };
+        accs.push(acc);
+    }
+    (at == b.len()).then_some(Group { rows, accs })
 }
 
 fn is_float(dt: &DataType) -> bool {
@@ -500,18 +703,12 @@ fn update(
         Acc::ByTime(_) => unreachable!("handled above"),
         Acc::Count(n) => *n += w,
         Acc::SumInt { sum, n } => {
-            let v = ScalarValue::try_from_array(col, i)?.cast_to(&DataType::Int64)?;
-            if let ScalarValue::Int64(Some(v)) = v {
-                *sum += v as i128 * w as i128;
-                *n += w;
-            }
+            *sum += col.as_primitive::<Int64Type>().value(i) as i128 * w as i128;
+            *n += w;
         }
         Acc::SumFloat { sum, n } => {
-            let v = ScalarValue::try_from_array(col, i)?.cast_to(&DataType::Float64)?;
-            if let ScalarValue::Float64(Some(v)) = v {
-                *sum += v * w as f64;
-                *n += w;
-            }
+            *sum += col.as_primitive::<Float64Type>().value(i) * w as f64;
+            *n += w;
         }
         Acc::Best(best) => {
             debug_assert!(w > 0, "append-only input");
@@ -528,12 +725,16 @@ fn update(
         Acc::Values(m) => {
             let mut k = Vec::new();
             encode_cell(&mut k, col, i);
-            let entry = m
-                .entry(k.clone())
-                .or_insert_with(|| (ScalarValue::try_from_array(col, i).expect("in range"), 0));
-            entry.1 += w;
-            if entry.1 == 0 {
-                m.remove(&k);
+            match m.get_mut(&k) {
+                Some(entry) => {
+                    entry.1 += w;
+                    if entry.1 == 0 {
+                        m.remove(&k);
+                    }
+                }
+                None => {
+                    m.insert(k, (ScalarValue::try_from_array(col, i)?, w));
+                }
             }
         }
     }

@@ -20,7 +20,47 @@ pub struct Delta {
     pub batch: RecordBatch,
     pub weights: Vec<i64>,
     pub log_times: Vec<u64>,
-    pub keys: Vec<Vec<u8>>,
+    pub keys: Keys,
+}
+
+/// The view keys of a delta's rows, in one buffer (no allocation per row).
+#[derive(Clone, Debug, Default)]
+pub struct Keys {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Keys {
+    pub fn with_capacity(rows: usize, bytes: usize) -> Keys {
+        Keys {
+            bytes: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(rows),
+        }
+    }
+
+    pub fn push(&mut self, key: &[u8]) {
+        self.bytes.extend_from_slice(key);
+        self.ends.push(self.bytes.len());
+    }
+
+    pub fn get(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.bytes[start..self.ends[i]]
+    }
+
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    pub fn extend(&mut self, other: &Keys) {
+        for i in 0..other.len() {
+            self.push(other.get(i));
+        }
+    }
 }
 
 impl Delta {
@@ -37,12 +77,12 @@ impl Delta {
         let keep = |i: usize| mask.is_valid(i) && mask.value(i);
         let mut weights = Vec::with_capacity(batch.num_rows());
         let mut log_times = Vec::with_capacity(batch.num_rows());
-        let mut keys = Vec::with_capacity(batch.num_rows());
-        for (i, key) in self.keys.into_iter().enumerate() {
+        let mut keys = Keys::with_capacity(batch.num_rows(), 0);
+        for i in 0..self.len() {
             if keep(i) {
                 weights.push(self.weights[i]);
                 log_times.push(self.log_times[i]);
-                keys.push(key);
+                keys.push(self.keys.get(i));
             }
         }
         Ok(Delta {
