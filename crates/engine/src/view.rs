@@ -11,7 +11,7 @@ use crate::plan::Pipeline;
 use crate::schema::TopicDef;
 use crate::value::encode_cell;
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::TimestampMicrosecondType;
+use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use kappa_log::{Log, LogTime, ReadLimits, Record};
 use kappa_store::{Put, StateStore, StoreRead, ViewCommit, ViewId};
 use std::collections::HashMap;
@@ -140,30 +140,36 @@ impl ViewRuntime {
         if frontier >= head {
             return Ok(progress);
         }
-        let mut reader = log
+        let reader = log
             .merged_reader(&[self.topic.name.as_str()], LogTime(frontier))
             .await?;
+        // Reading and decoding run as their own task, a batch ahead of
+        // the operators (on another core when the runtime has one).
+        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
+        let producer = tokio::spawn(produce(reader, self.topic.clone(), frontier, head, limits, tx));
         let mut pending = Pending::default();
-        let mut position = frontier;
+        let mut uncommitted = None;
         let mut since_commit = std::time::Instant::now();
-        while position < head {
-            let records = reader.next_batch(limits).await?;
-            position = reader.position().0;
-            self.step(store, &records, &mut pending)?;
-            progress.records += records.len() as u64;
-            let done = records.is_empty() || position >= head;
-            if done
-                || since_commit.elapsed() >= COMMIT_INTERVAL
-                || pending.bytes() >= COMMIT_BYTES
-            {
-                since_commit = std::time::Instant::now();
-                self.commit(store, &mut pending, position)?;
+        while let Some(decoded) = rx.recv().await {
+            let decoded = decoded?;
+            progress.records += decoded.records as u64;
+            self.step(store, &decoded, &mut pending)?;
+            uncommitted = Some(decoded.position);
+            if since_commit.elapsed() >= COMMIT_INTERVAL || pending.bytes() >= COMMIT_BYTES {
+                self.commit(store, &mut pending, decoded.position)?;
                 progress.commits += 1;
-                progress.frontier = position;
+                progress.frontier = decoded.position;
+                uncommitted = None;
+                since_commit = std::time::Instant::now();
             }
-            if records.is_empty() {
-                break;
-            }
+        }
+        producer
+            .await
+            .map_err(|e| EngineError::Query(format!("the view's reader failed: {e}")))?;
+        if let Some(position) = uncommitted {
+            self.commit(store, &mut pending, position)?;
+            progress.commits += 1;
+            progress.frontier = position;
         }
         if progress.commits > 0 {
             let before = progress.frontier.saturating_sub(self.history_micros);
@@ -238,23 +244,20 @@ impl ViewRuntime {
         self.commit(store, &mut pending, 0)
     }
 
-    /// Pushes `records` through the stages into `pending`.
+    /// Pushes a decoded batch through the stages into `pending`.
     fn step(
         &mut self,
         store: &Arc<dyn StateStore>,
-        records: &[Record],
+        decoded: &Decoded,
         pending: &mut Pending,
     ) -> Result<(), EngineError> {
-        if records.is_empty() {
+        pending.records += decoded.records as u64;
+        pending.state.extend(decoded.dead.iter().cloned());
+        let batch = decoded.batch.clone();
+        let n = batch.num_rows();
+        if n == 0 {
             return Ok(());
         }
-        pending.records += records.len() as u64;
-        let (batch, rejected) = self.topic.to_batch(records);
-        for (i, reason) in rejected {
-            let r = &records[i];
-            pending.state.push(dead_letter(r.log_time.0, Some(r), &reason));
-        }
-        let n = batch.num_rows();
         // Column 2 from the end is `_log_time`, in batch order.
         let log_times: Vec<u64> = batch
             .column(batch.num_columns() - 2)
@@ -295,9 +298,19 @@ impl ViewRuntime {
             Ok(d) => d,
             Err(e) if is_evaluation_error(&e) => {
                 let (kept, failed) = isolate(prefix, &delta, &mut source)?;
+                let at = &decoded.batch;
+                let w = at.num_columns();
+                let partitions = at.column(w - 4).as_primitive::<UInt32Type>();
+                let offsets = at.column(w - 3).as_primitive::<UInt64Type>();
                 for (log_time, reason) in failed {
-                    let r = records.iter().find(|r| r.log_time.0 == log_time);
-                    pending.state.push(dead_letter(log_time, r, &reason));
+                    let i = delta.log_times.partition_point(|&t| t < log_time);
+                    pending.state.push(dead_letter(
+                        &self.topic.name,
+                        partitions.value(i),
+                        offsets.value(i),
+                        log_time,
+                        &reason,
+                    ));
                 }
                 kept
             }
@@ -419,17 +432,83 @@ fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
     }
 }
 
-fn dead_letter(log_time: u64, r: Option<&Record>, reason: &str) -> (Vec<u8>, Option<Vec<u8>>) {
+fn dead_letter(
+    topic: &str,
+    partition: u32,
+    offset: u64,
+    log_time: u64,
+    reason: &str,
+) -> (Vec<u8>, Option<Vec<u8>>) {
     let mut key = vec![DEAD_LETTER_PREFIX];
     key.extend_from_slice(&log_time.to_be_bytes());
     let letter = serde_json::json!({
-        "topic": r.map(|r| r.topic.to_string()),
-        "partition": r.map(|r| r.partition),
-        "offset": r.map(|r| r.offset),
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
         "log_time": log_time,
         "reason": reason,
     });
     (key, Some(letter.to_string().into_bytes()))
+}
+
+/// A batch of a topic's records in table form, ready for the operators.
+struct Decoded {
+    batch: datafusion::arrow::array::RecordBatch,
+    /// Records that do not fit the topic.
+    dead: Vec<Put>,
+    records: usize,
+    /// The log time the view reaches with this batch.
+    position: u64,
+}
+
+/// Reads the topic from `frontier` to `head` and decodes it, a batch at a
+/// time, into `tx`. Stops at the head, at an error, or when the receiver
+/// is gone.
+async fn produce(
+    mut reader: Box<dyn kappa_log::MergedReader>,
+    topic: TopicDef,
+    frontier: u64,
+    head: u64,
+    limits: ReadLimits,
+    tx: tokio::sync::mpsc::Sender<Result<Decoded, EngineError>>,
+) {
+    let mut position = frontier;
+    while position < head {
+        let result = match reader.next_batch(limits).await {
+            Err(e) => Err(EngineError::from(e)),
+            Ok(records) => {
+                // Nothing more: every record of the topic up to `head` has
+                // been read, so the view reaches `head`.
+                position = if records.is_empty() {
+                    head
+                } else {
+                    reader.position().0
+                };
+                Ok(decode(&topic, &records, position))
+            }
+        };
+        let stop = result.is_err();
+        if tx.send(result).await.is_err() || stop {
+            break;
+        }
+    }
+}
+
+fn decode(topic: &TopicDef, records: &[Record], position: u64) -> Decoded {
+    let (batch, rejected) = topic.to_batch(records);
+    let dead = rejected
+        .into_iter()
+        .map(|(i, reason)| {
+            let r = &records[i];
+            dead_letter(&topic.name, r.partition, r.offset, r.log_time.0, &reason)
+        })
+        .collect();
+    Decoded {
+        batch,
+        dead,
+        records: records.len(),
+        position,
+    }
 }
 
 /// Turns the last stage's delta into pending rows and changes, one change
