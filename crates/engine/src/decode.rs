@@ -93,9 +93,7 @@ impl<'t> RecordDecoder<'t> {
                     ColumnType::BigInt => Builder::BigInt(Int64Builder::new()),
                     ColumnType::Double => Builder::Double(Float64Builder::new()),
                     ColumnType::Boolean => Builder::Boolean(BooleanBuilder::new()),
-                    ColumnType::Timestamp => {
-                        Builder::Timestamp(TimestampMicrosecondBuilder::new())
-                    }
+                    ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
                 })
                 .collect(),
             payload: StringBuilder::new(),
@@ -176,25 +174,31 @@ impl<'t> RecordDecoder<'t> {
                 }
                 (ColumnType::Double, Got::Float(_)) => true,
                 (ColumnType::Boolean, Got::Bool(_)) => true,
-                (ColumnType::Timestamp, Got::Text(a, b)) => match parse_timestamp(&self.scratch[*a..*b]) {
-                    Some(micros) => {
-                        if self.def.event_time.as_deref() == Some(c.name.as_str()) {
-                            checked.event_time = Some(micros);
+                (ColumnType::Timestamp, Got::Text(a, b)) => {
+                    match parse_timestamp(&self.scratch[*a..*b]) {
+                        Some(micros) => {
+                            if self.def.event_time.as_deref() == Some(c.name.as_str()) {
+                                checked.event_time = Some(micros);
+                            }
+                            if self.def.key.as_deref() == Some(c.name.as_str()) {
+                                checked.key = Some(self.scratch[*a..*b].to_string());
+                            }
+                            *got = Got::Int(micros);
+                            continue;
                         }
-                        if self.def.key.as_deref() == Some(c.name.as_str()) {
-                            checked.key = Some(self.scratch[*a..*b].to_string());
-                        }
-                        *got = Got::Int(micros);
-                        continue;
+                        None => false,
                     }
-                    None => false,
-                },
+                }
                 _ => false,
             };
             if !ok {
                 return Err(bad(
                     Some(&c.name),
-                    format!("expected {}, got {}", c.ty.sql_name(), describe(got, &self.scratch)),
+                    format!(
+                        "expected {}, got {}",
+                        c.ty.sql_name(),
+                        describe(got, &self.scratch)
+                    ),
                 ));
             }
             if self.def.key.as_deref() == Some(c.name.as_str()) {
@@ -265,7 +269,10 @@ impl<'t> RecordDecoder<'t> {
 
 /// Records as one batch of the topic's table; those that do not fit are
 /// left out and returned with their index and why.
-pub fn decode_records(def: &TopicDef, records: &[Record]) -> (RecordBatch, Vec<(usize, Rejection)>) {
+pub fn decode_records(
+    def: &TopicDef,
+    records: &[Record],
+) -> (RecordBatch, Vec<(usize, Rejection)>) {
     let mut d = RecordDecoder::new(def);
     let mut rejected = Vec::new();
     for (i, r) in records.iter().enumerate() {
@@ -485,19 +492,52 @@ mod tests {
             (b"12", None, "expected a JSON object, got number 12"),
             (b"{\"account\":", None, "not valid JSON"),
             (b"{\"account\":\"a\"} x", None, "not valid JSON"),
-            (br#"{"account":"a","zz":1}"#, Some("zz"), "has no column \"zz\""),
+            (
+                br#"{"account":"a","zz":1}"#,
+                Some("zz"),
+                "has no column \"zz\"",
+            ),
             (br#"{"amount":1}"#, Some("account"), "NOT NULL"),
             (br#"{"account":null}"#, Some("account"), "NOT NULL"),
-            (br#"{"account":1}"#, Some("account"), "expected TEXT, got number 1"),
-            (br#"{"account":"a","n":1.5}"#, Some("n"), "expected BIGINT, got number 1.5"),
-            (br#"{"account":"a","n":18446744073709551615}"#, Some("n"), "expected BIGINT"),
-            (br#"{"account":"a","amount":"1"}"#, Some("amount"), "expected DOUBLE, got text \"1\""),
-            (br#"{"account":"a","ok":{"x":1}}"#, Some("ok"), "expected BOOLEAN, got an object"),
-            (br#"{"account":"a","ts":"yesterday"}"#, Some("ts"), "expected TIMESTAMP"),
+            (
+                br#"{"account":1}"#,
+                Some("account"),
+                "expected TEXT, got number 1",
+            ),
+            (
+                br#"{"account":"a","n":1.5}"#,
+                Some("n"),
+                "expected BIGINT, got number 1.5",
+            ),
+            (
+                br#"{"account":"a","n":18446744073709551615}"#,
+                Some("n"),
+                "expected BIGINT",
+            ),
+            (
+                br#"{"account":"a","amount":"1"}"#,
+                Some("amount"),
+                "expected DOUBLE, got text \"1\"",
+            ),
+            (
+                br#"{"account":"a","ok":{"x":1}}"#,
+                Some("ok"),
+                "expected BOOLEAN, got an object",
+            ),
+            (
+                br#"{"account":"a","ts":"yesterday"}"#,
+                Some("ts"),
+                "expected TIMESTAMP",
+            ),
         ];
         for (value, field, reason) in cases {
             let e = d.check(value).unwrap_err();
-            assert_eq!(e.field.as_deref(), *field, "{}", String::from_utf8_lossy(value));
+            assert_eq!(
+                e.field.as_deref(),
+                *field,
+                "{}",
+                String::from_utf8_lossy(value)
+            );
             assert!(e.reason.contains(reason), "{e} should say {reason}");
         }
     }

@@ -57,8 +57,8 @@ pub struct Progress {
 /// larger commits make replay fast; a crash costs at most this much work
 /// again. Live, the view catches up within one batch and commits at once.
 /// (Kafka Streams commits every 100 ms to 30 s; Flink checkpoints every few
-/// seconds.)
-const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+/// seconds.) Pending work is bounded by [`COMMIT_BYTES`] of memory.
+const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 const COMMIT_BYTES: usize = 256 << 20;
 
 /// A range of [`Pending::arena`].
@@ -146,7 +146,14 @@ impl ViewRuntime {
         // Reading and decoding run as their own task, a batch ahead of
         // the operators (on another core when the runtime has one).
         let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let producer = tokio::spawn(produce(reader, self.topic.clone(), frontier, head, limits, tx));
+        let producer = tokio::spawn(produce(
+            reader,
+            self.topic.clone(),
+            frontier,
+            head,
+            limits,
+            tx,
+        ));
         let mut pending = Pending::default();
         let mut uncommitted = None;
         let mut since_commit = std::time::Instant::now();
@@ -156,7 +163,7 @@ impl ViewRuntime {
             self.step(store, &decoded, &mut pending)?;
             uncommitted = Some(decoded.position);
             if since_commit.elapsed() >= COMMIT_INTERVAL || pending.bytes() >= COMMIT_BYTES {
-                self.commit(store, &mut pending, decoded.position)?;
+                self.commit(store, &mut pending, decoded.position, head)?;
                 progress.commits += 1;
                 progress.frontier = decoded.position;
                 uncommitted = None;
@@ -167,32 +174,32 @@ impl ViewRuntime {
             .await
             .map_err(|e| EngineError::Query(format!("the view's reader failed: {e}")))?;
         if let Some(position) = uncommitted {
-            self.commit(store, &mut pending, position)?;
+            self.commit(store, &mut pending, position, head)?;
             progress.commits += 1;
             progress.frontier = position;
-        }
-        if progress.commits > 0 {
-            let before = progress.frontier.saturating_sub(self.history_micros);
-            let mut w = store.write()?;
-            w.trim_history(self.id, before)?;
-            w.commit()?;
         }
         Ok(progress)
     }
 
-    /// Commits what is pending, taking the view to `position`.
+    /// Commits what is pending, taking the view to `position` on the way
+    /// to `head`. History older than the retention before `head` is
+    /// trimmed in the same transaction, and changes that old are not
+    /// written at all (a long replay writes only the history it keeps).
     fn commit(
         &mut self,
         store: &Arc<dyn StateStore>,
         pending: &mut Pending,
         position: u64,
+        head: u64,
     ) -> Result<(), EngineError> {
+        let cutoff = head.saturating_sub(self.history_micros);
         let mut commit = ViewCommit {
             view: self.id,
             frontier: position,
+            history_start: cutoff,
             ..ViewCommit::default()
         };
-        for c in &pending.changes {
+        for c in pending.changes.iter().filter(|c| c.log_time > cutoff) {
             let before = c.before.map(|s| pending.get(s));
             let after = c.after.map(|s| pending.get(s));
             if before != after {
@@ -213,6 +220,7 @@ impl ViewRuntime {
         pending.records = 0;
         let mut w = store.write()?;
         w.apply(&mut commit)?;
+        w.trim_history(self.id, cutoff)?;
         w.commit()?;
         self.frontier = Some(position);
         Ok(())
@@ -241,7 +249,7 @@ impl ViewRuntime {
             // A change at log time 0 is the view's starting point.
             sink(&mut pending, &d);
         }
-        self.commit(store, &mut pending, 0)
+        self.commit(store, &mut pending, 0, 0)
     }
 
     /// Pushes a decoded batch through the stages into `pending`.

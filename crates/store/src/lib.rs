@@ -47,6 +47,9 @@ pub struct ViewCommit {
     /// In log-time order, all after the previous frontier.
     pub changes: ChangeBlocks,
     pub frontier: u64,
+    /// Raises the view's history start to this point: changes at or before
+    /// it were not kept (they were older than the view's retention).
+    pub history_start: u64,
 }
 
 /// The store. Reads see a consistent snapshot; one writer at a time.

@@ -277,7 +277,7 @@ impl StoreWrite for RedbWrite {
         }
         let mut meta = self.txn.open_table(META)?;
         let history_start = meta.get(c.view)?.map_or(0, |g| g.value().1);
-        meta.insert(c.view, (c.frontier, history_start))?;
+        meta.insert(c.view, (c.frontier, history_start.max(c.history_start)))?;
         Ok(())
     }
 

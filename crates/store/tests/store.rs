@@ -1,6 +1,8 @@
 //! The redb state store: atomic view steps, history, reopen, the lock.
 
-use kappa_store::{Change, ChangeBlocks, RedbStore, StateStore, StoreError, StoreOptions, ViewCommit, ViewMeta};
+use kappa_store::{
+    Change, ChangeBlocks, RedbStore, StateStore, StoreError, StoreOptions, ViewCommit, ViewMeta,
+};
 
 fn open(dir: &std::path::Path) -> RedbStore {
     RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap()
@@ -30,6 +32,7 @@ fn step(
         state: vec![(b"acc".to_vec(), Some(frontier.to_le_bytes().to_vec()))],
         changes: ChangeBlocks::from_changes(&changes),
         frontier,
+        history_start: 0,
     }
 }
 

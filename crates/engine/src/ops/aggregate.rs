@@ -418,21 +418,23 @@ impl Aggregate {
             let slot = match self.find(&key) {
                 Some(i) => i,
                 None => {
-                let group = if self.complete {
-                    None
-                } else {
-                    let mut state_key = vec![self.state_prefix];
-                    state_key.extend_from_slice(&key);
-                    match state.get(&state_key)? {
-                        Some(bytes) => Some(decode_group(&bytes, &self.aggs).ok_or_else(|| {
-                            EngineError::Store(kappa_store::StoreError::Corrupt(
-                                "a group's state does not decode".into(),
-                            ))
-                        })?),
-                        None => None,
-                    }
-                };
-                self.insert(&key, group)
+                    let group = if self.complete {
+                        None
+                    } else {
+                        let mut state_key = vec![self.state_prefix];
+                        state_key.extend_from_slice(&key);
+                        match state.get(&state_key)? {
+                            Some(bytes) => {
+                                Some(decode_group(&bytes, &self.aggs).ok_or_else(|| {
+                                    EngineError::Store(kappa_store::StoreError::Corrupt(
+                                        "a group's state does not decode".into(),
+                                    ))
+                                })?)
+                            }
+                            None => None,
+                        }
+                    };
+                    self.insert(&key, group)
                 }
             };
             let entry = &mut self.slots[slot as usize];
@@ -547,13 +549,19 @@ fn output(acc: &Acc, spec: &AggSpec) -> Out {
         (Acc::SumFloat { sum, n }, _) => Out::Float(avg(*sum, *n)),
         (Acc::SumInt { sum, n }, _) => Out::Float(avg(*sum as f64, *n)),
         (Acc::Best(v), _) => Out::Scalar(v.clone().unwrap_or(ScalarValue::Null)),
-        (Acc::ByTime(v), _) => Out::Scalar(v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone())),
+        (Acc::ByTime(v), _) => {
+            Out::Scalar(v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone()))
+        }
         (Acc::Values(m), AggKind::CountDistinct) => Out::Int(Some(m.len() as i64)),
         (Acc::Values(m), kind) => {
             let best = if kind == AggKind::Min {
-                m.values().map(|(v, _)| v).min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+                m.values()
+                    .map(|(v, _)| v)
+                    .min_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
             } else {
-                m.values().map(|(v, _)| v).max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
+                m.values()
+                    .map(|(v, _)| v)
+                    .max_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal))
             };
             Out::Scalar(best.cloned().unwrap_or(ScalarValue::Null))
         }
