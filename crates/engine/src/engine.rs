@@ -13,8 +13,9 @@ use kappa_log::{
 };
 use kappa_store::{StateStore, ViewId};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// A view as the catalog keeps it.
@@ -27,6 +28,37 @@ pub struct ViewDef {
     pub history_micros: u64,
 }
 
+/// How a query waits for the log.
+#[derive(Clone, Copy, Debug)]
+pub struct QueryOptions {
+    /// Answer only once the views read have applied the log up to this.
+    pub after: Option<Token>,
+    /// How long to wait for that.
+    pub timeout: Duration,
+}
+
+impl Default for QueryOptions {
+    fn default() -> Self {
+        QueryOptions {
+            after: None,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The tables a plan reads, subqueries included.
+fn read_tables(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
+    use datafusion::common::tree_node::TreeNodeRecursion;
+    let mut out = BTreeSet::new();
+    let _ = plan.apply_with_subqueries(|p| {
+        if let datafusion::logical_expr::LogicalPlan::TableScan(s) = p {
+            out.insert(s.table_name.table().to_string());
+        }
+        Ok(TreeNodeRecursion::Continue)
+    });
+    out
+}
+
 /// What a statement returns.
 #[derive(Debug)]
 pub enum Output {
@@ -36,16 +68,27 @@ pub enum Output {
 }
 
 pub struct Engine {
-    log: Arc<dyn Log>,
-    store: Arc<dyn StateStore>,
+    pub(crate) log: Arc<dyn Log>,
+    pub(crate) store: Arc<dyn StateStore>,
     inner: Mutex<Inner>,
+    /// Bumped after every catch-up that committed: waiters for a view's
+    /// frontier watch it.
+    pub(crate) progress: tokio::sync::watch::Sender<u64>,
+    /// Wakes the maintenance task (a view was created).
+    pub(crate) kick: tokio::sync::Notify,
+    /// Whether a maintenance task keeps the views current (else waiters
+    /// catch views up themselves).
+    pub(crate) maintained: std::sync::atomic::AtomicBool,
 }
+
+/// A view's runtime: one catch-up at a time; queries never wait for it.
+type SharedRuntime = Arc<Mutex<ViewRuntime>>;
 
 #[derive(Default)]
 struct Inner {
     topics: BTreeMap<String, TopicDef>,
     views: BTreeMap<String, ViewDef>,
-    runtimes: HashMap<String, ViewRuntime>,
+    runtimes: HashMap<String, SharedRuntime>,
     next_view_id: ViewId,
 }
 
@@ -77,6 +120,9 @@ impl Engine {
             log,
             store,
             inner: Mutex::new(inner),
+            progress: tokio::sync::watch::channel(0).0,
+            kick: tokio::sync::Notify::new(),
+            maintained: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -86,6 +132,15 @@ impl Engine {
 
     /// Runs one statement.
     pub async fn execute(&self, sql_text: &str) -> Result<Output, EngineError> {
+        self.execute_with(sql_text, &QueryOptions::default()).await
+    }
+
+    /// Runs one statement; a query first waits for `options.after`.
+    pub async fn execute_with(
+        &self,
+        sql_text: &str,
+        options: &QueryOptions,
+    ) -> Result<Output, EngineError> {
         match sql::parse(sql_text)? {
             Statement::CreateTopic { def, partitions } => self.create_topic(def, partitions).await,
             Statement::CreateView {
@@ -103,7 +158,7 @@ impl Engine {
                     None => None,
                     Some(a) => Some(self.resolve_as_of(a)?),
                 };
-                self.query(&sql, at).await.map(Output::Rows)
+                self.query_with(&sql, at, options).await.map(Output::Rows)
             }
         }
     }
@@ -173,7 +228,10 @@ impl Engine {
         w.commit()?;
         inner.next_view_id += 1;
         inner.views.insert(name.clone(), def);
-        inner.runtimes.insert(name.clone(), runtime);
+        inner
+            .runtimes
+            .insert(name.clone(), Arc::new(Mutex::new(runtime)));
+        self.kick.notify_one();
         Ok(Output::Done(format!("created view {name}")))
     }
 
@@ -193,7 +251,12 @@ impl Engine {
                         Err(EngineError::NotFound(name))
                     };
                 };
-                inner.runtimes.remove(&name);
+                // A catch-up in flight finishes before the view goes.
+                let runtime = inner.runtimes.remove(&name);
+                let _quiet = match &runtime {
+                    Some(rt) => Some(rt.lock().await),
+                    None => None,
+                };
                 let mut w = self.store.write()?;
                 w.delete_catalog(&format!("{VIEW_PREFIX}{name}"))?;
                 w.drop_view(def.id)?;
@@ -208,12 +271,12 @@ impl Engine {
                         Err(EngineError::NotFound(name))
                     };
                 }
-                let readers: Vec<&str> = inner
-                    .runtimes
-                    .values()
-                    .filter(|r| r.topic.name == name)
-                    .map(|r| r.name.as_str())
-                    .collect();
+                let mut readers = Vec::new();
+                for v in inner.views.values() {
+                    if self.runtime(&inner, v).await?.topic.name == name {
+                        readers.push(v.name.as_str());
+                    }
+                }
                 if !readers.is_empty() {
                     return Err(EngineError::Plan(format!(
                         "cannot drop topic {name}: views read it ({}); drop them first",
@@ -299,6 +362,7 @@ impl Engine {
             pipeline,
             frontier: None,
             history_micros: def.history_micros,
+            interrupted: false,
         })
     }
 
@@ -308,10 +372,44 @@ impl Engine {
         sql: &str,
         as_of: Option<u64>,
     ) -> Result<Vec<RecordBatch>, EngineError> {
+        self.query_with(sql, as_of, &QueryOptions::default()).await
+    }
+
+    /// Runs a SELECT. With a token in `options`, it first waits (bounded)
+    /// until every view it reads has applied the log up to the token.
+    /// Without AS OF, views at different frontiers are read at the
+    /// earliest of them, so the answer is one point of the log.
+    pub async fn query_with(
+        &self,
+        sql: &str,
+        as_of: Option<u64>,
+        options: &QueryOptions,
+    ) -> Result<Vec<RecordBatch>, EngineError> {
         let inner = self.inner.lock().await;
         let ctx = self.session(&inner, false, as_of).await?;
+        let view_names: BTreeSet<String> = inner.views.keys().cloned().collect();
         drop(inner);
-        let df = ctx.sql(sql).await?;
+        let mut df = ctx.sql(sql).await?;
+        let views = read_tables(df.logical_plan())
+            .into_iter()
+            .filter(|t| view_names.contains(t))
+            .collect::<Vec<_>>();
+        if let Some(token) = options.after {
+            self.wait_for(&views, token, options.timeout).await?;
+        }
+        if as_of.is_none() && views.len() > 1 {
+            let mut frontiers = Vec::with_capacity(views.len());
+            for v in &views {
+                frontiers.push(self.frontier(v).await?.0);
+            }
+            let low = frontiers.iter().copied().min().unwrap_or(0);
+            if frontiers.iter().any(|f| *f != low) {
+                let inner = self.inner.lock().await;
+                let ctx = self.session(&inner, false, Some(low)).await?;
+                drop(inner);
+                df = ctx.sql(sql).await?;
+            }
+        }
         Ok(df.collect().await?)
     }
 
@@ -365,25 +463,80 @@ impl Engine {
     }
 
     /// Brings every view up to the log's current head; returns each view's
-    /// progress.
+    /// progress. Queries are not held up meanwhile: each view's runtime is
+    /// locked on its own.
     pub async fn catch_up(&self) -> Result<Vec<(String, Progress)>, EngineError> {
+        self.catch_up_views(None).await
+    }
+
+    /// Brings one view up to the log's current head.
+    pub async fn catch_up_view(&self, name: &str) -> Result<Progress, EngineError> {
+        let done = self.catch_up_views(Some(name)).await?;
+        done.into_iter()
+            .next()
+            .map(|(_, p)| p)
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))
+    }
+
+    async fn catch_up_views(
+        &self,
+        only: Option<&str>,
+    ) -> Result<Vec<(String, Progress)>, EngineError> {
         let head = self.log.head().await?.log_time().0;
-        let mut inner = self.inner.lock().await;
-        let names: Vec<String> = inner.views.keys().cloned().collect();
-        let mut out = Vec::new();
-        for name in names {
-            if !inner.runtimes.contains_key(&name) {
-                let def = inner.views[&name].clone();
-                let rt = self.runtime(&inner, &def).await?;
-                inner.runtimes.insert(name.clone(), rt);
+        let runtimes: Vec<(String, SharedRuntime)> = {
+            let mut inner = self.inner.lock().await;
+            let names: Vec<String> = inner
+                .views
+                .keys()
+                .filter(|n| only.is_none_or(|o| o == n.as_str()))
+                .cloned()
+                .collect();
+            let mut out = Vec::new();
+            for name in names {
+                if !inner.runtimes.contains_key(&name) {
+                    let def = inner.views[&name].clone();
+                    let rt = self.runtime(&inner, &def).await?;
+                    inner
+                        .runtimes
+                        .insert(name.clone(), Arc::new(Mutex::new(rt)));
+                }
+                out.push((name.clone(), inner.runtimes[&name].clone()));
             }
-            let rt = inner.runtimes.get_mut(&name).expect("just inserted");
+            out
+        };
+        let mut out = Vec::new();
+        for (name, rt) in runtimes {
             let limits = ReadLimits {
                 max_records: 50_000,
                 max_bytes: 32 << 20,
             };
-            let p = rt.catch_up(&self.log, &self.store, head, limits).await?;
-            out.push((name, p));
+            let result = rt
+                .lock()
+                .await
+                .catch_up(&self.log, &self.store, head, limits)
+                .await;
+            match result {
+                Ok(p) => {
+                    if p.commits > 0 {
+                        self.progress.send_modify(|g| *g += 1);
+                    }
+                    out.push((name, p));
+                }
+                Err(e) => {
+                    // Its memory may be ahead of the store: start it again
+                    // from what is committed.
+                    let mut inner = self.inner.lock().await;
+                    if inner
+                        .runtimes
+                        .get(&name)
+                        .is_some_and(|r| Arc::ptr_eq(r, &rt))
+                    {
+                        inner.runtimes.remove(&name);
+                    }
+                    self.progress.send_modify(|g| *g += 1);
+                    return Err(e);
+                }
+            }
         }
         Ok(out)
     }

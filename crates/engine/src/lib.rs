@@ -5,12 +5,14 @@
 //! Map: `sql/` parses Kappa's statements; `schema` gives topics their table form
 //! and `decode` checks records into it; `plan` turns a view's SELECT into stages;
 //! `ops/` holds the incremental operators; `view` runs a view from its
-//! frontier (replay and live are one loop); `query` serves pull queries;
+//! frontier (replay and live are one loop); `live` keeps views current
+//! and waits for tokens; `query` serves pull queries;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
 pub mod decode;
 mod engine;
 mod error;
+pub mod live;
 pub mod ops;
 pub mod plan;
 pub mod query;
@@ -19,5 +21,5 @@ pub mod sql;
 pub mod value;
 pub mod view;
 
-pub use engine::{Engine, Output, ViewDef};
+pub use engine::{Engine, Output, QueryOptions, ViewDef};
 pub use error::EngineError;

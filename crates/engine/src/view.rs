@@ -30,6 +30,10 @@ pub struct ViewRuntime {
     /// AS OF reaches this far behind the frontier; older changes are
     /// trimmed as the view advances.
     pub history_micros: u64,
+    /// A catch-up started and did not finish (it failed, or its future was
+    /// dropped): memory may be ahead of the store, so the next catch-up
+    /// starts again from what is committed.
+    pub interrupted: bool,
 }
 
 struct StoreSource<'a> {
@@ -122,6 +126,36 @@ impl ViewRuntime {
         limits: ReadLimits,
     ) -> Result<Progress, EngineError> {
         let mut progress = Progress::default();
+        if self.interrupted {
+            self.reset();
+        }
+        self.interrupted = true;
+        let result = self.run_to(log, store, head, limits, &mut progress).await;
+        if result.is_ok() {
+            self.interrupted = false;
+        }
+        result.map(|()| progress)
+    }
+
+    /// Forgets everything in memory; the next catch-up reloads from the
+    /// store.
+    fn reset(&mut self) {
+        self.frontier = None;
+        for s in &mut self.pipeline.stages {
+            if let Stage::Aggregate(a) = s {
+                a.reset();
+            }
+        }
+    }
+
+    async fn run_to(
+        &mut self,
+        log: &Arc<dyn Log>,
+        store: &Arc<dyn StateStore>,
+        head: u64,
+        limits: ReadLimits,
+        progress: &mut Progress,
+    ) -> Result<(), EngineError> {
         let frontier = match self.frontier {
             Some(f) => f,
             None => {
@@ -138,7 +172,7 @@ impl ViewRuntime {
         self.frontier = Some(frontier);
         progress.frontier = frontier;
         if frontier >= head {
-            return Ok(progress);
+            return Ok(());
         }
         let reader = log
             .merged_reader(&[self.topic.name.as_str()], LogTime(frontier))
@@ -178,7 +212,7 @@ impl ViewRuntime {
             progress.commits += 1;
             progress.frontier = position;
         }
-        Ok(progress)
+        Ok(())
     }
 
     /// Commits what is pending, taking the view to `position` on the way

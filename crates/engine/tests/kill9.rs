@@ -6,15 +6,13 @@
 //! `worker`), which appends records and catches views up in a loop until it
 //! is killed. KAPPA_VIEW_KILLS sets the number of kills (5 by default).
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::util::display::array_value_to_string;
-use kappa_engine::{Engine, Output};
-use kappa_log_embedded::{EmbeddedLog, LogOptions};
-use kappa_store::{RedbStore, StoreOptions};
+mod common;
+
+use common::{open, table};
+use kappa_engine::Output;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 const VIEWS: &[(&str, &str)] = &[
@@ -27,34 +25,6 @@ const VIEWS: &[(&str, &str)] = &[
         "SELECT n, COUNT(*) AS accounts FROM balances GROUP BY n",
     ),
 ];
-
-fn open(dir: &Path) -> Engine {
-    let log = EmbeddedLog::open(dir.join("log"), LogOptions::default()).unwrap();
-    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
-    Engine::open(Arc::new(log), Arc::new(store)).unwrap()
-}
-
-fn table(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let mut rows: Vec<Vec<String>> = batches
-        .iter()
-        .flat_map(|b| {
-            (0..b.num_rows()).map(move |i| {
-                b.columns()
-                    .iter()
-                    .map(|c| {
-                        if c.is_null(i) {
-                            "NULL".into()
-                        } else {
-                            array_value_to_string(c, i).unwrap()
-                        }
-                    })
-                    .collect()
-            })
-        })
-        .collect();
-    rows.sort();
-    rows
-}
 
 /// The worker: run only as a child of the test below.
 #[tokio::test]

@@ -4,63 +4,12 @@
 //! across batches, restarts and views over views. The seed is printed;
 //! KAPPA_VIEWS_SEED replays one.
 
-use datafusion::arrow::array::{Array, RecordBatch};
-use datafusion::arrow::datatypes::DataType;
-use datafusion::arrow::util::display::array_value_to_string;
-use kappa_engine::{Engine, EngineError, Output};
-use kappa_log_embedded::{EmbeddedLog, LogOptions};
-use kappa_store::{RedbStore, StoreOptions};
+mod common;
+
+use common::{open, rows, table};
+use kappa_engine::{Engine, EngineError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::path::Path;
-use std::sync::Arc;
-
-fn open(dir: &Path) -> Engine {
-    let log = EmbeddedLog::open(
-        dir.join("log"),
-        LogOptions {
-            cleaner_interval: None,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
-    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
-    Engine::open(Arc::new(log), Arc::new(store)).unwrap()
-}
-
-/// Rows as sorted text, floats to 9 significant digits (sums in another
-/// order differ in the last bits).
-fn table(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for b in batches {
-        for i in 0..b.num_rows() {
-            let row = b
-                .columns()
-                .iter()
-                .map(|c| {
-                    if c.is_null(i) {
-                        "NULL".to_string()
-                    } else if matches!(c.data_type(), DataType::Float64 | DataType::Float32) {
-                        let v: f64 = array_value_to_string(c, i).unwrap().parse().unwrap();
-                        format!("{v:.8e}")
-                    } else {
-                        array_value_to_string(c, i).unwrap()
-                    }
-                })
-                .collect();
-            rows.push(row);
-        }
-    }
-    rows.sort();
-    rows
-}
-
-async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
-    match engine.execute(sql).await.unwrap() {
-        Output::Rows(b) => table(&b),
-        other => panic!("{sql}: {other:?}"),
-    }
-}
 
 const VIEWS: &[(&str, &str)] = &[
     (

@@ -508,6 +508,15 @@ impl Aggregate {
         self.complete = false;
     }
 
+    /// Forgets every group (they are reloaded from the store).
+    pub fn reset(&mut self) {
+        self.slots.clear();
+        self.index.clear();
+        self.free.clear();
+        self.dirty.clear();
+        self.complete = false;
+    }
+
     pub fn groups_in_memory(&self) -> usize {
         self.index.len()
     }

@@ -1,0 +1,130 @@
+//! Keeping views current, and reading them consistently.
+//!
+//! A maintenance task catches every view up whenever the log commits (the
+//! same catch-up that replays history). A query that carries a token waits,
+//! bounded, until every view it reads has applied the log up to the token;
+//! without a maintenance task the waiting query catches the views up
+//! itself, as an embedded engine does.
+
+use crate::{Engine, EngineError};
+use kappa_log::{LogTime, Token};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The running maintenance task. Dropping the handle leaves it running;
+/// [`Maintenance::stop`] ends it after the catch-up in progress.
+pub struct Maintenance {
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<()>,
+}
+
+impl Maintenance {
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+/// How long the maintenance task waits for a commit before it looks again
+/// (for new views and retries).
+const IDLE_WAIT: Duration = Duration::from_millis(500);
+/// After a failed catch-up, wait this long before the next attempt.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+impl Engine {
+    /// Starts keeping every view current with the log.
+    pub fn maintain(self: &Arc<Self>) -> Maintenance {
+        let engine = self.clone();
+        let (stop_tx, mut stop_rx) = oneshot::channel();
+        engine.maintained.store(true, Ordering::SeqCst);
+        let task = tokio::spawn(async move {
+            let mut seen = LogTime::ZERO;
+            loop {
+                match engine.catch_up().await {
+                    Ok(done) => {
+                        if let Some(f) = done.iter().map(|(_, p)| p.frontier).min() {
+                            seen = seen.max(LogTime(f));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "view maintenance failed; retrying");
+                        tokio::select! {
+                            _ = &mut stop_rx => break,
+                            _ = tokio::time::sleep(RETRY_AFTER) => {}
+                        }
+                        continue;
+                    }
+                }
+                tokio::select! {
+                    _ = &mut stop_rx => break,
+                    _ = engine.kick.notified() => {}
+                    head = engine.log.wait_for_commit(seen, IDLE_WAIT) => {
+                        if let Ok(h) = head { seen = seen.max(h.log_time()); }
+                    }
+                }
+            }
+            engine.maintained.store(false, Ordering::SeqCst);
+        });
+        Maintenance {
+            stop: Some(stop_tx),
+            task,
+        }
+    }
+
+    /// Waits until every view in `views` has applied the log up to
+    /// `token`, for at most `timeout`.
+    pub async fn wait_for(
+        &self,
+        views: &[String],
+        token: Token,
+        timeout: Duration,
+    ) -> Result<(), EngineError> {
+        let target = token.log_time().0;
+        let started = Instant::now();
+        let mut progress = self.progress.subscribe();
+        loop {
+            // Marked seen before the check, so a bump after it wakes us.
+            progress.borrow_and_update();
+            let mut behind = None;
+            for v in views {
+                let f = self.frontier(v).await?.0;
+                if f < target {
+                    behind = Some((v.clone(), f));
+                    break;
+                }
+            }
+            let Some((view, frontier)) = behind else {
+                return Ok(());
+            };
+            let waited = started.elapsed();
+            if waited >= timeout {
+                return Err(EngineError::Timeout {
+                    view,
+                    token: token.to_string(),
+                    frontier: LogTime(frontier).to_rfc3339(),
+                    waited_ms: waited.as_millis() as u64,
+                });
+            }
+            if self.maintained.load(Ordering::SeqCst) {
+                let _ = tokio::time::timeout(timeout - waited, progress.changed()).await;
+            } else {
+                // Nobody else will: bring the views up to the head (which
+                // is at or past the token, if the token is real).
+                let head = self.log.head().await?.log_time().0;
+                if head < target {
+                    return Err(EngineError::AsOf {
+                        requested: format!("TOKEN '{token}'"),
+                        reason: "the log has not reached this token (is it from another Kappa?)"
+                            .into(),
+                    });
+                }
+                self.catch_up().await?;
+            }
+        }
+    }
+}
