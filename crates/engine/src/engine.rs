@@ -427,6 +427,30 @@ impl Engine {
         Ok(ctx.sql(sql).await?.collect().await?)
     }
 
+    /// A view's stored rows as a table, now or at `as_of`.
+    pub(crate) async fn stored_view(
+        &self,
+        name: &str,
+        as_of: Option<u64>,
+    ) -> Result<StoredView, EngineError> {
+        let inner = self.inner.lock().await;
+        let def = inner
+            .views
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+        let ctx = self.session(&inner, true, None).await?;
+        drop(inner);
+        let plan = ctx.state().create_logical_plan(&def.sql).await?;
+        Ok(StoredView {
+            name: def.name,
+            id: def.id,
+            schema: Arc::new(plan.schema().as_arrow().clone()),
+            store: self.store.clone(),
+            as_of,
+        })
+    }
+
     /// A view's definition.
     pub async fn view(&self, name: &str) -> Option<ViewDef> {
         self.inner.lock().await.views.get(name).cloned()

@@ -6,12 +6,13 @@
 //! and `decode` checks records into it; `plan` turns a view's SELECT into stages;
 //! `ops/` holds the incremental operators; `view` runs a view from its
 //! frontier (replay and live are one loop); `live` keeps views current
-//! and waits for tokens; `query` serves pull queries;
+//! and waits for tokens; `feed` serves change feeds; `query` serves pull queries;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
 pub mod decode;
 mod engine;
 mod error;
+pub mod feed;
 pub mod live;
 pub mod ops;
 pub mod plan;

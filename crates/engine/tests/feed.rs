@@ -1,0 +1,310 @@
+//! Change feeds: a snapshot, then every change in log-time order with
+//! progress marks; folding the changes into the snapshot gives the view at
+//! every later point; a feed resumed from a position repeats and skips
+//! nothing. The seed is printed; KAPPA_FEED_SEED replays one.
+
+mod common;
+
+use common::open;
+use datafusion::common::ScalarValue;
+use kappa_engine::feed::{FeedEvent, FeedStart};
+use kappa_engine::{Engine, EngineError, Output};
+use kappa_log::{LogTime, Token};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Rows = BTreeMap<Vec<u8>, Vec<ScalarValue>>;
+
+/// The view's rows by key, read through a snapshot feed at `at`.
+async fn snapshot_rows(engine: &Arc<Engine>, view: &str, at: LogTime) -> Vec<String> {
+    let mut feed = engine
+        .subscribe(view, FeedStart::SnapshotAt(at))
+        .await
+        .unwrap();
+    match feed.next().await.unwrap() {
+        FeedEvent::Snapshot { rows, .. } => common::table(&[rows])
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect(),
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+}
+
+fn render(rows: &Rows) -> Vec<String> {
+    let mut out: Vec<String> = rows
+        .values()
+        .map(|r| {
+            r.iter()
+                .map(|v| match v {
+                    ScalarValue::Float64(Some(f)) => format!("{f:.8e}"),
+                    v if v.is_null() => "NULL".into(),
+                    v => v.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join("|")
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Reads events until a progress mark at or past `until`; folds changes
+/// into `rows` (checking each change's `before` against it) and returns
+/// the changes' log times and the progress marks seen.
+async fn follow(
+    feed: &mut kappa_engine::feed::Feed,
+    rows: &mut Rows,
+    until: u64,
+) -> (Vec<u64>, Vec<u64>) {
+    let mut times = Vec::new();
+    let mut marks = Vec::new();
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(20), feed.next())
+            .await
+            .expect("the feed moves")
+            .unwrap();
+        match event {
+            FeedEvent::Change {
+                log_time,
+                key,
+                before,
+                after,
+            } => {
+                assert!(
+                    times.last().is_none_or(|t| *t <= log_time.0),
+                    "log-time order"
+                );
+                assert!(
+                    marks.last().is_none_or(|m| *m < log_time.0),
+                    "after its mark"
+                );
+                assert_eq!(
+                    rows.get(&key),
+                    before.as_ref(),
+                    "before is the row the feed had"
+                );
+                match after {
+                    Some(a) => rows.insert(key, a),
+                    None => rows.remove(&key),
+                };
+                times.push(log_time.0);
+            }
+            FeedEvent::Progress { frontier } => {
+                marks.push(frontier.0);
+                if frontier.0 >= until {
+                    return (times, marks);
+                }
+            }
+            FeedEvent::Snapshot { .. } => panic!("one snapshot only"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
+    let seed: u64 = std::env::var("KAPPA_FEED_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("KAPPA_FEED_SEED={seed}");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 3, key = 'a')",
+        "CREATE VIEW v AS SELECT a, SUM(x) AS s, COUNT(*) AS n FROM t GROUP BY a HAVING SUM(x) > 0",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    let mut tokens: Vec<Token> = Vec::new();
+    for _ in 0..12 {
+        let batch: Vec<String> = (0..rng.random_range(1..20))
+            .map(|_| {
+                format!(
+                    r#"{{"a":"k{}","x":{}}}"#,
+                    rng.random_range(0..6),
+                    rng.random_range(-5..8)
+                )
+            })
+            .collect();
+        let values: Vec<&[u8]> = batch.iter().map(|s| s.as_bytes()).collect();
+        tokens.push(engine.append_json("t", &values).await.unwrap().token);
+        if rng.random_bool(0.5) {
+            engine.catch_up().await.unwrap();
+        }
+    }
+    engine.catch_up().await.unwrap();
+    let head = tokens.last().unwrap().log_time().0;
+    let start = tokens[2].log_time();
+    let mut feed = engine
+        .subscribe("v", FeedStart::SnapshotAt(start))
+        .await
+        .unwrap();
+    let FeedEvent::Snapshot { at, rows: snapshot } = feed.next().await.unwrap() else {
+        panic!("a feed starts with its snapshot");
+    };
+    assert_eq!(at, start);
+    let mut rows = Rows::new();
+    for i in 0..snapshot.num_rows() {
+        let row: Vec<ScalarValue> = snapshot
+            .columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, i).unwrap())
+            .collect();
+        let mut key = Vec::new();
+        kappa_engine::value::encode_cell(&mut key, snapshot.column(0), i);
+        rows.insert(key, row);
+    }
+    let (times, marks) = follow(&mut feed, &mut rows, head).await;
+    assert!(!times.is_empty(), "the stream changes the view");
+    let now = match engine.execute("SELECT a, s, n FROM v").await.unwrap() {
+        Output::Rows(b) => common::table(&b)
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect::<Vec<_>>(),
+        _ => unreachable!(),
+    };
+    assert_eq!(render(&rows), now, "snapshot + changes = the view now");
+    // At every change's log time, the fold so far equals AS OF that time.
+    let mut replay = Rows::new();
+    let mut feed = engine
+        .subscribe("v", FeedStart::After(start))
+        .await
+        .unwrap();
+    for i in 0..snapshot.num_rows() {
+        let mut key = Vec::new();
+        kappa_engine::value::encode_cell(&mut key, snapshot.column(0), i);
+        replay.insert(
+            key,
+            snapshot
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, i).unwrap())
+                .collect(),
+        );
+    }
+    let (times_again, _) = follow(&mut feed, &mut replay, head).await;
+    assert_eq!(
+        times, times_again,
+        "a resumed feed repeats and skips nothing"
+    );
+    let middle = times[times.len() / 2];
+    let mut partial = Rows::new();
+    let mut feed = engine
+        .subscribe("v", FeedStart::SnapshotAt(LogTime(middle)))
+        .await
+        .unwrap();
+    let FeedEvent::Snapshot {
+        rows: at_middle, ..
+    } = feed.next().await.unwrap()
+    else {
+        panic!()
+    };
+    for i in 0..at_middle.num_rows() {
+        let mut key = Vec::new();
+        kappa_engine::value::encode_cell(&mut key, at_middle.column(0), i);
+        partial.insert(
+            key,
+            at_middle
+                .columns()
+                .iter()
+                .map(|c| ScalarValue::try_from_array(c, i).unwrap())
+                .collect(),
+        );
+    }
+    assert_eq!(
+        render(&partial),
+        snapshot_rows(&engine, "v", LogTime(middle)).await
+    );
+    follow(&mut feed, &mut partial, head).await;
+    assert_eq!(render(&partial), now);
+    assert!(marks.last() == Some(&head) || marks.last().is_some_and(|m| *m >= head));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_feed_sees_appends_as_they_happen() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    engine
+        .append_json("t", &[br#"{"a":"k","x":1}"#])
+        .await
+        .unwrap();
+    let maintenance = engine.maintain();
+    let first = engine.log().head().await.unwrap();
+    engine
+        .wait_for(&["v".to_string()], first, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
+    let FeedEvent::Snapshot { rows, .. } = feed.next().await.unwrap() else {
+        panic!()
+    };
+    assert_eq!(rows.num_rows(), 1);
+    let token = engine
+        .append_json("t", &[br#"{"a":"k","x":2}"#, br#"{"a":"j","x":5}"#])
+        .await
+        .unwrap()
+        .token;
+    let mut changes = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            FeedEvent::Change { before, after, .. } => changes.push((before, after)),
+            FeedEvent::Progress { frontier } if frontier >= token.log_time() => break,
+            _ => {}
+        }
+    }
+    let s = |a: &str, x: i64| Some(vec![ScalarValue::from(a), ScalarValue::Int64(Some(x))]);
+    assert_eq!(changes, vec![(s("k", 1), s("k", 3)), (None, s("j", 5))]);
+    maintenance.stop().await;
+}
+
+#[tokio::test]
+async fn a_feed_from_outside_history_names_the_earliest_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT)",
+        "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    let old = engine
+        .append_json("t", &[br#"{"a":"k","x":1}"#])
+        .await
+        .unwrap()
+        .token;
+    std::thread::sleep(Duration::from_millis(5));
+    engine
+        .append_json("t", &[br#"{"a":"k","x":1}"#])
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    for start in [
+        FeedStart::After(old.log_time()),
+        FeedStart::SnapshotAt(old.log_time()),
+    ] {
+        let err = match engine.subscribe("v", start).await {
+            Err(e) => e,
+            Ok(_) => panic!("{start:?} is outside history"),
+        };
+        assert!(matches!(err, EngineError::AsOf { .. }), "{err}");
+        assert!(err.to_string().contains("keeps history from"), "{err}");
+    }
+    assert!(matches!(
+        engine.subscribe("nope", FeedStart::Now).await.map(|_| ()),
+        Err(EngineError::NotFound(_))
+    ));
+}
