@@ -79,6 +79,15 @@ pub struct Engine {
     /// Whether a maintenance task keeps the views current (else waiters
     /// catch views up themselves).
     pub(crate) maintained: std::sync::atomic::AtomicBool,
+    /// Each view's columns and key columns, planned once.
+    shapes: std::sync::Mutex<HashMap<String, ViewShape>>,
+}
+
+/// What queries need to know of a view.
+#[derive(Clone)]
+struct ViewShape {
+    schema: datafusion::arrow::datatypes::SchemaRef,
+    key_columns: Option<Vec<usize>>,
 }
 
 /// A view's runtime: one catch-up at a time; queries never wait for it.
@@ -123,6 +132,7 @@ impl Engine {
             progress: tokio::sync::watch::channel(0).0,
             kick: tokio::sync::Notify::new(),
             maintained: std::sync::atomic::AtomicBool::new(false),
+            shapes: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -253,6 +263,7 @@ impl Engine {
                 };
                 // A catch-up in flight finishes before the view goes.
                 let runtime = inner.runtimes.remove(&name);
+                self.shapes.lock().expect("not poisoned").remove(&name);
                 let _quiet = match &runtime {
                     Some(rt) => Some(rt.lock().await),
                     None => None,
@@ -329,14 +340,14 @@ impl Engine {
                     )),
                 )?;
             } else {
-                let plan = ctx.state().create_logical_plan(&v.sql).await?;
-                let schema = Arc::new(plan.schema().as_arrow().clone());
+                let shape = self.shape(inner, v).await?;
                 ctx.register_table(
                     v.name.as_str(),
                     Arc::new(StoredView {
                         name: v.name.clone(),
                         id: v.id,
-                        schema,
+                        schema: shape.schema,
+                        key_columns: shape.key_columns,
                         store: self.store.clone(),
                         as_of,
                     }),
@@ -344,6 +355,24 @@ impl Engine {
             }
         }
         Ok(ctx)
+    }
+
+    /// A view's shape, planned on first use.
+    async fn shape(&self, inner: &Inner, def: &ViewDef) -> Result<ViewShape, EngineError> {
+        if let Some(s) = self.shapes.lock().expect("not poisoned").get(&def.name) {
+            return Ok(s.clone());
+        }
+        // Boxed: planning a view plans a session, which may ask for shapes.
+        let runtime = Box::pin(self.runtime(inner, def)).await?;
+        let shape = ViewShape {
+            schema: runtime.pipeline.schema.clone(),
+            key_columns: runtime.pipeline.key_columns(),
+        };
+        self.shapes
+            .lock()
+            .expect("not poisoned")
+            .insert(def.name.clone(), shape.clone());
+        Ok(shape)
     }
 
     async fn runtime(&self, inner: &Inner, def: &ViewDef) -> Result<ViewRuntime, EngineError> {
@@ -439,13 +468,13 @@ impl Engine {
             .get(name)
             .cloned()
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        let ctx = self.session(&inner, true, None).await?;
+        let shape = self.shape(&inner, &def).await?;
         drop(inner);
-        let plan = ctx.state().create_logical_plan(&def.sql).await?;
         Ok(StoredView {
             name: def.name,
             id: def.id,
-            schema: Arc::new(plan.schema().as_arrow().clone()),
+            schema: shape.schema,
+            key_columns: shape.key_columns,
             store: self.store.clone(),
             as_of,
         })

@@ -26,6 +26,37 @@ pub struct Pipeline {
     pub keyed: bool,
 }
 
+impl Pipeline {
+    /// The view's columns that hold its key, in key order: a row's key is
+    /// their values encoded one after another. `None` when the rows are
+    /// not keyed by columns (each record is a row, or the final stages
+    /// compute over the group columns instead of passing them on).
+    pub fn key_columns(&self) -> Option<Vec<usize>> {
+        let last = self
+            .stages
+            .iter()
+            .rposition(|s| matches!(s, Stage::Aggregate(_)))?;
+        let Stage::Aggregate(a) = &self.stages[last] else {
+            unreachable!("found above")
+        };
+        let mut at: Vec<usize> = (0..a.group.len()).collect();
+        for s in &self.stages[last + 1..] {
+            if let Stage::Project { exprs, .. } = s {
+                at = at
+                    .iter()
+                    .map(|i| {
+                        exprs.iter().position(|e| {
+                            e.downcast_ref::<datafusion::physical_expr::expressions::Column>()
+                                .is_some_and(|c| c.index() == *i)
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+            }
+        }
+        Some(at)
+    }
+}
+
 pub fn compile(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineError> {
     let plan =
         state

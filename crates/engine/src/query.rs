@@ -5,7 +5,7 @@
 
 use crate::EngineError;
 use crate::schema::TopicDef;
-use crate::value::decode_row;
+use crate::value::{decode_row, encode_scalar};
 use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
@@ -13,6 +13,8 @@ use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::{MemTable, TableType};
 use datafusion::logical_expr::Expr;
+use datafusion::logical_expr::utils::split_conjunction;
+use datafusion::logical_expr::{Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
 use kappa_log::{Log, LogTime, ReadLimits};
 use kappa_store::{StateStore, ViewId};
@@ -84,6 +86,9 @@ pub struct StoredView {
     pub name: String,
     pub id: ViewId,
     pub schema: SchemaRef,
+    /// The columns that make a row's key (see `Pipeline::key_columns`):
+    /// a query that fixes them all with `=` reads one row, not the view.
+    pub key_columns: Option<Vec<usize>>,
     pub store: Arc<dyn StateStore>,
     pub as_of: Option<u64>,
 }
@@ -98,6 +103,87 @@ impl std::fmt::Debug for StoredView {
 }
 
 impl StoredView {
+    /// The key that `filters` fix, when they set every key column equal
+    /// to a literal.
+    pub fn pinned_key(&self, filters: &[Expr]) -> Option<Vec<u8>> {
+        let columns = self.key_columns.as_ref()?;
+        let mut values: Vec<Option<ScalarValue>> = vec![None; columns.len()];
+        for f in filters {
+            for c in split_conjunction(f) {
+                let Expr::BinaryExpr(b) = c else { continue };
+                if b.op != Operator::Eq {
+                    continue;
+                }
+                let (column, value) = match (b.left.as_ref(), b.right.as_ref()) {
+                    (Expr::Column(c), Expr::Literal(v, _))
+                    | (Expr::Literal(v, _), Expr::Column(c)) => (c, v),
+                    _ => continue,
+                };
+                let Ok(index) = self.schema.index_of(&column.name) else {
+                    continue;
+                };
+                if let Some(k) = columns.iter().position(|&x| x == index) {
+                    values[k] = Some(value.clone());
+                }
+            }
+        }
+        let mut key = Vec::new();
+        for (column, value) in columns.iter().zip(values) {
+            let v = value?
+                .cast_to(self.schema.field(*column).data_type())
+                .ok()?;
+            if v.is_null() {
+                // `= NULL` holds for no row: let the filter say so.
+                return None;
+            }
+            encode_scalar(&mut key, &v);
+        }
+        Some(key)
+    }
+
+    /// The row with `key` at the table's point, if any.
+    pub fn row(&self, key: &[u8]) -> Result<Option<Vec<u8>>, EngineError> {
+        let read = self.store.read()?;
+        let meta = read.meta(self.id)?.unwrap_or_default();
+        let mut row = read.row(self.id, key)?;
+        if let Some(t) = self.as_of {
+            self.check_as_of(t, &meta)?;
+            // The earliest change after `t` says what the row was at `t`.
+            read.changes(self.id, t, &mut |c| {
+                if c.key == key {
+                    row = c.before.clone();
+                    return false;
+                }
+                true
+            })?;
+        }
+        Ok(row)
+    }
+
+    fn check_as_of(&self, t: u64, meta: &kappa_store::ViewMeta) -> Result<(), EngineError> {
+        if t > meta.frontier {
+            return Err(EngineError::AsOf {
+                requested: t.to_string(),
+                reason: format!(
+                    "view {} has only applied the log up to {} (wait for it, or ask for an earlier point)",
+                    self.name,
+                    LogTime(meta.frontier).to_rfc3339()
+                ),
+            });
+        }
+        if t < meta.history_start {
+            return Err(EngineError::AsOf {
+                requested: LogTime(t).to_rfc3339(),
+                reason: format!(
+                    "view {} keeps history from {} on; that is the earliest point AS OF can read",
+                    self.name,
+                    LogTime(meta.history_start).to_rfc3339()
+                ),
+            });
+        }
+        Ok(())
+    }
+
     /// The rows (by key, encoded) at the table's point.
     pub fn rows(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, EngineError> {
         let read = self.store.read()?;
@@ -108,26 +194,7 @@ impl StoredView {
             true
         })?;
         if let Some(t) = self.as_of {
-            if t > meta.frontier {
-                return Err(EngineError::AsOf {
-                    requested: t.to_string(),
-                    reason: format!(
-                        "view {} has only applied the log up to {} (wait for it, or ask for an earlier point)",
-                        self.name,
-                        LogTime(meta.frontier).to_rfc3339()
-                    ),
-                });
-            }
-            if t < meta.history_start {
-                return Err(EngineError::AsOf {
-                    requested: LogTime(t).to_rfc3339(),
-                    reason: format!(
-                        "view {} keeps history from {} on; that is the earliest point AS OF can read",
-                        self.name,
-                        LogTime(meta.history_start).to_rfc3339()
-                    ),
-                });
-            }
+            self.check_as_of(t, &meta)?;
             let mut later = Vec::new();
             read.changes(self.id, t, &mut |c| {
                 later.push(c.clone());
@@ -143,16 +210,24 @@ impl StoredView {
         Ok(rows)
     }
 
+    /// Every row, as one batch.
     pub fn batch(&self) -> Result<RecordBatch, EngineError> {
+        self.to_batch(self.rows()?.into_values())
+    }
+
+    /// Encoded rows as one batch.
+    fn to_batch(
+        &self,
+        rows: impl ExactSizeIterator<Item = Vec<u8>>,
+    ) -> Result<RecordBatch, EngineError> {
         let types: Vec<_> = self
             .schema
             .fields()
             .iter()
             .map(|f| f.data_type().clone())
             .collect();
-        let rows = self.rows()?;
         let mut columns: Vec<Vec<ScalarValue>> = vec![Vec::with_capacity(rows.len()); types.len()];
-        for (_, bytes) in rows {
+        for bytes in rows {
             let row = decode_row(&bytes, &types).ok_or_else(|| {
                 EngineError::Store(kappa_store::StoreError::Corrupt(format!(
                     "a row of view {} does not decode",
@@ -186,6 +261,13 @@ impl TableProvider for StoredView {
     fn table_type(&self) -> TableType {
         TableType::View
     }
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        // Seen by `scan` (for key lookups), and applied again above it.
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
     async fn scan(
         &self,
         state: &dyn Session,
@@ -193,7 +275,13 @@ impl TableProvider for StoredView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = self.batch().map_err(external)?;
+        let batch = match self.pinned_key(filters) {
+            Some(key) => {
+                let row = self.row(&key).map_err(external)?;
+                self.to_batch(row.into_iter()).map_err(external)?
+            }
+            None => self.batch().map_err(external)?,
+        };
         scan_batches(
             self.schema(),
             vec![batch],
