@@ -1,7 +1,9 @@
-//! Replay into a view, beside two floors measured in the same run: a plain
-//! serde_json parse-and-fold of the same JSON lines, and DuckDB (if the
-//! `duckdb` Python package is installed) running the same GROUP BY over the
-//! same file. Release build:
+//! The views benchmark. Replay into a view, beside two floors measured in
+//! the same run: a plain serde_json parse-and-fold of the same JSON lines,
+//! and DuckDB (if the `duckdb` Python package is installed) running the
+//! same GROUP BY over the same file. Then point queries by key, now and AS
+//! OF, and live latency from append to visible in the view at 10,000
+//! records/s. Release build:
 //!
 //! ```text
 //! cargo run --release -p kappa-engine --example view_bench -- 1000000
@@ -143,5 +145,100 @@ async fn main() -> anyhow::Result<()> {
         replay_rate / fold_rate,
         duck_rate.map_or("n/a".into(), |d| format!("{:.2}", replay_rate / d))
     );
+
+    // Point queries by key, through SQL, now and AS OF a point in history.
+    let engine = Arc::new(engine);
+    let middle = records.len() / 2;
+    let mid_token = engine
+        .append_json("transactions", &[records[middle].1.as_ref()])
+        .await?
+        .token;
+    engine.catch_up().await?;
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut next_account = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        format!("acc-{:05}", rng % accounts as u64)
+    };
+    for (label, suffix) in [
+        ("point query", String::new()),
+        ("AS OF point query", format!(" AS OF TOKEN '{mid_token}'")),
+    ] {
+        let mut times = Vec::new();
+        for i in 0..3_000 {
+            let sql = format!(
+                "SELECT balance, n FROM balances WHERE account = '{}'{suffix}",
+                next_account()
+            );
+            let started = Instant::now();
+            let Output::Rows(b) = engine.execute(&sql).await? else {
+                anyhow::bail!("no rows");
+            };
+            let took = started.elapsed();
+            anyhow::ensure!(b.iter().map(|b| b.num_rows()).sum::<usize>() <= 1);
+            if i >= 100 {
+                times.push(took);
+            }
+        }
+        report(label, &mut times);
+    }
+
+    // Live: append at 10,000 records/s (a batch of 10 every millisecond)
+    // while the maintenance task keeps the view current; latency from the
+    // start of an append to the view's frontier covering it.
+    let maintenance = engine.maintain();
+    let (sent_tx, mut sent_rx) = tokio::sync::mpsc::unbounded_channel();
+    let producer = {
+        let engine = engine.clone();
+        let records = records.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            for (n, chunk) in records.chunks(10).take(5_000).enumerate() {
+                tick.tick().await;
+                let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_ref()).collect();
+                let started = Instant::now();
+                let token = engine.append_json("transactions", &values).await?;
+                let _ = sent_tx.send((n, started, token.token.log_time().0));
+            }
+            anyhow::Ok(())
+        })
+    };
+    let mut waiting = std::collections::VecDeque::new();
+    let mut times = Vec::new();
+    let mut progress = engine.progress_watch();
+    let mut producing = true;
+    while producing || !waiting.is_empty() {
+        tokio::select! {
+            sent = sent_rx.recv() => match sent {
+                Some(s) => waiting.push_back(s),
+                None => producing = false,
+            },
+            _ = progress.changed() => {}
+        }
+        let frontier = engine.frontier("balances").await?.0;
+        while waiting.front().is_some_and(|(_, _, t)| *t <= frontier) {
+            let (n, started, _) = waiting.pop_front().expect("checked");
+            if n >= 200 {
+                times.push(started.elapsed());
+            }
+        }
+    }
+    producer.await??;
+    maintenance.stop().await;
+    report("live, append to visible at 10,000 rec/s", &mut times);
     Ok(())
+}
+
+fn report(label: &str, times: &mut [std::time::Duration]) {
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)];
+    println!(
+        "{label}: n={} p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms",
+        times.len(),
+        at(0.50).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        at(1.0).as_secs_f64() * 1e3
+    );
 }

@@ -76,6 +76,12 @@ impl Engine {
         }
     }
 
+    /// A watch that changes whenever a catch-up commits (for observers of
+    /// view progress).
+    pub fn progress_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.progress.subscribe()
+    }
+
     /// Waits until every view in `views` has applied the log up to
     /// `token`, for at most `timeout`.
     pub async fn wait_for(
