@@ -28,6 +28,23 @@ pub struct ViewDef {
     pub history_micros: u64,
 }
 
+/// How an engine runs.
+#[derive(Clone, Copy, Debug)]
+pub struct EngineOptions {
+    /// Memory for view state (groups in memory and changes not yet
+    /// committed), shared equally by the views. The store's page cache is
+    /// set apart, in its own options.
+    pub memory_budget: usize,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            memory_budget: 1 << 30,
+        }
+    }
+}
+
 /// How a query waits for the log.
 #[derive(Clone, Copy, Debug)]
 pub struct QueryOptions {
@@ -79,6 +96,7 @@ pub struct Engine {
     /// Whether a maintenance task keeps the views current (else waiters
     /// catch views up themselves).
     pub(crate) maintained: std::sync::atomic::AtomicBool,
+    options: EngineOptions,
     /// Each view's columns and key columns, planned once.
     shapes: std::sync::Mutex<HashMap<String, ViewShape>>,
 }
@@ -106,6 +124,14 @@ const VIEW_PREFIX: &str = "view:";
 
 impl Engine {
     pub fn open(log: Arc<dyn Log>, store: Arc<dyn StateStore>) -> Result<Engine, EngineError> {
+        Engine::open_with(log, store, EngineOptions::default())
+    }
+
+    pub fn open_with(
+        log: Arc<dyn Log>,
+        store: Arc<dyn StateStore>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
         let mut inner = Inner {
             next_view_id: 1,
             ..Inner::default()
@@ -133,6 +159,7 @@ impl Engine {
             kick: tokio::sync::Notify::new(),
             maintained: std::sync::atomic::AtomicBool::new(false),
             shapes: std::sync::Mutex::new(HashMap::new()),
+            options,
         })
     }
 
@@ -392,6 +419,7 @@ impl Engine {
             frontier: None,
             history_micros: def.history_micros,
             interrupted: false,
+            memory_budget: self.options.memory_budget,
         })
     }
 
@@ -557,17 +585,19 @@ impl Engine {
             }
             out
         };
+        let views = self.inner.lock().await.views.len().max(1);
+        let share = self.options.memory_budget / views;
         let mut out = Vec::new();
         for (name, rt) in runtimes {
             let limits = ReadLimits {
                 max_records: 50_000,
                 max_bytes: 32 << 20,
             };
-            let result = rt
-                .lock()
-                .await
-                .catch_up(&self.log, &self.store, head, limits)
-                .await;
+            let result = {
+                let mut rt = rt.lock().await;
+                rt.memory_budget = share;
+                rt.catch_up(&self.log, &self.store, head, limits).await
+            };
             match result {
                 Ok(p) => {
                     if p.commits > 0 {

@@ -34,6 +34,11 @@ pub struct ViewRuntime {
     /// dropped): memory may be ahead of the store, so the next catch-up
     /// starts again from what is committed.
     pub interrupted: bool,
+    /// Bytes this view may hold in memory: groups plus changes not yet
+    /// committed. Over it, the view commits; after a commit, if its groups
+    /// alone take more than half, they are dropped from memory (the store
+    /// has them).
+    pub memory_budget: usize,
 }
 
 struct StoreSource<'a> {
@@ -56,14 +61,13 @@ pub struct Progress {
 }
 
 /// During replay a commit is due after this long (or once the view has
-/// caught up, or pending changes outgrow [`COMMIT_BYTES`]). A commit writes
+/// caught up, or its memory outgrows its budget). A commit writes
 /// each changed row and group once, however often it changed, so fewer,
 /// larger commits make replay fast; a crash costs at most this much work
 /// again. Live, the view catches up within one batch and commits at once.
 /// (Kafka Streams commits every 100 ms to 30 s; Flink checkpoints every few
-/// seconds.) Pending work is bounded by [`COMMIT_BYTES`] of memory.
+/// seconds.) Pending work is bounded by the view's memory budget.
 const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-const COMMIT_BYTES: usize = 256 << 20;
 
 /// A range of [`Pending::arena`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,7 +200,8 @@ impl ViewRuntime {
             progress.records += decoded.records as u64;
             self.step(store, &decoded, &mut pending)?;
             uncommitted = Some(decoded.position);
-            if since_commit.elapsed() >= COMMIT_INTERVAL || pending.bytes() >= COMMIT_BYTES {
+            let memory = pending.bytes() + self.groups_memory();
+            if since_commit.elapsed() >= COMMIT_INTERVAL || memory >= self.memory_budget {
                 self.commit(store, &mut pending, decoded.position, head)?;
                 progress.commits += 1;
                 progress.frontier = decoded.position;
@@ -257,6 +262,13 @@ impl ViewRuntime {
         w.trim_history(self.id, cutoff)?;
         w.commit()?;
         self.frontier = Some(position);
+        if self.groups_memory() > self.memory_budget / 2 {
+            for s in &mut self.pipeline.stages {
+                if let Stage::Aggregate(a) = s {
+                    a.evict();
+                }
+            }
+        }
         Ok(())
     }
 
@@ -363,6 +375,18 @@ impl ViewRuntime {
         }
         sink(pending, &delta);
         Ok(())
+    }
+
+    /// Estimated bytes of the groups the view's aggregates hold.
+    pub fn groups_memory(&self) -> usize {
+        self.pipeline
+            .stages
+            .iter()
+            .map(|s| match s {
+                Stage::Aggregate(a) => a.memory(),
+                _ => 0,
+            })
+            .sum()
     }
 
     fn take_state(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {

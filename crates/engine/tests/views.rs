@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{open, rows, table};
+use common::{open, open_with, rows, table};
 use kappa_engine::{Engine, EngineError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -67,6 +67,17 @@ async fn check_against_oracle(engine: &Engine, seed: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_equal_their_batch_evaluation_now_and_as_of() {
+    oracle(kappa_engine::EngineOptions::default().memory_budget).await;
+}
+
+/// The same with a budget so small that every step commits and every
+/// commit drops the groups from memory: state comes back from the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_equal_their_batch_evaluation_with_state_evicted() {
+    oracle(64).await;
+}
+
+async fn oracle(budget: usize) {
     let seed = std::env::var("KAPPA_VIEWS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -74,7 +85,7 @@ async fn views_equal_their_batch_evaluation_now_and_as_of() {
     println!("KAPPA_VIEWS_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let mut engine = open(dir.path());
+    let mut engine = open_with(dir.path(), budget);
     engine
         .execute(
             "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
@@ -102,7 +113,7 @@ async fn views_equal_their_batch_evaluation_now_and_as_of() {
         if round == 6 {
             // Restart: state and frontier come back from the store.
             drop(engine);
-            engine = open(dir.path());
+            engine = open_with(dir.path(), budget);
         }
     }
     engine.catch_up().await.unwrap();

@@ -85,6 +85,8 @@ pub struct Aggregate {
     /// Every group that exists is in memory (a new view, nothing evicted):
     /// a key not in memory needs no store lookup.
     complete: bool,
+    /// Estimated bytes the groups in memory take.
+    bytes: usize,
 }
 
 struct Slot {
@@ -93,6 +95,38 @@ struct Slot {
     dirty: bool,
     /// In use (else on the free list).
     live: bool,
+    /// Its share of [`Aggregate::memory`].
+    size: usize,
+}
+
+/// Memory of a slot beyond its key and accumulators: the slot itself and
+/// its index entry (with the table's spare capacity).
+const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + 16;
+
+/// Estimated heap bytes of a group.
+fn group_size(g: &Option<Group>) -> usize {
+    let Some(g) = g else { return 0 };
+    let scalar = |v: &ScalarValue| match v {
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+        | ScalarValue::Utf8View(Some(s)) => s.len(),
+        _ => 0,
+    };
+    g.accs.len() * std::mem::size_of::<Acc>()
+        + g.accs
+            .iter()
+            .map(|a| match a {
+                Acc::Best(Some(v)) | Acc::ByTime(Some((_, v))) => scalar(v),
+                // A B-tree entry: the encoded key, the value, the count.
+                Acc::Values(m) => m
+                    .iter()
+                    .map(|(k, (v, _))| {
+                        48 + k.len() + std::mem::size_of::<ScalarValue>() + scalar(v)
+                    })
+                    .sum(),
+                _ => 0,
+            })
+            .sum::<usize>()
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -249,6 +283,7 @@ impl Aggregate {
             free: Vec::new(),
             dirty: Vec::new(),
             complete: false,
+            bytes: 0,
         }
     }
 
@@ -273,11 +308,14 @@ impl Aggregate {
 
     /// A new slot for `key` (not in memory yet).
     fn insert(&mut self, key: &[u8], group: Option<Group>) -> u32 {
+        let size = SLOT_OVERHEAD + key.len() + group_size(&group);
+        self.bytes += size;
         let slot = Slot {
             key: key.into(),
             group,
             dirty: false,
             live: true,
+            size,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -301,6 +339,7 @@ impl Aggregate {
         let key = std::mem::take(&mut self.slots[i as usize].key);
         self.slots[i as usize].group = None;
         self.slots[i as usize].live = false;
+        self.bytes -= std::mem::take(&mut self.slots[i as usize].size);
         let hash = self.hasher.hash_one(&*key);
         if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
             entry.remove();
@@ -466,6 +505,9 @@ impl Aggregate {
                     out.push(i, &key, &new, 1, t);
                 }
             }
+            let size = SLOT_OVERHEAD + entry.key.len() + group_size(&entry.group);
+            self.bytes = self.bytes + size - entry.size;
+            entry.size = size;
             if !entry.dirty {
                 entry.dirty = true;
                 self.dirty.push(slot);
@@ -496,16 +538,20 @@ impl Aggregate {
         out
     }
 
-    /// Drops every clean group from memory (after a commit, when over
-    /// budget); they are loaded from the store again when needed.
-    pub fn evict_clean(&mut self) {
-        for i in 0..self.slots.len() as u32 {
-            let s = &self.slots[i as usize];
-            if s.live && !s.dirty {
-                self.remove(i);
-            }
-        }
-        self.complete = false;
+    /// Drops every group from memory and gives the memory back (right
+    /// after a commit, when no group is dirty); groups are loaded from the
+    /// store again when needed.
+    pub fn evict(&mut self) {
+        debug_assert!(self.dirty.is_empty(), "evict after a commit only");
+        self.reset();
+        self.slots.shrink_to_fit();
+        self.free.shrink_to_fit();
+        self.index.shrink_to_fit(|_| 0);
+    }
+
+    /// Estimated bytes the groups in memory take.
+    pub fn memory(&self) -> usize {
+        self.bytes + self.slots.capacity().saturating_sub(self.slots.len()) * SLOT_OVERHEAD
     }
 
     /// Forgets every group (they are reloaded from the store).
@@ -515,6 +561,7 @@ impl Aggregate {
         self.free.clear();
         self.dirty.clear();
         self.complete = false;
+        self.bytes = 0;
     }
 
     pub fn groups_in_memory(&self) -> usize {

@@ -11,6 +11,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub fn open(dir: &Path) -> Engine {
+    open_with(dir, kappa_engine::EngineOptions::default().memory_budget)
+}
+
+/// An engine whose views may hold `budget` bytes in memory.
+pub fn open_with(dir: &Path, budget: usize) -> Engine {
     let log = EmbeddedLog::open(
         dir.join("log"),
         LogOptions {
@@ -20,7 +25,10 @@ pub fn open(dir: &Path) -> Engine {
     )
     .unwrap();
     let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
-    Engine::open(Arc::new(log), Arc::new(store)).unwrap()
+    let options = kappa_engine::EngineOptions {
+        memory_budget: budget,
+    };
+    Engine::open_with(Arc::new(log), Arc::new(store), options).unwrap()
 }
 
 /// Rows as sorted text, floats to 9 significant digits (sums in another
