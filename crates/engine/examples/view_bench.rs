@@ -8,6 +8,10 @@
 //! ```text
 //! cargo run --release -p kappa-engine --example view_bench -- 1000000
 //! ```
+//!
+//! `view_bench memory 10000000 256` measures peak memory instead: a view
+//! over 10,000,000 distinct keys replayed with a 256 MiB budget, in a
+//! process of its own.
 
 use kappa_engine::{Engine, Output};
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
@@ -28,9 +32,19 @@ struct Tx<'a> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map_or(Ok(1_000_000), |s| s.parse())?;
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("memory") => {
+            let keys = args.get(2).map_or(Ok(10_000_000), |s| s.parse())?;
+            let budget_mib = args.get(3).map_or(Ok(256), |s| s.parse())?;
+            return memory(keys, budget_mib).await;
+        }
+        Some("replay-in-child") => {
+            return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
+        }
+        _ => {}
+    }
+    let n: usize = args.get(1).map_or(Ok(1_000_000), |s| s.parse())?;
     let accounts = 100_000;
     let dir = tempfile::tempdir()?;
     let records = kappa_log_bench::workload::generate(n, accounts, 42);
@@ -241,4 +255,105 @@ fn report(label: &str, times: &mut [std::time::Duration]) {
         at(0.99).as_secs_f64() * 1e3,
         at(1.0).as_secs_f64() * 1e3
     );
+}
+
+fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
+    let log = EmbeddedLog::open(
+        dir.join("log"),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )?;
+    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default())?;
+    Ok(Engine::open_with(
+        Arc::new(log),
+        Arc::new(store),
+        kappa_engine::EngineOptions {
+            memory_budget: budget,
+        },
+    )?)
+}
+
+/// Appends one record per key, then replays them into the view in a
+/// child process and reports its peak memory.
+async fn memory(keys: usize, budget_mib: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    {
+        let engine = open_engine(dir.path(), 1 << 30)?;
+        engine
+            .execute(
+                "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
+                 WITH (partitions = 4, key = 'account', event_time = 'ts')",
+            )
+            .await?;
+        let mut values = Vec::with_capacity(10_000);
+        for start in (0..keys).step_by(10_000) {
+            values.clear();
+            for i in start..(start + 10_000).min(keys) {
+                values.push(format!(
+                    r#"{{"account":"acc-{i:08}","amount":{}.25,"kind":"credit","ts":"2026-01-01T00:00:00Z"}}"#,
+                    i % 1000
+                ));
+            }
+            let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+            engine.append_json("transactions", &refs).await?;
+        }
+    }
+    println!(
+        "{keys} records with distinct keys appended; replaying with a {budget_mib} MiB budget"
+    );
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args([
+            "replay-in-child",
+            &dir.path().display().to_string(),
+            &(budget_mib << 20).to_string(),
+            &keys.to_string(),
+        ])
+        .status()?;
+    anyhow::ensure!(out.success(), "the replay failed");
+    Ok(())
+}
+
+async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Result<()> {
+    let engine = open_engine(std::path::Path::new(dir), budget)?;
+    let before = peak_rss_mib();
+    engine
+        .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+        .await?;
+    let started = Instant::now();
+    engine.catch_up().await?;
+    let secs = started.elapsed().as_secs_f64();
+    let peak = peak_rss_mib();
+    println!(
+        "replayed {keys} keys in {secs:.1} s ({:.0} records/s); peak RSS {peak} MiB (at open: {before} MiB); \
+         view state budget {} MiB, store page cache {} MiB",
+        keys as f64 / secs,
+        budget >> 20,
+        StoreOptions::default().cache_bytes >> 20
+    );
+    let Output::Rows(b) = engine.execute("SELECT COUNT(*) FROM balances").await? else {
+        anyhow::bail!("no rows");
+    };
+    use datafusion::arrow::array::AsArray;
+    let count = b[0]
+        .column(0)
+        .as_primitive::<datafusion::arrow::datatypes::Int64Type>()
+        .value(0);
+    anyhow::ensure!(count as usize == keys, "{count} rows, expected {keys}");
+    println!("checked: {count} rows");
+    Ok(())
+}
+
+/// The process's peak resident memory (VmHWM), in MiB.
+fn peak_rss_mib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
