@@ -35,9 +35,10 @@ pub struct ViewRuntime {
     /// starts again from what is committed.
     pub interrupted: bool,
     /// Bytes this view may hold in memory: groups plus changes not yet
-    /// committed. Over it, the view commits; after a commit, if its groups
-    /// alone take more than half, they are dropped from memory (the store
-    /// has them).
+    /// committed. At half of it the view commits (a commit holds a second
+    /// copy while it writes); after a commit, if its groups alone take
+    /// more than a quarter, they are dropped from memory (the store has
+    /// them).
     pub memory_budget: usize,
 }
 
@@ -200,8 +201,10 @@ impl ViewRuntime {
             progress.records += decoded.records as u64;
             self.step(store, &decoded, &mut pending)?;
             uncommitted = Some(decoded.position);
+            // A commit briefly holds a second copy of what it writes, and
+            // the store its new pages: half the budget is the trigger.
             let memory = pending.bytes() + self.groups_memory();
-            if since_commit.elapsed() >= COMMIT_INTERVAL || memory >= self.memory_budget {
+            if since_commit.elapsed() >= COMMIT_INTERVAL || memory >= self.memory_budget / 2 {
                 self.commit(store, &mut pending, decoded.position, head)?;
                 progress.commits += 1;
                 progress.frontier = decoded.position;
@@ -262,7 +265,7 @@ impl ViewRuntime {
         w.trim_history(self.id, cutoff)?;
         w.commit()?;
         self.frontier = Some(position);
-        if self.groups_memory() > self.memory_budget / 2 {
+        if self.groups_memory() > self.memory_budget / 4 {
             for s in &mut self.pipeline.stages {
                 if let Stage::Aggregate(a) = s {
                     a.evict();
