@@ -420,6 +420,7 @@ impl Engine {
             history_micros: def.history_micros,
             interrupted: false,
             memory_budget: self.options.memory_budget,
+            last_durable: None,
         })
     }
 
