@@ -420,7 +420,6 @@ impl Engine {
             history_micros: def.history_micros,
             interrupted: false,
             memory_budget: self.options.memory_budget,
-            last_durable: None,
         })
     }
 

@@ -40,8 +40,6 @@ pub struct ViewRuntime {
     /// more than a quarter, they are dropped from memory (the store has
     /// them).
     pub memory_budget: usize,
-    /// When the view last committed durably.
-    pub last_durable: Option<std::time::Instant>,
 }
 
 struct StoreSource<'a> {
@@ -71,13 +69,6 @@ pub struct Progress {
 /// (Kafka Streams commits every 100 ms to 30 s; Flink checkpoints every few
 /// seconds.) Pending work is bounded by the view's memory budget.
 const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// A view's commits are made durable (fsync) at most this often; the ones
-/// between are visible at once and become durable with the next durable
-/// one. A crash loses at most this much of a view's work, whole, and the
-/// view redoes it from the log: exactly-once does not depend on it, and
-/// live latency does not pay an fsync per step.
-const DURABLE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A range of [`Pending::arena`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -272,15 +263,7 @@ impl ViewRuntime {
         let mut w = store.write()?;
         w.apply(&mut commit)?;
         w.trim_history(self.id, cutoff)?;
-        if self
-            .last_durable
-            .is_some_and(|t| t.elapsed() < DURABLE_INTERVAL)
-        {
-            w.commit_relaxed()?;
-        } else {
-            w.commit()?;
-            self.last_durable = Some(std::time::Instant::now());
-        }
+        w.commit()?;
         self.frontier = Some(position);
         if self.groups_memory() > self.memory_budget / 4 {
             for s in &mut self.pipeline.stages {

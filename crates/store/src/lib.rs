@@ -102,8 +102,4 @@ pub trait StoreWrite: StoreRead {
     fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError>;
     /// Makes the transaction durable (fsync) and visible.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
-    /// Makes the transaction visible at once and durable with the next
-    /// [`StoreWrite::commit`]; a crash before then loses it whole (never a
-    /// part of it). For view steps, which the log can always redo.
-    fn commit_relaxed(self: Box<Self>) -> Result<(), StoreError>;
 }

@@ -325,12 +325,4 @@ impl StoreWrite for RedbWrite {
         self.txn.commit()?;
         Ok(())
     }
-
-    fn commit_relaxed(mut self: Box<Self>) -> Result<(), StoreError> {
-        self.txn
-            .set_durability(redb::Durability::None)
-            .map_err(|e| StoreError::Corrupt(format!("cannot relax durability: {e}")))?;
-        self.txn.commit()?;
-        Ok(())
-    }
 }
