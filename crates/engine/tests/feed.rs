@@ -33,6 +33,22 @@ async fn snapshot_rows(engine: &Arc<Engine>, view: &str, at: LogTime) -> Vec<Str
     }
 }
 
+/// A snapshot's rows by key (the view's first column is its key).
+fn keyed(snapshot: &datafusion::arrow::array::RecordBatch) -> Rows {
+    let mut rows = Rows::new();
+    for i in 0..snapshot.num_rows() {
+        let mut key = Vec::new();
+        kappa_engine::value::encode_cell(&mut key, snapshot.column(0), i);
+        let row = snapshot
+            .columns()
+            .iter()
+            .map(|c| ScalarValue::try_from_array(c, i).unwrap())
+            .collect();
+        rows.insert(key, row);
+    }
+    rows
+}
+
 fn render(rows: &Rows) -> Vec<String> {
     let mut out: Vec<String> = rows
         .values()
@@ -147,17 +163,7 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
         panic!("a feed starts with its snapshot");
     };
     assert_eq!(at, start);
-    let mut rows = Rows::new();
-    for i in 0..snapshot.num_rows() {
-        let row: Vec<ScalarValue> = snapshot
-            .columns()
-            .iter()
-            .map(|c| ScalarValue::try_from_array(c, i).unwrap())
-            .collect();
-        let mut key = Vec::new();
-        kappa_engine::value::encode_cell(&mut key, snapshot.column(0), i);
-        rows.insert(key, row);
-    }
+    let mut rows = keyed(&snapshot);
     let (times, marks) = follow(&mut feed, &mut rows, head).await;
     assert!(!times.is_empty(), "the stream changes the view");
     let now = match engine.execute("SELECT a, s, n FROM v").await.unwrap() {
@@ -192,7 +198,6 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
         "a resumed feed repeats and skips nothing"
     );
     let middle = times[times.len() / 2];
-    let mut partial = Rows::new();
     let mut feed = engine
         .subscribe("v", FeedStart::SnapshotAt(LogTime(middle)))
         .await
@@ -203,18 +208,7 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
     else {
         panic!()
     };
-    for i in 0..at_middle.num_rows() {
-        let mut key = Vec::new();
-        kappa_engine::value::encode_cell(&mut key, at_middle.column(0), i);
-        partial.insert(
-            key,
-            at_middle
-                .columns()
-                .iter()
-                .map(|c| ScalarValue::try_from_array(c, i).unwrap())
-                .collect(),
-        );
-    }
+    let mut partial = keyed(&at_middle);
     assert_eq!(
         render(&partial),
         snapshot_rows(&engine, "v", LogTime(middle)).await

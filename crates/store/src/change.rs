@@ -96,35 +96,6 @@ impl ChangeBlocks {
     }
 }
 
-pub fn encode_changes(changes: &[Change]) -> Vec<u8> {
-    let size: usize = changes
-        .iter()
-        .map(|c| {
-            21 + c.key.len()
-                + c.before.as_ref().map_or(0, |b| b.len() + 4)
-                + c.after.as_ref().map_or(0, |a| a.len() + 4)
-        })
-        .sum();
-    let mut out = Vec::with_capacity(4 + size);
-    out.extend_from_slice(&(changes.len() as u32).to_le_bytes());
-    for c in changes {
-        out.extend_from_slice(&c.log_time.to_le_bytes());
-        out.extend_from_slice(&(c.key.len() as u32).to_le_bytes());
-        out.extend_from_slice(&c.key);
-        for row in [&c.before, &c.after] {
-            match row {
-                None => out.push(0),
-                Some(r) => {
-                    out.push(1);
-                    out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-                    out.extend_from_slice(r);
-                }
-            }
-        }
-    }
-    out
-}
-
 pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
     let mut r = Reader { b, at: 0 };
     let count = r.u32()? as usize;
@@ -211,8 +182,10 @@ mod tests {
                 after: None,
             },
         ];
-        let b = encode_changes(&changes);
-        assert_eq!(decode_changes(&b).unwrap(), changes);
+        let blocks = ChangeBlocks::from_changes(&changes).into_blocks();
+        assert_eq!(blocks.len(), 1);
+        let b = &blocks[0].1;
+        assert_eq!(decode_changes(b).unwrap(), changes);
         for cut in 0..b.len() {
             assert!(decode_changes(&b[..cut]).is_err(), "cut at {cut}");
         }

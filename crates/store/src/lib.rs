@@ -18,7 +18,7 @@ mod change;
 mod error;
 mod redb_store;
 
-pub use change::{Change, ChangeBlocks, decode_changes, encode_changes};
+pub use change::{Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;
 pub use redb_store::{RedbStore, StoreOptions};
 
