@@ -190,6 +190,7 @@ impl Engine {
                 name,
                 if_exists,
             } => self.drop(kind, name, if_exists).await,
+            Statement::Insert(insert) => self.insert(insert).await,
             Statement::Query { sql, as_of } => {
                 let at = match &as_of {
                     None => None,
@@ -511,6 +512,54 @@ impl Engine {
     /// A view's definition.
     pub async fn view(&self, name: &str) -> Option<ViewDef> {
         self.inner.lock().await.views.get(name).cloned()
+    }
+
+    /// `INSERT INTO topic ...`: each row becomes a JSON record, appended
+    /// like any other (checked against the schema; all or none).
+    async fn insert(&self, insert: crate::sql::insert::Insert) -> Result<Output, EngineError> {
+        let def = {
+            let inner = self.inner.lock().await;
+            inner
+                .topics
+                .get(&insert.topic)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound(insert.topic.clone()))?
+        };
+        let columns: Vec<String> = match (&insert.columns, &def.columns) {
+            (Some(named), _) => named.clone(),
+            (None, Some(schema)) => schema.iter().map(|c| c.name.clone()).collect(),
+            (None, None) => vec![crate::schema::PAYLOAD.to_string()],
+        };
+        let mut values = Vec::with_capacity(insert.rows.len());
+        for (n, row) in insert.rows.into_iter().enumerate() {
+            if row.len() != columns.len() {
+                return Err(EngineError::Plan(format!(
+                    "row {n} of the INSERT has {} values for {} columns ({})",
+                    row.len(),
+                    columns.len(),
+                    columns.join(", ")
+                )));
+            }
+            let value = if def.columns.is_none() {
+                // A raw topic: the one value is the record, as JSON text.
+                match &row[0] {
+                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                }
+            } else {
+                let object: serde_json::Map<String, serde_json::Value> =
+                    columns.iter().cloned().zip(row).collect();
+                serde_json::Value::Object(object).to_string().into_bytes()
+            };
+            values.push(value);
+        }
+        let refs: Vec<&[u8]> = values.iter().map(|v| v.as_slice()).collect();
+        let result = self.append_json(&insert.topic, &refs).await?;
+        Ok(Output::Done(format!(
+            "INSERT 0 {} (token {})",
+            refs.len(),
+            result.token
+        )))
     }
 
     /// Appends JSON records to a topic, checked against its schema: one

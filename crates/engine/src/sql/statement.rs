@@ -40,6 +40,8 @@ pub enum Statement {
         sql: String,
         as_of: Option<AsOf>,
     },
+    /// An append.
+    Insert(super::insert::Insert),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +142,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
                 history_micros,
             })
         }
+        ast::Statement::Insert(i) => Ok(Statement::Insert(super::insert::insert(&i)?)),
         ast::Statement::Drop {
             object_type: ObjectType::View | ObjectType::MaterializedView,
             if_exists,
@@ -152,8 +155,9 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         }),
         other => Err(EngineError::Unsupported {
             construct: first_words(&other.to_string()),
-            hint: " (Kappa runs SELECT, CREATE TOPIC, CREATE VIEW, DROP TOPIC and DROP VIEW)"
-                .into(),
+            hint:
+                " (Kappa runs SELECT, INSERT, CREATE TOPIC, CREATE VIEW, DROP TOPIC and DROP VIEW)"
+                    .into(),
         }),
     }
 }
