@@ -463,7 +463,24 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("forever-ish"), "{e}");
-        let e = parse("INSERT INTO t VALUES (1)").unwrap_err().to_string();
-        assert!(e.contains("INSERT"), "{e}");
+        let e = parse("UPDATE t SET a = 1").unwrap_err().to_string();
+        assert!(e.contains("UPDATE") && e.contains("Kappa runs"), "{e}");
+        let e = parse("INSERT INTO t SELECT * FROM u")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("INSERT without VALUES"), "{e}");
+        let Ok(Statement::Insert(i)) = parse("INSERT INTO t (a, b) VALUES ('x', -1.5), (NULL, 2)")
+        else {
+            panic!("INSERT parses")
+        };
+        assert_eq!(i.topic, "t");
+        assert_eq!(i.columns, Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            i.rows,
+            vec![
+                vec![serde_json::json!("x"), serde_json::json!(-1.5)],
+                vec![serde_json::Value::Null, serde_json::json!(2)],
+            ]
+        );
     }
 }
