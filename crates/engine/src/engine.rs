@@ -28,6 +28,19 @@ pub struct ViewDef {
     pub history_micros: u64,
 }
 
+/// What [`Engine::view_status`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ViewStatus {
+    /// Every record up to here is applied.
+    pub frontier: LogTime,
+    /// How far the log's head is past the frontier, in microseconds.
+    pub lag_micros: u64,
+    /// The earliest point AS OF and change feeds can read.
+    pub history_start: LogTime,
+    /// Records the view could not evaluate (see `Engine::dead_letters`).
+    pub dead_letters: u64,
+}
+
 /// How an engine runs.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineOptions {
@@ -692,6 +705,33 @@ impl Engine {
                 true
             })?;
         Ok(out)
+    }
+
+    /// A view's status: where it is, how far behind the log, how much
+    /// history it keeps, and how many records it could not evaluate.
+    pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
+        let id = {
+            let inner = self.inner.lock().await;
+            inner
+                .views
+                .get(view)
+                .ok_or_else(|| EngineError::NotFound(view.to_string()))?
+                .id
+        };
+        let head = self.log.head().await?.log_time();
+        let read = self.store.read()?;
+        let meta = read.meta(id)?.unwrap_or_default();
+        let mut dead_letters = 0;
+        read.state_prefix(id, &[crate::view::DEAD_LETTER_PREFIX], &mut |_, _| {
+            dead_letters += 1;
+            true
+        })?;
+        Ok(ViewStatus {
+            frontier: LogTime(meta.frontier),
+            lag_micros: head.0.saturating_sub(meta.frontier),
+            history_start: LogTime(meta.history_start),
+            dead_letters,
+        })
     }
 
     /// The log time a view has applied the log up to.

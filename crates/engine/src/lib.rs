@@ -22,5 +22,5 @@ pub mod sql;
 pub mod value;
 pub mod view;
 
-pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef};
+pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef, ViewStatus};
 pub use error::EngineError;

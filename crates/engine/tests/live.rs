@@ -129,6 +129,9 @@ async fn views_at_different_frontiers_are_read_at_one_point() {
         .unwrap();
     // Only `total` moves on.
     engine.catch_up_view("total").await.unwrap();
+    assert_eq!(engine.view_status("total").await.unwrap().lag_micros, 0);
+    let behind = engine.view_status("by_a").await.unwrap();
+    assert!(behind.lag_micros > 0, "{behind:?}");
     assert_eq!(
         rows(&engine, "SELECT n FROM total").await,
         vec![vec!["3".to_string()]]

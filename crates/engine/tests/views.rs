@@ -252,6 +252,13 @@ async fn raw_json_topics_and_dead_letters() {
     );
     let letters = engine.dead_letters("totals").await.unwrap();
     assert_eq!(letters.len(), 1, "{letters:?}");
+    let status = engine.view_status("totals").await.unwrap();
+    assert_eq!(status.dead_letters, 1);
+    assert_eq!(status.lag_micros, 0, "caught up: {status:?}");
+    assert_eq!(
+        status.frontier,
+        engine.log().head().await.unwrap().log_time()
+    );
     let bad = &r.positions[1];
     assert_eq!(letters[0]["log_time"], bad.log_time.0);
     assert_eq!(letters[0]["offset"], bad.offset);
