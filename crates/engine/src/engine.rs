@@ -686,17 +686,19 @@ impl Engine {
         Ok(out)
     }
 
+    async fn view_id(&self, view: &str) -> Result<ViewId, EngineError> {
+        let inner = self.inner.lock().await;
+        Ok(inner
+            .views
+            .get(view)
+            .ok_or_else(|| EngineError::NotFound(view.to_string()))?
+            .id)
+    }
+
     /// The records a view could not evaluate, oldest first: each with its
     /// topic, partition, offset, log time and the reason.
     pub async fn dead_letters(&self, view: &str) -> Result<Vec<serde_json::Value>, EngineError> {
-        let id = {
-            let inner = self.inner.lock().await;
-            inner
-                .views
-                .get(view)
-                .ok_or_else(|| EngineError::NotFound(view.to_string()))?
-                .id
-        };
+        let id = self.view_id(view).await?;
         let mut out = Vec::new();
         self.store
             .read()?
@@ -710,14 +712,7 @@ impl Engine {
     /// A view's status: where it is, how far behind the log, how much
     /// history it keeps, and how many records it could not evaluate.
     pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
-        let id = {
-            let inner = self.inner.lock().await;
-            inner
-                .views
-                .get(view)
-                .ok_or_else(|| EngineError::NotFound(view.to_string()))?
-                .id
-        };
+        let id = self.view_id(view).await?;
         let head = self.log.head().await?.log_time();
         let read = self.store.read()?;
         let meta = read.meta(id)?.unwrap_or_default();
@@ -736,12 +731,8 @@ impl Engine {
 
     /// The log time a view has applied the log up to.
     pub async fn frontier(&self, view: &str) -> Result<LogTime, EngineError> {
-        let inner = self.inner.lock().await;
-        let def = inner
-            .views
-            .get(view)
-            .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
-        let meta = self.store.read()?.meta(def.id)?.unwrap_or_default();
+        let id = self.view_id(view).await?;
+        let meta = self.store.read()?.meta(id)?.unwrap_or_default();
         Ok(LogTime(meta.frontier))
     }
 }
