@@ -150,3 +150,47 @@ async fn views_at_different_frontiers_are_read_at_one_point() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_without_views_waits_instead_of_spinning() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    engine
+        .execute("CREATE TOPIC t (a TEXT, x BIGINT)")
+        .await
+        .unwrap();
+    engine
+        .append_json("t", &[br#"{"a":"k","x":1}"#])
+        .await
+        .unwrap();
+    let maintenance = engine.maintain();
+    let mut progress = engine.progress_watch();
+    // With nothing to do, the task sleeps in the log's wait: CPU time over
+    // half a second of wall time stays small.
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    };
+    let before = cpu();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let ticks = cpu() - before;
+    assert!(ticks < 20, "{ticks} clock ticks of CPU in 0.5 s idle");
+    // And a view created now is still brought up.
+    engine
+        .execute("CREATE VIEW c AS SELECT COUNT(*) AS n FROM t")
+        .await
+        .unwrap();
+    let _ = tokio::time::timeout(Duration::from_secs(5), progress.changed()).await;
+    let head = engine.log().head().await.unwrap();
+    assert_eq!(
+        rows_after(&engine, "SELECT n FROM c", head).await,
+        vec![vec!["1".to_string()]]
+    );
+    maintenance.stop().await;
+}
