@@ -5,6 +5,7 @@ use crate::query::{StoredView, TopicTable};
 use crate::schema::TopicDef;
 use crate::sql::{self, AsOf, DropKind, Statement};
 use crate::view::{Progress, ViewRuntime};
+use crate::window_table::{WindowFunction, WindowKind};
 use crate::{EngineError, plan};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
@@ -39,6 +40,9 @@ pub struct ViewStatus {
     pub history_start: LogTime,
     /// Records the view could not evaluate (see `Engine::dead_letters`).
     pub dead_letters: u64,
+    /// Records that came after their event-time window closed (its end
+    /// plus the allowed lateness), and were left out of it.
+    pub late_records: u64,
 }
 
 /// How an engine runs.
@@ -357,6 +361,23 @@ impl Engine {
         let mut ctx = SessionContext::new();
         datafusion_functions_json::register_all(&mut ctx)?;
         let upto = as_of.unwrap_or(u64::MAX);
+        let topics = Arc::new(inner.topics.clone());
+        for (name, kind) in [
+            ("tumble", WindowKind::Tumble),
+            ("TUMBLE", WindowKind::Tumble),
+            ("hop", WindowKind::Hop),
+            ("HOP", WindowKind::Hop),
+        ] {
+            ctx.register_udtf(
+                name,
+                Arc::new(WindowFunction {
+                    kind,
+                    topics: topics.clone(),
+                    log: self.log.clone(),
+                    upto,
+                }),
+            );
+        }
         for def in inner.topics.values() {
             ctx.register_table(
                 def.name.as_str(),
@@ -710,7 +731,8 @@ impl Engine {
     }
 
     /// A view's status: where it is, how far behind the log, how much
-    /// history it keeps, and how many records it could not evaluate.
+    /// history it keeps, how many records it could not evaluate, and how
+    /// many came too late for their window.
     pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
         let id = self.view_id(view).await?;
         let head = self.log.head().await?.log_time();
@@ -721,7 +743,12 @@ impl Engine {
             dead_letters += 1;
             true
         })?;
+        let late_records = read
+            .state(id, crate::ops::window::WINDOW_STATE_KEY)?
+            .and_then(|b| crate::ops::window::WindowState::decode(&b))
+            .map_or(0, |s| s.late);
         Ok(ViewStatus {
+            late_records,
             frontier: LogTime(meta.frontier),
             lag_micros: head.0.saturating_sub(meta.frontier),
             history_start: LogTime(meta.history_start),

@@ -6,7 +6,8 @@
 //! and `decode` checks records into it; `plan` turns a view's SELECT into stages;
 //! `ops/` holds the incremental operators; `view` runs a view from its
 //! frontier (replay and live are one loop); `live` keeps views current
-//! and waits for tokens; `feed` serves change feeds; `query` serves pull queries;
+//! and waits for tokens; `feed` serves change feeds; `query` serves pull queries; `window_table` gives
+//! TUMBLE and HOP;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
 pub mod decode;
@@ -21,6 +22,7 @@ pub mod schema;
 pub mod sql;
 pub mod value;
 pub mod view;
+pub mod window_table;
 
 pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef, ViewStatus};
 pub use error::EngineError;

@@ -9,6 +9,7 @@ use crate::EngineError;
 use crate::ops::Stage;
 use crate::ops::aggregate::{AggKind, AggSpec, Aggregate};
 use crate::value;
+use crate::window_table::WindowTable;
 use datafusion::common::DFSchema;
 use datafusion::common::tree_node::TreeNode;
 use datafusion::execution::context::SessionState;
@@ -98,6 +99,14 @@ fn walk(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineErro
                 return Err(unsupported("a pushed-down scan", ""));
             }
             let mut stages = Vec::new();
+            let provider = datafusion::datasource::source_as_provider(&scan.source)?;
+            let topic = match provider.downcast_ref::<WindowTable>() {
+                Some(w) => {
+                    stages.push(Stage::Window(Box::new(w.stage())));
+                    w.topic.def.name.clone()
+                }
+                None => scan.table_name.table().to_string(),
+            };
             if let Some(projection) = &scan.projection {
                 let source = scan.source.schema();
                 let exprs: Vec<Arc<dyn PhysicalExpr>> = projection
@@ -115,7 +124,7 @@ fn walk(state: &SessionState, plan: &LogicalPlan) -> Result<Pipeline, EngineErro
                 });
             }
             Ok(Pipeline {
-                topic: scan.table_name.table().to_string(),
+                topic,
                 stages,
                 schema: Arc::new(scan.projected_schema.as_arrow().clone()),
                 keyed: false,

@@ -6,6 +6,7 @@
 
 use crate::EngineError;
 use crate::ops::aggregate::StateSource;
+use crate::ops::window::WindowState;
 use crate::ops::{Delta, Keys, Stage};
 use crate::plan::Pipeline;
 use crate::schema::TopicDef;
@@ -147,8 +148,10 @@ impl ViewRuntime {
     fn reset(&mut self) {
         self.frontier = None;
         for s in &mut self.pipeline.stages {
-            if let Stage::Aggregate(a) = s {
-                a.reset();
+            match s {
+                Stage::Aggregate(a) => a.reset(),
+                Stage::Window(w) => w.reset(),
+                _ => {}
             }
         }
     }
@@ -280,6 +283,9 @@ impl ViewRuntime {
         let mut delta = None;
         let mut rest = 0;
         for (i, s) in self.pipeline.stages.iter_mut().enumerate() {
+            if let Stage::Window(w) = s {
+                w.assume_empty_state();
+            }
             if let Stage::Aggregate(a) = s {
                 // Nothing is stored yet: no group needs a lookup.
                 a.assume_empty_state();
@@ -351,9 +357,12 @@ impl ViewRuntime {
         // any state, so its evaluation is part of the check.
         let checked = (split + 1).min(self.pipeline.stages.len());
         let (prefix, rest) = self.pipeline.stages.split_at_mut(checked);
+        let windows = save_windows(prefix);
         delta = match run(prefix, delta.clone(), &mut source) {
             Ok(d) => d,
             Err(e) if is_evaluation_error(&e) => {
+                // Redone record by record, from the state before the batch.
+                restore_windows(prefix, windows);
                 let (kept, failed) = isolate(prefix, &delta, &mut source)?;
                 let at = &decoded.batch;
                 let w = at.num_columns();
@@ -395,11 +404,33 @@ impl ViewRuntime {
     fn take_state(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
         let mut out = Vec::new();
         for s in &mut self.pipeline.stages {
-            if let Stage::Aggregate(a) = s {
-                out.extend(a.take_dirty());
+            match s {
+                Stage::Aggregate(a) => out.extend(a.take_dirty()),
+                Stage::Window(w) => out.extend(w.take_dirty()),
+                _ => {}
             }
         }
         out
+    }
+}
+
+/// The window stages' state, to redo a batch from.
+fn save_windows(stages: &[Stage]) -> Vec<(usize, (Option<WindowState>, bool))> {
+    stages
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match s {
+            Stage::Window(w) => Some((i, w.save())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn restore_windows(stages: &mut [Stage], saved: Vec<(usize, (Option<WindowState>, bool))>) {
+    for (i, state) in saved {
+        if let Stage::Window(w) = &mut stages[i] {
+            w.restore(state);
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 //! into a retraction of the group's old output row and the new one.
 
 pub mod aggregate;
+pub mod window;
 
 use crate::EngineError;
 use datafusion::arrow::array::{Array, BooleanArray, RecordBatch};
@@ -101,6 +102,8 @@ pub enum Stage {
         schema: SchemaRef,
     },
     Aggregate(Box<aggregate::Aggregate>),
+    /// Event-time windows over a topic's records (always the first stage).
+    Window(Box<window::Windower>),
 }
 
 impl Stage {
@@ -135,6 +138,7 @@ impl Stage {
                 Ok(Delta { batch, ..delta })
             }
             Stage::Aggregate(agg) => agg.apply(delta, state),
+            Stage::Window(w) => w.apply(delta, state),
         }
     }
 }
