@@ -39,6 +39,18 @@ async fn main() -> anyhow::Result<()> {
             let budget_mib = args.get(3).map_or(Ok(256), |s| s.parse())?;
             return memory(keys, budget_mib).await;
         }
+        Some("prepare") => {
+            // For profiling replay alone: `prepare N DIR`, then
+            // `replay-in-child DIR BUDGET 100000` under a profiler.
+            let n = args[2].parse()?;
+            let dir = std::path::Path::new(&args[3]);
+            let engine = open_engine(dir, 1 << 30)?;
+            return append_workload(
+                &engine,
+                &kappa_log_bench::workload::generate(n, 100_000, 42),
+            )
+            .await;
+        }
         Some("replay-in-child") => {
             return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
         }
@@ -105,16 +117,7 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let store = RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default())?;
     let engine = Engine::open(Arc::new(log), Arc::new(store))?;
-    engine
-        .execute(
-            "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
-             WITH (partitions = 4, key = 'account', event_time = 'ts')",
-        )
-        .await?;
-    for chunk in records.chunks(10_000) {
-        let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_ref()).collect();
-        engine.append_json("transactions", &values).await?;
-    }
+    append_workload(&engine, &records).await?;
     engine
         .execute(&format!("CREATE VIEW balances AS {VIEW}"))
         .await?;
@@ -275,6 +278,24 @@ fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
     )?)
 }
 
+/// Creates the topic and appends the records, 10,000 per batch.
+async fn append_workload(
+    engine: &Engine,
+    records: &[(bytes::Bytes, bytes::Bytes)],
+) -> anyhow::Result<()> {
+    engine
+        .execute(
+            "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
+             WITH (partitions = 4, key = 'account', event_time = 'ts')",
+        )
+        .await?;
+    for chunk in records.chunks(10_000) {
+        let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_ref()).collect();
+        engine.append_json("transactions", &values).await?;
+    }
+    Ok(())
+}
+
 /// Appends one record per key, then replays them into the view in a
 /// child process and reports its peak memory.
 async fn memory(keys: usize, budget_mib: usize) -> anyhow::Result<()> {
@@ -322,13 +343,14 @@ async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Resul
         .execute(&format!("CREATE VIEW balances AS {VIEW}"))
         .await?;
     let started = Instant::now();
-    engine.catch_up().await?;
+    let progress = engine.catch_up().await?;
     let secs = started.elapsed().as_secs_f64();
+    let records: u64 = progress.iter().map(|(_, p)| p.records).sum();
     let peak = peak_rss_mib();
     println!(
-        "replayed {keys} keys in {secs:.1} s ({:.0} records/s); peak RSS {peak} MiB (at open: {before} MiB); \
+        "replayed {records} records in {secs:.2} s ({:.0} records/s); peak RSS {peak} MiB (at open: {before} MiB); \
          view state budget {} MiB, store page cache {} MiB",
-        keys as f64 / secs,
+        records as f64 / secs,
         budget >> 20,
         StoreOptions::default().cache_bytes >> 20
     );

@@ -15,7 +15,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use kappa_log::{Log, LogTime, ReadLimits, Record};
 use kappa_store::{Put, StateStore, StoreRead, ViewCommit, ViewId};
-use std::collections::HashMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Dead letters live in the view's state under this prefix, by log time.
@@ -86,13 +86,25 @@ struct PendingChange {
     after: Option<Span>,
 }
 
+/// A row changed since the last commit.
+#[derive(Clone, Copy, Debug)]
+struct PendingRow {
+    key: Span,
+    /// Its latest value (`None`: deleted).
+    row: Option<Span>,
+    /// Its last change, in `Pending::changes`.
+    last: usize,
+}
+
 /// What a view has applied since its last commit. Keys and rows live in
 /// one arena, so applying a change allocates nothing.
 #[derive(Default)]
 struct Pending {
     arena: Vec<u8>,
-    /// Per row key: its latest row (`None`: deleted) and its last change.
-    rows: FastMap<Box<[u8]>, (Option<Span>, usize)>,
+    /// The rows changed, found by key through `index`.
+    rows: Vec<PendingRow>,
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
     /// In log-time order; one per (key, log time).
     changes: Vec<PendingChange>,
     /// Dead letters.
@@ -102,7 +114,9 @@ struct Pending {
 
 impl Pending {
     fn bytes(&self) -> usize {
-        self.arena.len() + self.changes.len() * std::mem::size_of::<PendingChange>()
+        self.arena.len()
+            + self.changes.len() * std::mem::size_of::<PendingChange>()
+            + self.rows.len() * (std::mem::size_of::<PendingRow>() + 8)
     }
 
     fn put(&mut self, bytes: &[u8]) -> Span {
@@ -117,9 +131,33 @@ impl Pending {
     fn get(&self, s: Span) -> &[u8] {
         &self.arena[s.start..s.start + s.len]
     }
-}
 
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+    /// The pending row with `key`, if any.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+        self.index
+            .find(hash, |&i| self.get(self.rows[i as usize].key) == key)
+            .copied()
+    }
+
+    fn insert(&mut self, hash: u64, row: PendingRow) {
+        let i = self.rows.len() as u32;
+        self.rows.push(row);
+        let (rows, arena, hasher) = (&self.rows, &self.arena, &self.hasher);
+        self.index.insert_unique(hash, i, |&j| {
+            let k = rows[j as usize].key;
+            hasher.hash_one(&arena[k.start..k.start + k.len])
+        });
+    }
+
+    /// Forgets everything (keeping the memory).
+    fn clear(&mut self) {
+        self.arena.clear();
+        self.rows.clear();
+        self.index.clear();
+        self.changes.clear();
+        self.records = 0;
+    }
+}
 
 impl ViewRuntime {
     /// Applies the log from the view's frontier to `head` (a log time),
@@ -253,16 +291,19 @@ impl ViewRuntime {
                     .push(c.log_time, pending.get(c.key), before, after);
             }
         }
-        let rows = std::mem::take(&mut pending.rows);
-        commit.rows = rows
-            .into_iter()
-            .map(|(k, (row, _))| (k.into_vec(), row.map(|s| pending.get(s).to_vec())))
+        commit.rows = pending
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    pending.get(r.key).to_vec(),
+                    r.row.map(|s| pending.get(s).to_vec()),
+                )
+            })
             .collect();
-        pending.changes.clear();
-        pending.arena.clear();
         commit.state = std::mem::take(&mut pending.state);
         commit.state.extend(self.take_state());
-        pending.records = 0;
+        pending.clear();
         let mut w = store.write()?;
         w.apply(&mut commit)?;
         w.trim_history(self.id, cutoff)?;
@@ -632,8 +673,12 @@ fn sink(pending: &mut Pending, delta: &Delta) {
         let key = delta.keys.get(i);
         let t = delta.log_times[i];
         let inserted = delta.weights[i] > 0;
-        match pending.rows.get(key).copied() {
-            Some((current, last)) => {
+        let hash = pending.hasher.hash_one(key);
+        match pending.find(hash, key) {
+            Some(r) => {
+                let PendingRow {
+                    row: current, last, ..
+                } = pending.rows[r as usize];
                 // A retraction names the row already pending.
                 let after = inserted.then(|| encode(pending, i));
                 let at = if pending.changes[last].log_time == t {
@@ -649,7 +694,9 @@ fn sink(pending: &mut Pending, delta: &Delta) {
                     });
                     pending.changes.len() - 1
                 };
-                *pending.rows.get_mut(key).expect("found above") = (after, at);
+                let entry = &mut pending.rows[r as usize];
+                entry.row = after;
+                entry.last = at;
             }
             None => {
                 // Not seen since the last commit: a retraction names the
@@ -661,9 +708,15 @@ fn sink(pending: &mut Pending, delta: &Delta) {
                 } else {
                     (Some(row), None)
                 };
-                pending
-                    .rows
-                    .insert(key.into(), (after, pending.changes.len()));
+                let last = pending.changes.len();
+                pending.insert(
+                    hash,
+                    PendingRow {
+                        key: key_span,
+                        row: after,
+                        last,
+                    },
+                );
                 pending.changes.push(PendingChange {
                     log_time: t,
                     key: key_span,

@@ -1,11 +1,21 @@
 //! A change to one row of a view, and the block encoding of a run of them.
 //!
+//! History is written once per record a view applies, so its encoding is
+//! kept small:
+//!
 //! ```text
-//! block   u32 count, then count entries:
-//! entry   u64 log_time, u32 key_len, key, before, after
-//! row     u8 0 (none) | u8 1, u32 len, bytes
+//! block   u8 version (2), varint count, then count entries:
+//! entry   varint log_time - previous entry's (the first: from 0),
+//!         varint key_len, key, u8 flags, [before], [after]
+//! flags   1: before present, 2: after present,
+//!         4: before is `row_prefix(key)` + the bytes stored,
+//!         8: after likewise
+//! row     varint len, bytes
 //! ```
-//! (little-endian). Blocks live inside redb, which checksums its pages.
+//! where `row_prefix(key)` is a row's leading bytes when its first cells
+//! are the key's (a view's rows usually start with their key columns: two
+//! bytes of width, then the key cells). Blocks live inside redb, which
+//! checksums its pages.
 
 use crate::StoreError;
 
@@ -44,25 +54,47 @@ impl ChangeBlocks {
 
     /// Appends a change; log times must not decrease.
     pub fn push(&mut self, log_time: u64, key: &[u8], before: Option<&[u8]>, after: Option<&[u8]>) {
-        debug_assert!(self.count == 0 && self.sealed.is_empty() || log_time >= self.last);
+        assert!(
+            self.count == 0 && self.sealed.is_empty() || log_time >= self.last,
+            "changes are pushed in log-time order"
+        );
         if self.count > 0 && self.current.len() >= Self::BLOCK_BYTES && log_time != self.last {
             self.seal();
         }
-        if self.count == 0 {
-            self.current.extend_from_slice(&0u32.to_le_bytes());
-        }
+        let previous = if self.count == 0 {
+            self.current.push(VERSION);
+            // The count, patched in when the block is sealed.
+            self.current.extend_from_slice(&[0; COUNT_BYTES]);
+            0
+        } else {
+            self.last
+        };
         let out = &mut self.current;
-        out.extend_from_slice(&log_time.to_le_bytes());
-        out.extend_from_slice(&(key.len() as u32).to_le_bytes());
+        put_varint(out, log_time - previous);
+        put_varint(out, key.len() as u64);
         out.extend_from_slice(key);
-        for row in [before, after] {
-            match row {
-                None => out.push(0),
-                Some(r) => {
-                    out.push(1);
-                    out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-                    out.extend_from_slice(r);
+        let shares = |row: &[u8]| row.len() >= 2 + key.len() && &row[2..2 + key.len()] == key;
+        let mut flags = 0u8;
+        for (row, present, shared) in [(before, 1, 4), (after, 2, 8)] {
+            if let Some(r) = row {
+                flags |= present;
+                if shares(r) {
+                    flags |= shared;
                 }
+            }
+        }
+        out.push(flags);
+        for (row, shared) in [(before, 4), (after, 8)] {
+            if let Some(r) = row {
+                let r = if flags & shared != 0 {
+                    // The width stays; the key cells are the key's bytes.
+                    out.extend_from_slice(&r[..2]);
+                    &r[2 + key.len()..]
+                } else {
+                    r
+                };
+                put_varint(out, r.len() as u64);
+                out.extend_from_slice(r);
             }
         }
         self.count += 1;
@@ -73,7 +105,14 @@ impl ChangeBlocks {
         if self.count == 0 {
             return;
         }
-        self.current[..4].copy_from_slice(&self.count.to_le_bytes());
+        // A fixed-width varint (padded with continuation bytes), so the
+        // count can be written after the entries.
+        let mut count = self.count as u64;
+        for b in &mut self.current[1..1 + COUNT_BYTES] {
+            *b = (count & 0x7F) as u8 | 0x80;
+            count >>= 7;
+        }
+        self.current[COUNT_BYTES] &= 0x7F;
         let block = std::mem::take(&mut self.current);
         self.sealed.push((self.last, block));
         self.count = 0;
@@ -96,16 +135,57 @@ impl ChangeBlocks {
     }
 }
 
+const VERSION: u8 = 2;
+/// Bytes of a block's entry count (a varint padded to this width).
+const COUNT_BYTES: usize = 5;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
 pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
     let mut r = Reader { b, at: 0 };
-    let count = r.u32()? as usize;
+    let version = r.bytes(1)?[0];
+    if version != VERSION {
+        return Err(StoreError::Corrupt(format!(
+            "change block has version {version}; this build reads version {VERSION}"
+        )));
+    }
+    let count = usize::try_from(r.varint()?)
+        .map_err(|_| StoreError::Corrupt("change block count too large".into()))?;
     let mut out = Vec::with_capacity(count.min(1 << 20));
+    let mut log_time = 0u64;
     for _ in 0..count {
-        let log_time = r.u64()?;
-        let key_len = r.u32()? as usize;
+        log_time = log_time
+            .checked_add(r.varint()?)
+            .ok_or_else(|| StoreError::Corrupt("change block log time overflows".into()))?;
+        let key_len = r.len()?;
         let key = r.bytes(key_len)?.to_vec();
-        let before = r.row()?;
-        let after = r.row()?;
+        let flags = r.bytes(1)?[0];
+        if flags & !0x0F != 0 {
+            return Err(StoreError::Corrupt(format!(
+                "bad flags {flags:#x} in change block"
+            )));
+        }
+        let mut row = |present: u8, shared: u8| -> Result<Option<Vec<u8>>, StoreError> {
+            if flags & present == 0 {
+                return Ok(None);
+            }
+            let mut row = Vec::new();
+            if flags & shared != 0 {
+                row.extend_from_slice(r.bytes(2)?);
+                row.extend_from_slice(&key);
+            }
+            let n = r.len()?;
+            row.extend_from_slice(r.bytes(n)?);
+            Ok(Some(row))
+        };
+        let before = row(1, 4)?;
+        let after = row(2, 8)?;
         out.push(Change {
             log_time,
             key,
@@ -138,27 +218,20 @@ impl<'a> Reader<'a> {
         self.at = end;
         Ok(s)
     }
-    fn u32(&mut self) -> Result<u32, StoreError> {
-        Ok(u32::from_le_bytes(
-            self.bytes(4)?.try_into().expect("4 bytes"),
-        ))
-    }
-    fn u64(&mut self) -> Result<u64, StoreError> {
-        Ok(u64::from_le_bytes(
-            self.bytes(8)?.try_into().expect("8 bytes"),
-        ))
-    }
-    fn row(&mut self) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.bytes(1)?[0] {
-            0 => Ok(None),
-            1 => {
-                let n = self.u32()? as usize;
-                Ok(Some(self.bytes(n)?.to_vec()))
+    fn varint(&mut self) -> Result<u64, StoreError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.bytes(1)?[0];
+            v |= u64::from(b & 0x7F) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
             }
-            t => Err(StoreError::Corrupt(format!(
-                "bad row tag {t} in change block"
-            ))),
         }
+        Err(StoreError::Corrupt("change block varint too long".into()))
+    }
+    fn len(&mut self) -> Result<usize, StoreError> {
+        usize::try_from(self.varint()?)
+            .map_err(|_| StoreError::Corrupt("change block length too large".into()))
     }
 }
 
@@ -186,6 +259,44 @@ mod tests {
         assert_eq!(blocks.len(), 1);
         let b = &blocks[0].1;
         assert_eq!(decode_changes(b).unwrap(), changes);
+        for cut in 0..b.len() {
+            assert!(decode_changes(&b[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn rows_that_start_with_their_key_store_it_once() {
+        let key = b"key-0042".to_vec();
+        let row = |v: u8| {
+            let mut r = vec![3, 0];
+            r.extend_from_slice(&key);
+            r.extend_from_slice(&[v; 9]);
+            r
+        };
+        let changes = vec![
+            Change {
+                log_time: 1 << 40,
+                key: key.clone(),
+                before: Some(row(1)),
+                after: Some(row(2)),
+            },
+            Change {
+                log_time: (1 << 40) + 3,
+                key: key.clone(),
+                before: Some(row(2)),
+                // Not starting with the key: stored whole.
+                after: Some(b"other".to_vec()),
+            },
+        ];
+        let blocks = ChangeBlocks::from_changes(&changes).into_blocks();
+        let b = &blocks[0].1;
+        assert_eq!(decode_changes(b).unwrap(), changes);
+        // The key is stored once per entry, not again in its rows.
+        let copies = b
+            .windows(key.len())
+            .filter(|w| *w == key.as_slice())
+            .count();
+        assert_eq!(copies, 2);
         for cut in 0..b.len() {
             assert!(decode_changes(&b[..cut]).is_err(), "cut at {cut}");
         }
