@@ -45,11 +45,9 @@ async fn main() -> anyhow::Result<()> {
             let n = args[2].parse()?;
             let dir = std::path::Path::new(&args[3]);
             let engine = open_engine(dir, 1 << 30)?;
-            return append_workload(
-                &engine,
-                &kappa_log_bench::workload::generate(n, 100_000, 42),
-            )
-            .await;
+            let records = kappa_log_bench::workload::generate(n, 100_000, 42);
+            append_workload(&engine, &records).await?;
+            return Ok(());
         }
         Some("replay-in-child") => {
             return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
@@ -117,7 +115,8 @@ async fn main() -> anyhow::Result<()> {
     )?;
     let store = RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default())?;
     let engine = Engine::open(Arc::new(log), Arc::new(store))?;
-    append_workload(&engine, &records).await?;
+    // AS OF queries read the view as it was half way through.
+    let mid_token = append_workload(&engine, &records).await?;
     engine
         .execute(&format!("CREATE VIEW balances AS {VIEW}"))
         .await?;
@@ -165,12 +164,6 @@ async fn main() -> anyhow::Result<()> {
 
     // Point queries by key, through SQL, now and AS OF a point in history.
     let engine = Arc::new(engine);
-    let middle = records.len() / 2;
-    let mid_token = engine
-        .append_json("transactions", &[records[middle].1.as_ref()])
-        .await?
-        .token;
-    engine.catch_up().await?;
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut next_account = move || {
         rng ^= rng << 13;
@@ -278,22 +271,28 @@ fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
     )?)
 }
 
-/// Creates the topic and appends the records, 10,000 per batch.
+/// Creates the topic and appends the records, 10,000 per batch. Returns
+/// the token of the batch half way through.
 async fn append_workload(
     engine: &Engine,
     records: &[(bytes::Bytes, bytes::Bytes)],
-) -> anyhow::Result<()> {
+) -> anyhow::Result<kappa_log::Token> {
     engine
         .execute(
             "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
              WITH (partitions = 4, key = 'account', event_time = 'ts')",
         )
         .await?;
-    for chunk in records.chunks(10_000) {
+    let mut middle = None;
+    let chunks = records.len().div_ceil(10_000);
+    for (i, chunk) in records.chunks(10_000).enumerate() {
         let values: Vec<&[u8]> = chunk.iter().map(|(_, v)| v.as_ref()).collect();
-        engine.append_json("transactions", &values).await?;
+        let token = engine.append_json("transactions", &values).await?.token;
+        if i == chunks / 2 || middle.is_none() {
+            middle = Some(token);
+        }
     }
-    Ok(())
+    middle.ok_or_else(|| anyhow::anyhow!("no records"))
 }
 
 /// Appends one record per key, then replays them into the view in a

@@ -14,7 +14,7 @@ use crate::value::encode_cell;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use kappa_log::{Log, LogTime, ReadLimits, Record};
-use kappa_store::{Put, StateStore, StoreRead, ViewCommit, ViewId};
+use kappa_store::{Puts, StateStore, StoreRead, ViewCommit, ViewId};
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
@@ -108,7 +108,7 @@ struct Pending {
     /// In log-time order; one per (key, log time).
     changes: Vec<PendingChange>,
     /// Dead letters.
-    state: Vec<Put>,
+    state: Puts,
     records: u64,
 }
 
@@ -291,23 +291,24 @@ impl ViewRuntime {
                     .push(c.log_time, pending.get(c.key), before, after);
             }
         }
-        commit.rows = pending
-            .rows
-            .iter()
-            .map(|r| {
-                (
-                    pending.get(r.key).to_vec(),
-                    r.row.map(|s| pending.get(s).to_vec()),
-                )
-            })
-            .collect();
+        // The rows go to the store straight from the arena.
+        let arena = std::mem::take(&mut pending.arena);
+        commit.rows = Puts::over(
+            arena,
+            pending
+                .rows
+                .iter()
+                .map(|r| ((r.key.start, r.key.len), r.row.map(|s| (s.start, s.len)))),
+        );
         commit.state = std::mem::take(&mut pending.state);
-        commit.state.extend(self.take_state());
+        self.take_state(&mut commit.state);
         pending.clear();
         let mut w = store.write()?;
         w.apply(&mut commit)?;
         w.trim_history(self.id, cutoff)?;
         w.commit()?;
+        // The arena's memory serves the next commit.
+        pending.arena = std::mem::take(&mut commit.rows).into_bytes();
         self.frontier = Some(position);
         if self.groups_memory() > self.memory_budget / 4 {
             for s in &mut self.pipeline.stages {
@@ -356,7 +357,7 @@ impl ViewRuntime {
         pending: &mut Pending,
     ) -> Result<(), EngineError> {
         pending.records += decoded.records as u64;
-        pending.state.extend(decoded.dead.iter().cloned());
+        pending.state.append_puts(&decoded.dead);
         let batch = decoded.batch.clone();
         let n = batch.num_rows();
         if n == 0 {
@@ -411,13 +412,14 @@ impl ViewRuntime {
                 let offsets = at.column(w - 3).as_primitive::<UInt64Type>();
                 for (log_time, reason) in failed {
                     let i = delta.log_times.partition_point(|&t| t < log_time);
-                    pending.state.push(dead_letter(
+                    dead_letter(
+                        &mut pending.state,
                         &self.topic.name,
                         partitions.value(i),
                         offsets.value(i),
                         log_time,
                         &reason,
-                    ));
+                    );
                 }
                 kept
             }
@@ -442,16 +444,14 @@ impl ViewRuntime {
             .sum()
     }
 
-    fn take_state(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let mut out = Vec::new();
+    fn take_state(&mut self, out: &mut Puts) {
         for s in &mut self.pipeline.stages {
             match s {
-                Stage::Aggregate(a) => out.extend(a.take_dirty()),
-                Stage::Window(w) => out.extend(w.take_dirty()),
+                Stage::Aggregate(a) => a.take_dirty(out),
+                Stage::Window(w) => w.take_dirty(out),
                 _ => {}
             }
         }
-        out
     }
 }
 
@@ -574,12 +574,13 @@ fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
 }
 
 fn dead_letter(
+    out: &mut Puts,
     topic: &str,
     partition: u32,
     offset: u64,
     log_time: u64,
     reason: &str,
-) -> (Vec<u8>, Option<Vec<u8>>) {
+) {
     let mut key = vec![DEAD_LETTER_PREFIX];
     key.extend_from_slice(&log_time.to_be_bytes());
     let letter = serde_json::json!({
@@ -589,14 +590,14 @@ fn dead_letter(
         "log_time": log_time,
         "reason": reason,
     });
-    (key, Some(letter.to_string().into_bytes()))
+    out.push(&key, Some(letter.to_string().as_bytes()));
 }
 
 /// A batch of a topic's records in table form, ready for the operators.
 struct Decoded {
     batch: datafusion::arrow::array::RecordBatch,
     /// Records that do not fit the topic.
-    dead: Vec<Put>,
+    dead: Puts,
     records: usize,
     /// The log time the view reaches with this batch.
     position: u64,
@@ -637,13 +638,18 @@ async fn produce(
 
 fn decode(topic: &TopicDef, records: &[Record], position: u64) -> Decoded {
     let (batch, rejected) = topic.to_batch(records);
-    let dead = rejected
-        .into_iter()
-        .map(|(i, reason)| {
-            let r = &records[i];
-            dead_letter(&topic.name, r.partition, r.offset, r.log_time.0, &reason)
-        })
-        .collect();
+    let mut dead = Puts::default();
+    for (i, reason) in rejected {
+        let r = &records[i];
+        dead_letter(
+            &mut dead,
+            &topic.name,
+            r.partition,
+            r.offset,
+            r.log_time.0,
+            &reason,
+        );
+    }
     Decoded {
         batch,
         dead,

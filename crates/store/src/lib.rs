@@ -16,10 +16,12 @@
 
 mod change;
 mod error;
+mod puts;
 mod redb_store;
 
 pub use change::{Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;
+pub use puts::Puts;
 pub use redb_store::{RedbStore, StoreOptions};
 
 /// Views are numbered; ids are never reused.
@@ -35,15 +37,12 @@ pub struct ViewMeta {
     pub history_start: u64,
 }
 
-/// Upsert (`Some`) or delete (`None`).
-pub type Put = (Vec<u8>, Option<Vec<u8>>);
-
 /// One atomic step of one view: what changed, and the new frontier.
 #[derive(Clone, Debug, Default)]
 pub struct ViewCommit {
     pub view: ViewId,
-    pub rows: Vec<Put>,
-    pub state: Vec<Put>,
+    pub rows: Puts,
+    pub state: Puts,
     /// In log-time order, all after the previous frontier.
     pub changes: ChangeBlocks,
     pub frontier: u64,

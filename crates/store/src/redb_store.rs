@@ -257,14 +257,14 @@ impl StoreWrite for RedbWrite {
     fn apply(&mut self, c: &mut ViewCommit) -> Result<(), StoreError> {
         for (table, puts) in [(ROWS, &mut c.rows), (STATE, &mut c.state)] {
             // In key order: neighbouring inserts then touch the same pages.
-            puts.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+            puts.sort_by_key();
             let mut t = self.txn.open_table(table)?;
             let mut key = c.view.to_be_bytes().to_vec();
             for (k, v) in puts.iter() {
                 key.truncate(8);
                 key.extend_from_slice(k);
                 match v {
-                    Some(v) => t.insert(key.as_slice(), v.as_slice())?,
+                    Some(v) => t.insert(key.as_slice(), v)?,
                     None => t.remove(key.as_slice())?,
                 };
             }

@@ -28,8 +28,9 @@ fn step(
         rows: rows
             .iter()
             .map(|(k, v)| (k.as_bytes().to_vec(), v.map(|v| v.as_bytes().to_vec())))
-            .collect(),
-        state: vec![(b"acc".to_vec(), Some(frontier.to_le_bytes().to_vec()))],
+            .collect::<Vec<_>>()
+            .into(),
+        state: vec![(b"acc".to_vec(), Some(frontier.to_le_bytes().to_vec()))].into(),
         changes: ChangeBlocks::from_changes(&changes),
         frontier,
         history_start: 0,

@@ -516,26 +516,24 @@ impl Aggregate {
         self.finish(out, &group_cols)
     }
 
-    /// Groups changed since the last call, for the commit: (key, state or
-    /// `None` when the group is gone).
-    pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    /// Puts the groups changed since the last call into `out`, for the
+    /// commit: each group's state, or a deletion when the group is gone.
+    pub fn take_dirty(&mut self, out: &mut kappa_store::Puts) {
         let dirty = std::mem::take(&mut self.dirty);
-        let mut out = Vec::with_capacity(dirty.len());
         for i in dirty {
             let slot = &mut self.slots[i as usize];
             slot.dirty = false;
-            let mut state_key = Vec::with_capacity(1 + slot.key.len());
-            state_key.push(self.state_prefix);
-            state_key.extend_from_slice(&slot.key);
-            let value = slot.group.as_ref().map(encode_group);
-            if value.is_none() {
-                // Its deletion goes with this commit; a later lookup finds
-                // nothing in the store.
-                self.remove(i);
+            let key: [&[u8]; 2] = [&[self.state_prefix], &slot.key];
+            match &slot.group {
+                Some(g) => out.push_with(&key, Some(&|b: &mut Vec<u8>| encode_group(b, g))),
+                None => {
+                    out.push_with(&key, None);
+                    // Its deletion goes with this commit; a later lookup
+                    // finds nothing in the store.
+                    self.remove(i);
+                }
             }
-            out.push((state_key, value));
         }
-        out
     }
 
     /// Drops every group from memory and gives the memory back (right
@@ -624,8 +622,7 @@ fn output(acc: &Acc, spec: &AggSpec) -> Out {
     }
 }
 
-fn encode_group(g: &Group) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + 17 * g.accs.len());
+fn encode_group(out: &mut Vec<u8>, g: &Group) {
     out.extend_from_slice(&g.rows.to_le_bytes());
     for acc in &g.accs {
         match acc {
@@ -649,7 +646,7 @@ fn encode_group(g: &Group) -> Vec<u8> {
                     None => out.push(0),
                     Some(v) => {
                         out.push(1);
-                        encode_scalar(&mut out, v);
+                        encode_scalar(out, v);
                     }
                 }
             }
@@ -660,7 +657,7 @@ fn encode_group(g: &Group) -> Vec<u8> {
                     Some((t, v)) => {
                         out.push(1);
                         out.extend_from_slice(&t.to_le_bytes());
-                        encode_scalar(&mut out, v);
+                        encode_scalar(out, v);
                     }
                 }
             }
@@ -668,13 +665,12 @@ fn encode_group(g: &Group) -> Vec<u8> {
                 out.push(4);
                 out.extend_from_slice(&(m.len() as u32).to_le_bytes());
                 for (v, count) in m.values() {
-                    encode_scalar(&mut out, v);
+                    encode_scalar(out, v);
                     out.extend_from_slice(&count.to_le_bytes());
                 }
             }
         }
     }
-    out
 }
 
 /// A group's state: its row count, then each accumulator (the group's

@@ -133,13 +133,13 @@ impl Windower {
         (self.state, self.dirty) = saved;
     }
 
-    /// The state to commit, if it changed.
-    pub fn take_dirty(&mut self) -> Option<(Vec<u8>, Option<Vec<u8>>)> {
-        if !std::mem::take(&mut self.dirty) {
-            return None;
+    /// Puts the state into `out` for the commit, if it changed.
+    pub fn take_dirty(&mut self, out: &mut kappa_store::Puts) {
+        if std::mem::take(&mut self.dirty)
+            && let Some(state) = self.state
+        {
+            out.push(WINDOW_STATE_KEY, Some(&state.encode()));
         }
-        let state = self.state?;
-        Some((WINDOW_STATE_KEY.to_vec(), Some(state.encode())))
     }
 
     /// Puts each record into its windows, in order.
