@@ -9,6 +9,9 @@ struct Entry {
     value: Option<(usize, usize)>,
 }
 
+/// Writes an entry's value at the end of the buffer.
+pub type WriteValue<'a> = dyn Fn(&mut Vec<u8>) + 'a;
+
 /// Keyed upserts (`Some`) and deletes (`None`).
 #[derive(Clone, Debug, Default)]
 pub struct Puts {
@@ -45,7 +48,7 @@ impl Puts {
 
     /// Appends an entry whose key is `key_parts` one after another and
     /// whose value `value` writes (or a deletion).
-    pub fn push_with(&mut self, key_parts: &[&[u8]], value: Option<&dyn Fn(&mut Vec<u8>)>) {
+    pub fn push_with(&mut self, key_parts: &[&[u8]], value: Option<&WriteValue>) {
         let start = self.bytes.len();
         for p in key_parts {
             self.bytes.extend_from_slice(p);
