@@ -149,13 +149,9 @@ impl StoredView {
         if let Some(t) = self.as_of {
             self.check_as_of(t, &meta)?;
             // The earliest change after `t` says what the row was at `t`.
-            read.changes(self.id, t, &mut |c| {
-                if c.key == key {
-                    row = c.before.clone();
-                    return false;
-                }
-                true
-            })?;
+            if let Some(c) = read.change_for_key(self.id, key, t)? {
+                row = c.before;
+            }
         }
         Ok(row)
     }

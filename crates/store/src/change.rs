@@ -18,6 +18,7 @@
 //! checksums its pages.
 
 use crate::StoreError;
+use crate::key_filter;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -29,14 +30,25 @@ pub struct Change {
     pub after: Option<Vec<u8>>,
 }
 
+/// A sealed block: its last log time, its changes, and a filter of its
+/// keys (see `key_filter`).
+#[derive(Clone, Debug)]
+pub struct Block {
+    pub last: u64,
+    pub bytes: Vec<u8>,
+    pub filter: Vec<u8>,
+}
+
 /// A commit's changes, encoded straight into blocks as they are pushed (no
 /// allocation per change). A block is sealed once it holds about
 /// [`ChangeBlocks::BLOCK_BYTES`], between two log times, so no log time
 /// spans two blocks: blocks are keyed by their last log time.
 #[derive(Clone, Debug, Default)]
 pub struct ChangeBlocks {
-    sealed: Vec<(u64, Vec<u8>)>,
+    sealed: Vec<Block>,
     current: Vec<u8>,
+    /// The key hashes of the current block, for its filter.
+    hashes: Vec<u64>,
     count: u32,
     last: u64,
 }
@@ -69,6 +81,7 @@ impl ChangeBlocks {
         } else {
             self.last
         };
+        self.hashes.push(key_filter::key_hash(key));
         let out = &mut self.current;
         put_varint(out, log_time - previous);
         put_varint(out, key.len() as u64);
@@ -113,8 +126,14 @@ impl ChangeBlocks {
             count >>= 7;
         }
         self.current[COUNT_BYTES] &= 0x7F;
-        let block = std::mem::take(&mut self.current);
-        self.sealed.push((self.last, block));
+        let bytes = std::mem::take(&mut self.current);
+        let filter = key_filter::build(&self.hashes);
+        self.hashes.clear();
+        self.sealed.push(Block {
+            last: self.last,
+            bytes,
+            filter,
+        });
         self.count = 0;
     }
 
@@ -122,14 +141,14 @@ impl ChangeBlocks {
         self.count == 0 && self.sealed.is_empty()
     }
 
-    /// The blocks, each with its last log time, in log-time order.
-    pub fn into_blocks(mut self) -> Vec<(u64, Vec<u8>)> {
+    /// The blocks, in log-time order.
+    pub fn into_blocks(mut self) -> Vec<Block> {
         self.seal();
         self.sealed
     }
 
     /// The blocks without consuming them (sealing the open one).
-    pub fn blocks(&mut self) -> &[(u64, Vec<u8>)] {
+    pub fn blocks(&mut self) -> &[Block] {
         self.seal();
         &self.sealed
     }
@@ -148,6 +167,66 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
 }
 
 pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
+    let mut out = Vec::new();
+    scan(b, &mut |e| {
+        out.push(e.to_change());
+        true
+    })?;
+    Ok(out)
+}
+
+/// The first change to `key` after `after` in block `b`, if any; other
+/// entries are passed over without being copied.
+pub fn find_change(b: &[u8], key: &[u8], after: u64) -> Result<Option<Change>, StoreError> {
+    let mut found = None;
+    scan(b, &mut |e| {
+        if e.log_time > after && e.key == key {
+            found = Some(e.to_change());
+            return false;
+        }
+        true
+    })?;
+    Ok(found)
+}
+
+/// A row as stored: its width and rest, after the key when it shares it.
+#[derive(Clone, Copy)]
+struct RowRef<'a> {
+    head: Option<&'a [u8]>,
+    rest: &'a [u8],
+}
+
+/// One entry of a block, borrowed.
+struct EntryRef<'a> {
+    log_time: u64,
+    key: &'a [u8],
+    before: Option<RowRef<'a>>,
+    after: Option<RowRef<'a>>,
+}
+
+impl EntryRef<'_> {
+    fn to_change(&self) -> Change {
+        let row = |r: &RowRef| {
+            let mut row = Vec::with_capacity(r.rest.len() + self.key.len() + 2);
+            if let Some(head) = r.head {
+                row.extend_from_slice(head);
+                row.extend_from_slice(self.key);
+            }
+            row.extend_from_slice(r.rest);
+            row
+        };
+        Change {
+            log_time: self.log_time,
+            key: self.key.to_vec(),
+            before: self.before.as_ref().map(row),
+            after: self.after.as_ref().map(row),
+        }
+    }
+}
+
+/// Walks a block's entries in order until `visit` returns false; checks
+/// the whole block's framing when it walks to the end.
+fn scan<'a>(b: &'a [u8], visit: &mut dyn FnMut(&EntryRef<'a>) -> bool) -> Result<(), StoreError> {
     let mut r = Reader { b, at: 0 };
     let version = r.bytes(1)?[0];
     if version != VERSION {
@@ -155,43 +234,46 @@ pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
             "change block has version {version}; this build reads version {VERSION}"
         )));
     }
-    let count = usize::try_from(r.varint()?)
-        .map_err(|_| StoreError::Corrupt("change block count too large".into()))?;
-    let mut out = Vec::with_capacity(count.min(1 << 20));
+    let count = r.varint()?;
     let mut log_time = 0u64;
     for _ in 0..count {
         log_time = log_time
             .checked_add(r.varint()?)
             .ok_or_else(|| StoreError::Corrupt("change block log time overflows".into()))?;
         let key_len = r.len()?;
-        let key = r.bytes(key_len)?.to_vec();
+        let key = r.bytes(key_len)?;
         let flags = r.bytes(1)?[0];
         if flags & !0x0F != 0 {
             return Err(StoreError::Corrupt(format!(
                 "bad flags {flags:#x} in change block"
             )));
         }
-        let mut row = |present: u8, shared: u8| -> Result<Option<Vec<u8>>, StoreError> {
+        let mut row = |present: u8, shared: u8| -> Result<Option<RowRef<'a>>, StoreError> {
             if flags & present == 0 {
                 return Ok(None);
             }
-            let mut row = Vec::new();
-            if flags & shared != 0 {
-                row.extend_from_slice(r.bytes(2)?);
-                row.extend_from_slice(&key);
-            }
+            let head = if flags & shared != 0 {
+                Some(r.bytes(2)?)
+            } else {
+                None
+            };
             let n = r.len()?;
-            row.extend_from_slice(r.bytes(n)?);
-            Ok(Some(row))
+            Ok(Some(RowRef {
+                head,
+                rest: r.bytes(n)?,
+            }))
         };
         let before = row(1, 4)?;
         let after = row(2, 8)?;
-        out.push(Change {
+        let entry = EntryRef {
             log_time,
             key,
             before,
             after,
-        });
+        };
+        if !visit(&entry) {
+            return Ok(());
+        }
     }
     if r.at != b.len() {
         return Err(StoreError::Corrupt(format!(
@@ -199,7 +281,7 @@ pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
             b.len() - r.at
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
 struct Reader<'a> {
@@ -257,7 +339,7 @@ mod tests {
         ];
         let blocks = ChangeBlocks::from_changes(&changes).into_blocks();
         assert_eq!(blocks.len(), 1);
-        let b = &blocks[0].1;
+        let b = &blocks[0].bytes;
         assert_eq!(decode_changes(b).unwrap(), changes);
         for cut in 0..b.len() {
             assert!(decode_changes(&b[..cut]).is_err(), "cut at {cut}");
@@ -289,7 +371,7 @@ mod tests {
             },
         ];
         let blocks = ChangeBlocks::from_changes(&changes).into_blocks();
-        let b = &blocks[0].1;
+        let b = &blocks[0].bytes;
         assert_eq!(decode_changes(b).unwrap(), changes);
         // The key is stored once per entry, not again in its rows.
         let copies = b
@@ -318,11 +400,17 @@ mod tests {
         assert!(blocks.len() > 2, "{} blocks", blocks.len());
         let mut decoded = Vec::new();
         let mut previous_last = 0;
-        for (last, block) in &blocks {
-            let part = decode_changes(block).unwrap();
-            assert_eq!(part.last().unwrap().log_time, *last);
+        for block in &blocks {
+            let part = decode_changes(&block.bytes).unwrap();
+            assert_eq!(part.last().unwrap().log_time, block.last);
+            for c in &part {
+                assert!(key_filter::may_contain(
+                    &block.filter,
+                    key_filter::key_hash(&c.key)
+                ));
+            }
             assert!(part.first().unwrap().log_time > previous_last);
-            previous_last = *last;
+            previous_last = block.last;
             decoded.extend(part);
         }
         assert_eq!(decoded, changes);

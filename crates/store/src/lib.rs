@@ -16,10 +16,11 @@
 
 mod change;
 mod error;
+mod key_filter;
 mod puts;
 mod redb_store;
 
-pub use change::{Change, ChangeBlocks, decode_changes};
+pub use change::{Block, Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;
 pub use puts::Puts;
 pub use redb_store::{RedbStore, StoreOptions};
@@ -86,6 +87,16 @@ pub trait StoreRead {
         after: u64,
         visit: &mut dyn FnMut(&Change) -> bool,
     ) -> Result<(), StoreError>;
+    /// The earliest retained change to the row with `key` after the log
+    /// time `after` (its `before` is the row as it was then). Blocks
+    /// carry a filter of their keys, so only those that may hold the key
+    /// are read.
+    fn change_for_key(
+        &self,
+        view: ViewId,
+        key: &[u8],
+        after: u64,
+    ) -> Result<Option<Change>, StoreError>;
 }
 
 /// A write transaction: nothing is visible, or durable, before `commit`.

@@ -3,9 +3,11 @@
 //!
 //! Tables: `catalog` (name → bytes), `meta` (view → frontier and history
 //! start), `rows` and `state` (view id, big-endian, then the key → bytes),
-//! `changes` ((view, last log time of the block) → a block of changes).
+//! `changes` ((view, last log time of the block) → a block of changes),
+//! `change_filters` (the same key → a filter of the block's row keys).
 
-use crate::change::decode_changes;
+use crate::change::{decode_changes, find_change};
+use crate::key_filter;
 use crate::{Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta};
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
@@ -18,6 +20,7 @@ const META: TableDefinition<u64, (u64, u64)> = TableDefinition::new("meta");
 const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
 const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
 const CHANGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("changes");
+const CHANGE_FILTERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("change_filters");
 
 #[derive(Clone, Debug)]
 pub struct StoreOptions {
@@ -59,6 +62,7 @@ impl RedbStore {
         txn.open_table(ROWS)?;
         txn.open_table(STATE)?;
         txn.open_table(CHANGES)?;
+        txn.open_table(CHANGE_FILTERS)?;
         txn.commit()?;
         Ok(RedbStore {
             db,
@@ -189,6 +193,30 @@ fn changes_of(
     Ok(())
 }
 
+fn change_for_key_of(
+    blocks: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    filters: &impl ReadableTable<(u64, u64), &'static [u8]>,
+    view: ViewId,
+    key: &[u8],
+    after: u64,
+) -> Result<Option<Change>, StoreError> {
+    let hash = key_filter::key_hash(key);
+    let start = after.saturating_add(1);
+    for entry in filters.range((view, start)..=(view, u64::MAX))? {
+        let (k, filter) = entry?;
+        if !key_filter::may_contain(filter.value(), hash) {
+            continue;
+        }
+        let Some(block) = blocks.get(k.value())? else {
+            continue;
+        };
+        if let Some(c) = find_change(block.value(), key, after)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
 struct RedbRead {
     txn: ReadTransaction,
 }
@@ -236,6 +264,20 @@ macro_rules! store_read {
             ) -> Result<(), StoreError> {
                 changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
             }
+            fn change_for_key(
+                &self,
+                view: ViewId,
+                key: &[u8],
+                after: u64,
+            ) -> Result<Option<Change>, StoreError> {
+                change_for_key_of(
+                    &self.txn.open_table(CHANGES)?,
+                    &self.txn.open_table(CHANGE_FILTERS)?,
+                    view,
+                    key,
+                    after,
+                )
+            }
         }
     };
 }
@@ -271,8 +313,10 @@ impl StoreWrite for RedbWrite {
         }
         if !c.changes.is_empty() {
             let mut t = self.txn.open_table(CHANGES)?;
-            for (last, block) in c.changes.blocks() {
-                t.insert((c.view, *last), block.as_slice())?;
+            let mut f = self.txn.open_table(CHANGE_FILTERS)?;
+            for b in c.changes.blocks() {
+                t.insert((c.view, b.last), b.bytes.as_slice())?;
+                f.insert((c.view, b.last), b.filter.as_slice())?;
             }
         }
         let mut meta = self.txn.open_table(META)?;
@@ -292,8 +336,10 @@ impl StoreWrite for RedbWrite {
                 let (k, _) = entry?;
                 doomed.push(k.value());
             }
+            let mut f = self.txn.open_table(CHANGE_FILTERS)?;
             for k in doomed {
                 t.remove(k)?;
+                f.remove(k)?;
                 start = Some(k.1);
             }
         }
@@ -314,9 +360,11 @@ impl StoreWrite for RedbWrite {
                 None => t.retain_in(start.as_slice().., |_, _| false)?,
             }
         }
-        self.txn
-            .open_table(CHANGES)?
-            .retain_in((view, 0)..=(view, u64::MAX), |_, _| false)?;
+        for table in [CHANGES, CHANGE_FILTERS] {
+            self.txn
+                .open_table(table)?
+                .retain_in((view, 0)..=(view, u64::MAX), |_, _| false)?;
+        }
         self.txn.open_table(META)?.remove(view)?;
         Ok(())
     }

@@ -197,3 +197,63 @@ fn a_second_open_is_refused() {
     assert!(matches!(err, StoreError::Locked { .. }), "{err}");
     assert!(err.to_string().contains("in use"), "{err}");
 }
+
+/// A point lookup of history (the earliest change to a key after a time)
+/// equals a scan of every change, across many blocks, in commits that
+/// each hold several blocks, and after the oldest blocks are trimmed.
+#[test]
+fn change_for_key_equals_a_scan_of_history() {
+    use rand::{Rng, SeedableRng};
+    let seed: u64 = std::env::var("KAPPA_STORE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random);
+    println!("KAPPA_STORE_SEED={seed}");
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let keys = 300;
+    let mut current: Vec<Option<String>> = vec![None; keys];
+    let mut t = 0;
+    let row = "x".repeat(400);
+    for frontier in 1..=4u64 {
+        let mut changes = Vec::new();
+        for _ in 0..3000 {
+            t += rng.random_range(1..3);
+            let k = rng.random_range(0..keys);
+            let after = (!rng.random_bool(0.1)).then(|| format!("{t}{row}"));
+            changes.push(change(
+                t,
+                &format!("k{k}"),
+                current[k].as_deref(),
+                after.as_deref(),
+            ));
+            current[k] = after;
+        }
+        let mut w = store.write().unwrap();
+        w.apply(&mut step(1, frontier * 1_000_000, &[], changes))
+            .unwrap();
+        if frontier == 4 {
+            w.trim_history(1, t / 4).unwrap();
+        }
+        w.commit().unwrap();
+    }
+    let read = store.read().unwrap();
+    let mut all = Vec::new();
+    read.changes(1, 0, &mut |c| {
+        all.push(c.clone());
+        true
+    })
+    .unwrap();
+    assert!(all.len() > 5000, "{} changes kept", all.len());
+    for _ in 0..500 {
+        let key = format!("k{}", rng.random_range(0..keys + 5)).into_bytes();
+        let after = rng.random_range(0..t + 10);
+        let expected = all
+            .iter()
+            .find(|c| c.log_time > after && c.key == key)
+            .cloned();
+        let got = read.change_for_key(1, &key, after).unwrap();
+        assert_eq!(got, expected, "seed {seed}: key {key:?} after {after}");
+    }
+}
