@@ -49,6 +49,27 @@ async fn main() -> anyhow::Result<()> {
             append_workload(&engine, &records).await?;
             return Ok(());
         }
+        Some("points") => {
+            // For profiling point queries alone: `points DIR` over a
+            // directory made by `prepare`.
+            let engine = open_engine(std::path::Path::new(&args[2]), 1 << 30)?;
+            engine
+                .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+                .await?;
+            engine.catch_up().await?;
+            let mut times = Vec::new();
+            for i in 0..20_000u64 {
+                let sql = format!(
+                    "SELECT balance, n FROM balances WHERE account = 'acc-{:05}'",
+                    i * 7919 % 100_000
+                );
+                let started = Instant::now();
+                engine.execute(&sql).await?;
+                times.push(started.elapsed());
+            }
+            report("point query", &mut times);
+            return Ok(());
+        }
         Some("replay-in-child") => {
             return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
         }

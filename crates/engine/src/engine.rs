@@ -3,11 +3,14 @@
 
 use crate::query::{StoredView, TopicTable};
 use crate::schema::TopicDef;
+use crate::sql::point::PointQuery;
 use crate::sql::{self, AsOf, DropKind, Statement};
 use crate::view::{Progress, ViewRuntime};
 use crate::window_table::{WindowFunction, WindowKind};
 use crate::{EngineError, plan};
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
 use datafusion::prelude::SessionContext;
 use kappa_log::{
     AppendBatch, AppendRecord, AppendResult, Log, LogTime, ReadLimits, Token, TopicConfig,
@@ -208,11 +211,16 @@ impl Engine {
                 if_exists,
             } => self.drop(kind, name, if_exists).await,
             Statement::Insert(insert) => self.insert(insert).await,
-            Statement::Query { sql, as_of } => {
+            Statement::Query { sql, as_of, point } => {
                 let at = match &as_of {
                     None => None,
                     Some(a) => Some(self.resolve_as_of(a)?),
                 };
+                if let Some(p) = &point
+                    && let Some(rows) = self.point_query(p, at, options).await?
+                {
+                    return Ok(Output::Rows(rows));
+                }
                 self.query_with(&sql, at, options).await.map(Output::Rows)
             }
         }
@@ -503,6 +511,79 @@ impl Engine {
             }
         }
         Ok(df.collect().await?)
+    }
+
+    /// Answers a query that fixes every key column of a view with `=` by
+    /// reading that one row, without planning it; `None` when the query
+    /// is not such a lookup (DataFusion answers it then, the same way).
+    /// Literals must have their column's type, so DataFusion's coercion
+    /// rules never come into it.
+    async fn point_query(
+        &self,
+        p: &PointQuery,
+        as_of: Option<u64>,
+        options: &QueryOptions,
+    ) -> Result<Option<Vec<RecordBatch>>, EngineError> {
+        let (def, shape) = {
+            let inner = self.inner.lock().await;
+            let Some(def) = inner.views.get(&p.table).cloned() else {
+                return Ok(None);
+            };
+            let shape = self.shape(&inner, &def).await?;
+            (def, shape)
+        };
+        let Some(key_columns) = &shape.key_columns else {
+            return Ok(None);
+        };
+        if p.equals.len() != key_columns.len() {
+            return Ok(None);
+        }
+        let mut key = Vec::new();
+        for &c in key_columns {
+            let field = shape.schema.field(c);
+            let Some((_, v)) = p.equals.iter().find(|(n, _)| n == field.name()) else {
+                return Ok(None);
+            };
+            let v = match (field.data_type(), v) {
+                (DataType::Utf8, ScalarValue::Utf8(Some(_)))
+                | (DataType::Int64, ScalarValue::Int64(Some(_)))
+                | (DataType::Float64, ScalarValue::Float64(Some(_)))
+                | (DataType::Boolean, ScalarValue::Boolean(Some(_))) => v.clone(),
+                (DataType::Float64, ScalarValue::Int64(Some(i))) => {
+                    ScalarValue::Float64(Some(*i as f64))
+                }
+                _ => return Ok(None),
+            };
+            crate::value::encode_scalar(&mut key, &v);
+        }
+        let indices = match &p.columns {
+            None => (0..shape.schema.fields().len()).collect(),
+            Some(columns) => match columns
+                .iter()
+                .map(|c| shape.schema.index_of(c))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(i) => i,
+                // Let DataFusion name the missing column.
+                Err(_) => return Ok(None),
+            },
+        };
+        if let Some(token) = options.after {
+            self.wait_for(std::slice::from_ref(&def.name), token, options.timeout)
+                .await?;
+        }
+        let view = StoredView {
+            name: def.name,
+            id: def.id,
+            schema: shape.schema,
+            key_columns: shape.key_columns,
+            store: self.store.clone(),
+            as_of,
+        };
+        let row = view.row(&key)?;
+        Ok(Some(vec![
+            view.to_batch(row.into_iter())?.project(&indices)?,
+        ]))
     }
 
     /// The oracle: `sql` evaluated as one batch query over every record up

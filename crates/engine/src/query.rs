@@ -212,7 +212,7 @@ impl StoredView {
     }
 
     /// Encoded rows as one batch.
-    fn to_batch(
+    pub(crate) fn to_batch(
         &self,
         rows: impl ExactSizeIterator<Item = Vec<u8>>,
     ) -> Result<RecordBatch, EngineError> {

@@ -6,6 +6,7 @@
 mod common;
 
 use common::{open, rows};
+use kappa_engine::Output;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -26,6 +27,8 @@ async fn key_lookups_equal_full_scans_now_and_as_of() {
         "CREATE VIEW by_kind AS SELECT COUNT(*) AS n, kind, account FROM tx GROUP BY account, kind",
         // A computed key: no lookup, still right.
         "CREATE VIEW upper_acc AS SELECT upper(account) AS acc, COUNT(*) AS n FROM tx GROUP BY upper(account)",
+        // An integer key.
+        "CREATE VIEW by_amount AS SELECT amount, COUNT(*) AS n FROM tx GROUP BY amount",
     ] {
         engine.execute(sql).await.unwrap();
     }
@@ -66,6 +69,19 @@ async fn key_lookups_equal_full_scans_now_and_as_of() {
                         ),
                     ),
                     (
+                        format!("SELECT n, account FROM balances WHERE account = '{acc}'{at}"),
+                        format!(
+                            "SELECT n, account FROM balances WHERE account || '' = '{acc}'{at}"
+                        ),
+                    ),
+                    (
+                        format!("SELECT * FROM by_amount WHERE amount = {}{at}", a * 7 - 20),
+                        format!(
+                            "SELECT * FROM by_amount WHERE amount + 0 = {}{at}",
+                            a * 7 - 20
+                        ),
+                    ),
+                    (
                         format!(
                             "SELECT * FROM upper_acc WHERE acc = '{}'{at}",
                             acc.to_uppercase()
@@ -79,6 +95,24 @@ async fn key_lookups_equal_full_scans_now_and_as_of() {
                 for (lookup, scan) in pairs {
                     let got = rows(&engine, &lookup).await;
                     assert_eq!(got, rows(&engine, &scan).await, "{lookup}");
+                    // The same columns, by name and type.
+                    if !got.is_empty() {
+                        let shape = |sql: String| {
+                            let engine = &engine;
+                            async move {
+                                let Output::Rows(b) = engine.execute(&sql).await.unwrap() else {
+                                    panic!("rows")
+                                };
+                                let schema = b[0].schema();
+                                schema
+                                    .fields()
+                                    .iter()
+                                    .map(|f| (f.name().clone(), f.data_type().clone()))
+                                    .collect::<Vec<_>>()
+                            }
+                        };
+                        assert_eq!(shape(lookup.clone()).await, shape(scan).await, "{lookup}");
+                    }
                     found += got.len();
                 }
             }

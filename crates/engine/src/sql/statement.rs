@@ -39,6 +39,8 @@ pub enum Statement {
     Query {
         sql: String,
         as_of: Option<AsOf>,
+        /// Set when the query reads one row by equalities (a fast path).
+        point: Option<super::point::PointQuery>,
     },
     /// An append.
     Insert(super::insert::Insert),
@@ -110,8 +112,9 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let text: String = tokens.iter().map(|t| t.to_string()).collect();
     let stmt = parse_one(&dialect, tokens)?;
     match stmt {
-        ast::Statement::Query(_) => Ok(Statement::Query {
+        ast::Statement::Query(q) => Ok(Statement::Query {
             sql: text.trim().trim_end_matches(';').to_string(),
+            point: super::point::point_query(&q),
             as_of,
         }),
         _ if as_of.is_some() => Err(EngineError::Syntax(
@@ -419,7 +422,8 @@ mod tests {
             parse("SELECT * FROM v AS OF TOKEN 'kt1-00ff';").unwrap(),
             Statement::Query {
                 sql: "SELECT * FROM v".into(),
-                as_of: Some(AsOf::Token("kt1-00ff".into()))
+                as_of: Some(AsOf::Token("kt1-00ff".into())),
+                point: None,
             }
         );
         // `AS OF` inside a string is not a clause.
@@ -427,7 +431,8 @@ mod tests {
             parse("SELECT 'AS OF TOKEN x' AS s").unwrap(),
             Statement::Query {
                 sql: "SELECT 'AS OF TOKEN x' AS s".into(),
-                as_of: None
+                as_of: None,
+                point: None,
             }
         );
         assert!(matches!(
