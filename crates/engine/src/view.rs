@@ -71,6 +71,15 @@ pub struct Progress {
 /// seconds.) Pending work is bounded by the view's memory budget.
 const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// A step of at most this many records is a live one: committed visible
+/// at once and durable within [`LIVE_SYNC_INTERVAL`].
+const LIVE_STEP_RECORDS: u64 = 10_000;
+
+/// How long a visible live step may wait to reach the disk: the store's
+/// next commit after this long since its last durable one is durable. A
+/// fsync per step would be most of a live step's time.
+const LIVE_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
+
 /// A range of [`Pending::arena`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span {
@@ -302,11 +311,19 @@ impl ViewRuntime {
         );
         commit.state = std::mem::take(&mut pending.state);
         self.take_state(&mut commit.state);
+        // A live step (a few records) need not reach the disk before it is
+        // visible: the log has its records, and a step lost in a crash is
+        // applied again from there. Replay's big steps are durable at once.
+        let small = pending.records <= LIVE_STEP_RECORDS;
         pending.clear();
         let mut w = store.write()?;
         w.apply(&mut commit)?;
         w.trim_history(self.id, cutoff)?;
-        w.commit()?;
+        if small {
+            w.commit_soon(LIVE_SYNC_INTERVAL)?;
+        } else {
+            w.commit()?;
+        }
         // The arena's memory serves the next commit.
         pending.arena = std::mem::take(&mut commit.rows).into_bytes();
         self.frontier = Some(position);

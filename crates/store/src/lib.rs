@@ -112,4 +112,10 @@ pub trait StoreWrite: StoreRead {
     fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError>;
     /// Makes the transaction durable (fsync) and visible.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
+    /// Makes the transaction visible now and durable at the latest with
+    /// the first commit `within` after the last durable one (this one, if
+    /// that is already due). A crash may lose it, and every commit after
+    /// the last durable one, whole: for state that can be recomputed from
+    /// the log (a view's step), where a lost step is applied again.
+    fn commit_soon(self: Box<Self>, within: std::time::Duration) -> Result<(), StoreError>;
 }

@@ -39,6 +39,8 @@ impl Default for StoreOptions {
 pub struct RedbStore {
     db: Database,
     path: PathBuf,
+    /// When a commit last reached the disk (see `commit_soon`).
+    last_sync: std::sync::Mutex<std::time::Instant>,
 }
 
 impl RedbStore {
@@ -67,6 +69,7 @@ impl RedbStore {
         Ok(RedbStore {
             db,
             path: path.to_path_buf(),
+            last_sync: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -85,6 +88,7 @@ impl StateStore for RedbStore {
     fn write(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
         Ok(Box::new(RedbWrite {
             txn: self.db.begin_write()?,
+            last_sync: &self.last_sync,
         }))
     }
 }
@@ -221,8 +225,9 @@ struct RedbRead {
     txn: ReadTransaction,
 }
 
-struct RedbWrite {
+struct RedbWrite<'s> {
     txn: WriteTransaction,
+    last_sync: &'s std::sync::Mutex<std::time::Instant>,
 }
 
 /// The reads of both transaction kinds (each opens its tables the same way).
@@ -283,9 +288,9 @@ macro_rules! store_read {
 }
 
 store_read!(RedbRead);
-store_read!(RedbWrite);
+store_read!(RedbWrite<'_>);
 
-impl StoreWrite for RedbWrite {
+impl StoreWrite for RedbWrite<'_> {
     fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
         self.txn.open_table(CATALOG)?.insert(name, value)?;
         Ok(())
@@ -370,6 +375,22 @@ impl StoreWrite for RedbWrite {
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        let last_sync = self.last_sync;
+        self.txn.commit()?;
+        *last_sync.lock().expect("not poisoned") = std::time::Instant::now();
+        Ok(())
+    }
+
+    fn commit_soon(mut self: Box<Self>, within: std::time::Duration) -> Result<(), StoreError> {
+        let due = self.last_sync.lock().expect("not poisoned").elapsed() >= within;
+        if due {
+            return self.commit();
+        }
+        // Visible at once; redb writes it with the next durable commit,
+        // and a crash before that rolls back to the last durable one.
+        self.txn
+            .set_durability(redb::Durability::None)
+            .map_err(|e| StoreError::CommitFailed(format!("cannot relax a commit: {e}")))?;
         self.txn.commit()?;
         Ok(())
     }
