@@ -413,14 +413,7 @@ impl Engine {
                 let shape = self.shape(inner, v).await?;
                 ctx.register_table(
                     v.name.as_str(),
-                    Arc::new(StoredView {
-                        name: v.name.clone(),
-                        id: v.id,
-                        schema: shape.schema,
-                        key_columns: shape.key_columns,
-                        store: self.store.clone(),
-                        as_of,
-                    }),
+                    Arc::new(self.stored(v.name.clone(), v.id, shape, as_of)),
                 )?;
             }
         }
@@ -572,14 +565,7 @@ impl Engine {
             self.wait_for(std::slice::from_ref(&def.name), token, options.timeout)
                 .await?;
         }
-        let view = StoredView {
-            name: def.name,
-            id: def.id,
-            schema: shape.schema,
-            key_columns: shape.key_columns,
-            store: self.store.clone(),
-            as_of,
-        };
+        let view = self.stored(def.name, def.id, shape, as_of);
         let row = view.row(&key)?;
         Ok(Some(vec![
             view.to_batch(row.into_iter())?.project(&indices)?,
@@ -614,14 +600,19 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
         let shape = self.shape(&inner, &def).await?;
         drop(inner);
-        Ok(StoredView {
-            name: def.name,
-            id: def.id,
+        Ok(self.stored(def.name, def.id, shape, as_of))
+    }
+
+    /// A view's rows in the store, as a table at `as_of` (or now).
+    fn stored(&self, name: String, id: ViewId, shape: ViewShape, as_of: Option<u64>) -> StoredView {
+        StoredView {
+            name,
+            id,
             schema: shape.schema,
             key_columns: shape.key_columns,
             store: self.store.clone(),
             as_of,
-        })
+        }
     }
 
     /// A view's definition.
