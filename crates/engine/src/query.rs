@@ -295,7 +295,7 @@ fn external(e: EngineError) -> datafusion::error::DataFusionError {
 }
 
 /// Serves batches made at scan time through DataFusion's in-memory scan.
-async fn scan_batches(
+pub(crate) async fn scan_batches(
     schema: SchemaRef,
     batches: Vec<RecordBatch>,
     state: &dyn Session,

@@ -15,7 +15,7 @@ use datafusion::arrow::array::{AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
-use datafusion::datasource::{MemTable, TableType};
+use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
@@ -262,8 +262,7 @@ impl TableProvider for WindowTable {
             let windowed: RecordBatch = windows.apply(delta, &mut NoState).map_err(external)?.batch;
             out.push(windowed);
         }
-        MemTable::try_new(self.schema.clone(), vec![out])?
-            .scan(state, projection, filters, limit)
+        crate::query::scan_batches(self.schema.clone(), out, state, projection, filters, limit)
             .await
     }
 }
