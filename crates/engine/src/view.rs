@@ -101,9 +101,15 @@ struct PendingRow {
     key: Span,
     /// Its latest value (`None`: deleted).
     row: Option<Span>,
-    /// Its last change, in `Pending::changes`.
+    /// Its last change, in `Pending::changes`, and that change's log time
+    /// (kept here: the change itself is rarely in cache).
     last: usize,
+    last_time: u64,
+    /// Its group in the view's last aggregate ([`NO_GROUP`]: found by key).
+    group: u32,
 }
+
+const NO_GROUP: u32 = u32::MAX;
 
 /// What a view has applied since its last commit. Keys and rows live in
 /// one arena, so applying a change allocates nothing.
@@ -114,6 +120,9 @@ struct Pending {
     rows: Vec<PendingRow>,
     index: hashbrown::HashTable<u32>,
     hasher: foldhash::fast::FixedState,
+    /// Or through their group (see [`Delta::groups`]): one plus the row's
+    /// number, by group slot; 0 for none.
+    by_group: Vec<u32>,
     /// In log-time order; one per (key, log time).
     changes: Vec<PendingChange>,
     /// Dead letters.
@@ -126,6 +135,7 @@ impl Pending {
         self.arena.len()
             + self.changes.len() * std::mem::size_of::<PendingChange>()
             + self.rows.len() * (std::mem::size_of::<PendingRow>() + 8)
+            + self.by_group.len() * 4
     }
 
     fn put(&mut self, bytes: &[u8]) -> Span {
@@ -141,16 +151,32 @@ impl Pending {
         &self.arena[s.start..s.start + s.len]
     }
 
-    /// The pending row with `key`, if any.
-    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
+    /// The pending row with `key` (of `group`, if known), if any.
+    fn find(&self, group: u32, key: &[u8]) -> Option<u32> {
+        if group != NO_GROUP {
+            return match self.by_group.get(group as usize) {
+                Some(&r) if r > 0 => Some(r - 1),
+                _ => None,
+            };
+        }
+        let hash = self.hasher.hash_one(key);
         self.index
             .find(hash, |&i| self.get(self.rows[i as usize].key) == key)
             .copied()
     }
 
-    fn insert(&mut self, hash: u64, row: PendingRow) {
+    fn insert(&mut self, row: PendingRow) {
         let i = self.rows.len() as u32;
         self.rows.push(row);
+        if row.group != NO_GROUP {
+            let g = row.group as usize;
+            if self.by_group.len() <= g {
+                self.by_group.resize(g + 1, 0);
+            }
+            self.by_group[g] = i + 1;
+            return;
+        }
+        let hash = self.hasher.hash_one(self.get(row.key));
         let (rows, arena, hasher) = (&self.rows, &self.arena, &self.hasher);
         self.index.insert_unique(hash, i, |&j| {
             let k = rows[j as usize].key;
@@ -160,6 +186,11 @@ impl Pending {
 
     /// Forgets everything (keeping the memory).
     fn clear(&mut self) {
+        for r in &self.rows {
+            if r.group != NO_GROUP {
+                self.by_group[r.group as usize] = 0;
+            }
+        }
         self.arena.clear();
         self.rows.clear();
         self.index.clear();
@@ -397,6 +428,7 @@ impl ViewRuntime {
             weights: vec![1; n],
             log_times,
             keys,
+            groups: Vec::new(),
         };
         let mut source = StoreSource {
             read: store.read()?,
@@ -532,6 +564,7 @@ fn isolate(
             weights: vec![delta.weights[i]],
             log_times: vec![delta.log_times[i]],
             keys,
+            groups: Vec::new(),
         };
         let result = run(stateless, one, source).and_then(|d| match &aggregate {
             Some(a) if !d.is_empty() => a.evaluate(&d.batch).map(|_| d),
@@ -559,6 +592,7 @@ fn isolate(
         weights: Vec::new(),
         log_times: Vec::new(),
         keys: Keys::default(),
+        groups: Vec::new(),
     };
     for d in outputs {
         out.weights.extend(d.weights);
@@ -587,6 +621,7 @@ fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
         weights: Vec::new(),
         log_times: Vec::new(),
         keys: Keys::default(),
+        groups: Vec::new(),
     }
 }
 
@@ -696,19 +731,22 @@ fn sink(pending: &mut Pending, delta: &Delta) {
         let key = delta.keys.get(i);
         let t = delta.log_times[i];
         let inserted = delta.weights[i] > 0;
-        let hash = pending.hasher.hash_one(key);
-        match pending.find(hash, key) {
+        let group = delta.groups.get(i).copied().unwrap_or(NO_GROUP);
+        match pending.find(group, key) {
             Some(r) => {
                 let PendingRow {
-                    row: current, last, ..
+                    key,
+                    row: current,
+                    last,
+                    last_time,
+                    ..
                 } = pending.rows[r as usize];
                 // A retraction names the row already pending.
                 let after = inserted.then(|| encode(pending, i));
-                let at = if pending.changes[last].log_time == t {
+                let at = if last_time == t {
                     pending.changes[last].after = after;
                     last
                 } else {
-                    let key = pending.changes[last].key;
                     pending.changes.push(PendingChange {
                         log_time: t,
                         key,
@@ -720,6 +758,7 @@ fn sink(pending: &mut Pending, delta: &Delta) {
                 let entry = &mut pending.rows[r as usize];
                 entry.row = after;
                 entry.last = at;
+                entry.last_time = t;
             }
             None => {
                 // Not seen since the last commit: a retraction names the
@@ -732,14 +771,13 @@ fn sink(pending: &mut Pending, delta: &Delta) {
                     (Some(row), None)
                 };
                 let last = pending.changes.len();
-                pending.insert(
-                    hash,
-                    PendingRow {
-                        key: key_span,
-                        row: after,
-                        last,
-                    },
-                );
+                pending.insert(PendingRow {
+                    key: key_span,
+                    row: after,
+                    last,
+                    last_time: t,
+                    group,
+                });
                 pending.changes.push(PendingChange {
                     log_time: t,
                     key: key_span,

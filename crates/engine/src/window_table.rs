@@ -258,6 +258,7 @@ impl TableProvider for WindowTable {
                 weights: vec![1; n],
                 log_times,
                 keys,
+                groups: Vec::new(),
             };
             let windowed: RecordBatch = windows.apply(delta, &mut NoState).map_err(external)?.batch;
             out.push(windowed);

@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use hashbrown::HashTable;
+use smallvec::SmallVec;
 use std::hash::BuildHasher;
 
 /// Where groups not in memory come from (the store, at the view's frontier).
@@ -89,8 +90,16 @@ pub struct Aggregate {
     bytes: usize,
 }
 
+/// A group key, inline when short (most are: an account, an id).
+type GroupKey = SmallVec<[u8; 16]>;
+
+/// A group's accumulators, inline for up to two aggregates, so that a
+/// slot's key and state are read together: a replay touches groups at
+/// random, and each pointer followed is a cache miss.
+type Accs = SmallVec<[Acc; 2]>;
+
 struct Slot {
-    key: Box<[u8]>,
+    key: GroupKey,
     group: Option<Group>,
     dirty: bool,
     /// In use (else on the free list).
@@ -103,6 +112,11 @@ struct Slot {
 /// its index entry (with the table's spare capacity).
 const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + 16;
 
+/// Heap bytes of a group key.
+fn key_size(k: &GroupKey) -> usize {
+    if k.spilled() { k.len() } else { 0 }
+}
+
 /// Estimated heap bytes of a group.
 fn group_size(g: &Option<Group>) -> usize {
     let Some(g) = g else { return 0 };
@@ -112,11 +126,17 @@ fn group_size(g: &Option<Group>) -> usize {
         | ScalarValue::Utf8View(Some(s)) => s.len(),
         _ => 0,
     };
-    g.accs.len() * std::mem::size_of::<Acc>()
+    let spilled = if g.accs.spilled() {
+        g.accs.len() * std::mem::size_of::<Acc>()
+    } else {
+        0
+    };
+    spilled
         + g.accs
             .iter()
             .map(|a| match a {
-                Acc::Best(Some(v)) | Acc::ByTime(Some((_, v))) => scalar(v),
+                Acc::Best(Some(v)) => std::mem::size_of::<ScalarValue>() + scalar(v),
+                Acc::ByTime(Some(b)) => std::mem::size_of::<(u64, ScalarValue)>() + scalar(&b.1),
                 // A B-tree entry: the encoded key, the value, the count.
                 Acc::Values(m) => m
                     .iter()
@@ -133,25 +153,48 @@ fn group_size(g: &Option<Group>) -> usize {
 struct Group {
     /// Sum of the weights of the rows in the group.
     rows: i64,
-    accs: Vec<Acc>,
+    accs: Accs,
 }
 
 #[derive(Clone, Debug, PartialEq)]
 enum Acc {
     Count(i64),
     SumInt {
-        sum: i128,
+        sum: Wide,
         n: i64,
     },
     SumFloat {
         sum: f64,
         n: i64,
     },
-    Best(Option<ScalarValue>),
+    /// Values are boxed: most groups' accumulators are numbers, and
+    /// they stay small enough to sit inline in their slot.
+    Best(Option<Box<ScalarValue>>),
     /// The value with its log time (append-only input).
-    ByTime(Option<(u64, ScalarValue)>),
+    ByTime(Option<Box<(u64, ScalarValue)>>),
     /// Every distinct value (by its encoding) with its multiplicity.
     Values(BTreeMap<Vec<u8>, (ScalarValue, i64)>),
+}
+
+/// An `i128` sum stored as two halves: 8-byte aligned, so that an
+/// accumulator stays 32 bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Wide {
+    lo: u64,
+    hi: i64,
+}
+
+impl Wide {
+    fn get(self) -> i128 {
+        ((self.hi as i128) << 64) | self.lo as i128
+    }
+
+    fn new(v: i128) -> Wide {
+        Wide {
+            lo: v as u64,
+            hi: (v >> 64) as i64,
+        }
+    }
 }
 
 /// One aggregate's result for a group. Integers and floats stay unboxed.
@@ -248,11 +291,13 @@ struct OutRows {
     weights: Vec<i64>,
     log_times: Vec<u64>,
     keys: Keys,
+    groups: Vec<u32>,
 }
 
 impl OutRows {
-    fn push(&mut self, input_row: usize, key: &[u8], results: &[Out], w: i64, t: u64) {
+    fn push(&mut self, input_row: usize, key: &[u8], slot: u32, results: &[Out], w: i64, t: u64) {
         self.take.push(input_row as u32);
+        self.groups.push(slot);
         for (c, v) in self.cols.iter_mut().zip(results) {
             c.push(v);
         }
@@ -302,13 +347,15 @@ impl Aggregate {
     fn find(&self, key: &[u8]) -> Option<u32> {
         let hash = self.hasher.hash_one(key);
         self.index
-            .find(hash, |&i| &*self.slots[i as usize].key == key)
+            .find(hash, |&i| &self.slots[i as usize].key[..] == key)
             .copied()
     }
 
     /// A new slot for `key` (not in memory yet).
     fn insert(&mut self, key: &[u8], group: Option<Group>) -> u32 {
-        let size = SLOT_OVERHEAD + key.len() + group_size(&group);
+        let hash = self.hasher.hash_one(key);
+        let key = GroupKey::from_slice(key);
+        let size = SLOT_OVERHEAD + key_size(&key) + group_size(&group);
         self.bytes += size;
         let slot = Slot {
             key: key.into(),
@@ -327,10 +374,9 @@ impl Aggregate {
                 (self.slots.len() - 1) as u32
             }
         };
-        let hash = self.hasher.hash_one(key);
         let (slots, hasher) = (&self.slots, &self.hasher);
         self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(&*slots[j as usize].key));
+            .insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].key[..]));
         i
     }
 
@@ -361,7 +407,7 @@ impl Aggregate {
         self.slots[i as usize].dirty = true;
         self.dirty.push(i);
         let mut out = self.out_rows(1);
-        out.push(0, &[], &results, 1, at);
+        out.push(0, &[], i, &results, 1, at);
         self.finish(out, &[])
     }
 
@@ -375,6 +421,7 @@ impl Aggregate {
             weights: Vec::with_capacity(rows),
             log_times: Vec::with_capacity(rows),
             keys: Keys::with_capacity(rows, rows * 16),
+            groups: Vec::with_capacity(rows),
         }
     }
 
@@ -399,6 +446,7 @@ impl Aggregate {
             weights: out.weights,
             log_times: out.log_times,
             keys: out.keys,
+            groups: out.groups,
         })
     }
 
@@ -499,13 +547,13 @@ impl Aggregate {
             }
             if existed != exists || old != new {
                 if existed {
-                    out.push(i, &key, &old, -1, t);
+                    out.push(i, &key, slot, &old, -1, t);
                 }
                 if exists {
-                    out.push(i, &key, &new, 1, t);
+                    out.push(i, &key, slot, &new, 1, t);
                 }
             }
-            let size = SLOT_OVERHEAD + entry.key.len() + group_size(&entry.group);
+            let size = SLOT_OVERHEAD + key_size(&entry.key) + group_size(&entry.group);
             self.bytes = self.bytes + size - entry.size;
             entry.size = size;
             if !entry.dirty {
@@ -573,7 +621,10 @@ fn new_group(aggs: &[AggSpec], append_only: bool) -> Group {
         .map(|a| match a.kind {
             AggKind::Count => Acc::Count(0),
             AggKind::Sum | AggKind::Avg => match sum_type(a) {
-                Some(DataType::Int64) => Acc::SumInt { sum: 0, n: 0 },
+                Some(DataType::Int64) => Acc::SumInt {
+                    sum: Wide::default(),
+                    n: 0,
+                },
                 _ => Acc::SumFloat { sum: 0.0, n: 0 },
             },
             AggKind::Min | AggKind::Max if append_only => Acc::Best(None),
@@ -598,14 +649,12 @@ fn output(acc: &Acc, spec: &AggSpec) -> Out {
     let avg = |sum: f64, n: i64| (n > 0).then(|| sum / n as f64);
     match (acc, spec.kind) {
         (Acc::Count(n), _) => Out::Int(Some(*n)),
-        (Acc::SumInt { sum, n }, AggKind::Sum) => Out::Int((*n > 0).then_some(*sum as i64)),
+        (Acc::SumInt { sum, n }, AggKind::Sum) => Out::Int((*n > 0).then_some(sum.get() as i64)),
         (Acc::SumFloat { sum, n }, AggKind::Sum) => Out::Float((*n > 0).then_some(*sum)),
         (Acc::SumFloat { sum, n }, _) => Out::Float(avg(*sum, *n)),
-        (Acc::SumInt { sum, n }, _) => Out::Float(avg(*sum as f64, *n)),
-        (Acc::Best(v), _) => Out::Scalar(v.clone().unwrap_or(ScalarValue::Null)),
-        (Acc::ByTime(v), _) => {
-            Out::Scalar(v.as_ref().map_or(ScalarValue::Null, |(_, v)| v.clone()))
-        }
+        (Acc::SumInt { sum, n }, _) => Out::Float(avg(sum.get() as f64, *n)),
+        (Acc::Best(v), _) => Out::Scalar(v.as_deref().cloned().unwrap_or(ScalarValue::Null)),
+        (Acc::ByTime(v), _) => Out::Scalar(v.as_ref().map_or(ScalarValue::Null, |b| b.1.clone())),
         (Acc::Values(m), AggKind::CountDistinct) => Out::Int(Some(m.len() as i64)),
         (Acc::Values(m), kind) => {
             let best = if kind == AggKind::Min {
@@ -632,7 +681,7 @@ fn encode_group(out: &mut Vec<u8>, g: &Group) {
             }
             Acc::SumInt { sum, n } => {
                 out.push(1);
-                out.extend_from_slice(&sum.to_le_bytes());
+                out.extend_from_slice(&sum.get().to_le_bytes());
                 out.extend_from_slice(&n.to_le_bytes());
             }
             Acc::SumFloat { sum, n } => {
@@ -654,7 +703,8 @@ fn encode_group(out: &mut Vec<u8>, g: &Group) {
                 out.push(5);
                 match v {
                     None => out.push(0),
-                    Some((t, v)) => {
+                    Some(b) => {
+                        let (t, v) = &**b;
                         out.push(1);
                         out.extend_from_slice(&t.to_le_bytes());
                         encode_scalar(out, v);
@@ -683,13 +733,13 @@ fn decode_group(b: &[u8], aggs: &[AggSpec]) -> Option<Group> {
         Some(s)
     };
     let rows = i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
-    let mut accs = Vec::with_capacity(aggs.len());
+    let mut accs = Accs::with_capacity(aggs.len());
     for spec in aggs {
         let tag = take(1, &mut at)?[0];
         let acc = match tag {
             0 => Acc::Count(i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?)),
             1 => Acc::SumInt {
-                sum: i128::from_le_bytes(take(16, &mut at)?.try_into().ok()?),
+                sum: Wide::new(i128::from_le_bytes(take(16, &mut at)?.try_into().ok()?)),
                 n: i64::from_le_bytes(take(8, &mut at)?.try_into().ok()?),
             },
             2 => Acc::SumFloat {
@@ -698,13 +748,14 @@ fn decode_group(b: &[u8], aggs: &[AggSpec]) -> Option<Group> {
             },
             3 => match take(1, &mut at)?[0] {
                 0 => Acc::Best(None),
-                _ => Acc::Best(Some(decode_scalar(b, &mut at, &spec.arg_type)?)),
+                _ => Acc::Best(Some(Box::new(decode_scalar(b, &mut at, &spec.arg_type)?))),
             },
             5 => match take(1, &mut at)?[0] {
                 0 => Acc::ByTime(None),
                 _ => {
                     let t = u64::from_le_bytes(take(8, &mut at)?.try_into().ok()?);
-                    Acc::ByTime(Some((t, decode_scalar(b, &mut at, &spec.arg_type)?)))
+                    let v = decode_scalar(b, &mut at, &spec.arg_type)?;
+                    Acc::ByTime(Some(Box::new((t, v))))
                 }
             },
             4 => {
@@ -746,13 +797,17 @@ fn update(
         // append-only and in log-time order.
         let take = match current {
             None => true,
-            Some((at, _)) => match spec.kind {
-                AggKind::Latest => t >= *at,
-                _ => t < *at,
+            Some(b) => match spec.kind {
+                AggKind::Latest => t >= b.0,
+                _ => t < b.0,
             },
         };
         if take {
-            *current = Some((t, ScalarValue::try_from_array(col, i)?));
+            let v = ScalarValue::try_from_array(col, i)?;
+            match current {
+                Some(b) => **b = (t, v),
+                None => *current = Some(Box::new((t, v))),
+            }
         }
         return Ok(());
     }
@@ -763,7 +818,8 @@ fn update(
         Acc::ByTime(_) => unreachable!("handled above"),
         Acc::Count(n) => *n += w,
         Acc::SumInt { sum, n } => {
-            *sum += col.as_primitive::<Int64Type>().value(i) as i128 * w as i128;
+            *sum =
+                Wide::new(sum.get() + col.as_primitive::<Int64Type>().value(i) as i128 * w as i128);
             *n += w;
         }
         Acc::SumFloat { sum, n } => {
@@ -775,11 +831,11 @@ fn update(
             let v = ScalarValue::try_from_array(col, i)?;
             let better = match best {
                 None => true,
-                Some(b) if spec.kind == AggKind::Min => v < *b,
-                Some(b) => v > *b,
+                Some(b) if spec.kind == AggKind::Min => v < **b,
+                Some(b) => v > **b,
             };
             if better {
-                *best = Some(v);
+                *best = Some(Box::new(v));
             }
         }
         Acc::Values(m) => {
@@ -799,4 +855,36 @@ fn update(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A slot holds its key and accumulators inline; growing it past a
+    /// few cache lines would cost every group lookup (and the budget).
+    #[test]
+    fn a_slot_stays_a_few_cache_lines() {
+        let size = std::mem::size_of::<Slot>();
+        println!(
+            "slot: {size} bytes, accumulator: {}",
+            std::mem::size_of::<Acc>()
+        );
+        assert!(size <= 160, "a slot takes {size} bytes");
+    }
+
+    #[test]
+    fn a_wide_sum_keeps_every_i128() {
+        for v in [
+            0,
+            1,
+            -1,
+            i64::MIN as i128,
+            i64::MAX as i128 * 3,
+            i128::MIN,
+            i128::MAX,
+        ] {
+            assert_eq!(Wide::new(v).get(), v);
+        }
+    }
 }

@@ -22,6 +22,12 @@ pub struct Delta {
     pub weights: Vec<i64>,
     pub log_times: Vec<u64>,
     pub keys: Keys,
+    /// Row identities, once an aggregate has run: the slot of the group
+    /// (in the last aggregate) each row belongs to. Rows with the same key
+    /// have the same slot, which lets the sink find a row's pending
+    /// change without hashing its key again. Valid until the next commit
+    /// (when slots may be freed). Empty before any aggregate.
+    pub groups: Vec<u32>,
 }
 
 /// The view keys of a delta's rows, in one buffer (no allocation per row).
@@ -79,11 +85,19 @@ impl Delta {
         let mut weights = Vec::with_capacity(batch.num_rows());
         let mut log_times = Vec::with_capacity(batch.num_rows());
         let mut keys = Keys::with_capacity(batch.num_rows(), 0);
+        let mut groups = Vec::with_capacity(if self.groups.is_empty() {
+            0
+        } else {
+            batch.num_rows()
+        });
         for i in 0..self.len() {
             if keep(i) {
                 weights.push(self.weights[i]);
                 log_times.push(self.log_times[i]);
                 keys.push(self.keys.get(i));
+                if let Some(&g) = self.groups.get(i) {
+                    groups.push(g);
+                }
             }
         }
         Ok(Delta {
@@ -91,6 +105,7 @@ impl Delta {
             weights,
             log_times,
             keys,
+            groups,
         })
     }
 }

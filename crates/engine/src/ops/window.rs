@@ -227,6 +227,8 @@ impl Windower {
                 .map(|&i| delta.log_times[i as usize])
                 .collect(),
             keys,
+            // Windows come first: no aggregate has run.
+            groups: Vec::new(),
         })
     }
 }
