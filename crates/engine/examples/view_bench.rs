@@ -288,6 +288,7 @@ fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
         Arc::new(store),
         kappa_engine::EngineOptions {
             memory_budget: budget,
+            ..Default::default()
         },
     )?)
 }

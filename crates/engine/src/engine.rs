@@ -55,12 +55,17 @@ pub struct EngineOptions {
     /// committed), shared equally by the views. The store's page cache is
     /// set apart, in its own options.
     pub memory_budget: usize,
+    /// A view applies the log in batches of at most this many records
+    /// (and 32 MiB): large batches make replay fast, and a live step is
+    /// whatever arrived since the last one.
+    pub batch_records: usize,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             memory_budget: 1 << 30,
+            batch_records: 50_000,
         }
     }
 }
@@ -447,16 +452,14 @@ impl Engine {
             .get(&pipeline.topic)
             .cloned()
             .ok_or_else(|| EngineError::NotFound(pipeline.topic.clone()))?;
-        Ok(ViewRuntime {
-            id: def.id,
-            name: def.name.clone(),
+        Ok(ViewRuntime::new(
+            def.id,
+            def.name.clone(),
             topic,
             pipeline,
-            frontier: None,
-            history_micros: def.history_micros,
-            interrupted: false,
-            memory_budget: self.options.memory_budget,
-        })
+            def.history_micros,
+            self.options.memory_budget,
+        ))
     }
 
     /// Runs a SELECT at `as_of` (a log time) or now.
@@ -745,7 +748,7 @@ impl Engine {
         let mut out = Vec::new();
         for (name, rt) in runtimes {
             let limits = ReadLimits {
-                max_records: 50_000,
+                max_records: self.options.batch_records.max(1),
                 max_bytes: 32 << 20,
             };
             let result = {

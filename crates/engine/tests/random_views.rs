@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{open_with, table};
+use common::table;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
 use rand::{Rng, SeedableRng};
@@ -120,8 +120,24 @@ async fn random_views_equal_their_batch_evaluation() {
 async fn run(seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    // Sometimes a budget so small that state is evicted at every commit.
-    let budget = if rng.random_bool(0.3) { 64 } else { 1 << 30 };
+    // Sometimes a budget so small that state is evicted at every commit;
+    // sometimes one that commits during a catch-up, in the background,
+    // while the next records are applied (and now and then evicts).
+    let budget = match rng.random_range(0..10) {
+        0..3 => 64,
+        3..6 => 16 << 10,
+        _ => 1 << 30,
+    };
+    // Small batches make a catch-up many steps; a slow disk keeps a
+    // background commit in flight while the next steps run.
+    let options = kappa_engine::EngineOptions {
+        memory_budget: budget,
+        batch_records: *[1, 4, 50_000].choose(&mut rng).unwrap(),
+    };
+    let slow = rng
+        .random_bool(0.5)
+        .then(|| std::time::Duration::from_micros(rng.random_range(100..3000)));
+    let open_with = |dir: &std::path::Path, _: usize| common::open_tuned(dir, options, slow);
     let mut engine = open_with(dir.path(), budget);
     engine
         .execute("CREATE TOPIC t (account TEXT NOT NULL, amount DOUBLE, kind TEXT, qty BIGINT, ts TIMESTAMP) WITH (partitions = 3, key = 'account')")

@@ -83,6 +83,10 @@ pub struct Aggregate {
     free: Vec<u32>,
     /// Slots changed since the last commit.
     dirty: Vec<u32>,
+    /// Slots of groups deleted by a commit that may not have reached the
+    /// store yet: until it has, they stay in memory as known not to exist
+    /// (the store still has the old group).
+    deleted: Vec<u32>,
     /// Every group that exists is in memory (a new view, nothing evicted):
     /// a key not in memory needs no store lookup.
     complete: bool,
@@ -327,6 +331,7 @@ impl Aggregate {
             hasher: foldhash::fast::RandomState::default(),
             free: Vec::new(),
             dirty: Vec::new(),
+            deleted: Vec::new(),
             complete: false,
             bytes: 0,
         }
@@ -576,10 +581,19 @@ impl Aggregate {
                 Some(g) => out.push_with(&key, Some(&|b: &mut Vec<u8>| encode_group(b, g))),
                 None => {
                     out.push_with(&key, None);
-                    // Its deletion goes with this commit; a later lookup
-                    // finds nothing in the store.
-                    self.remove(i);
+                    self.deleted.push(i);
                 }
+            }
+        }
+    }
+
+    /// The commits of the groups deleted so far are in the store: their
+    /// slots are freed (unless the group came back since).
+    pub fn forget_deleted(&mut self) {
+        for i in std::mem::take(&mut self.deleted) {
+            let slot = &self.slots[i as usize];
+            if slot.live && slot.group.is_none() && !slot.dirty {
+                self.remove(i);
             }
         }
     }
@@ -606,6 +620,7 @@ impl Aggregate {
         self.index.clear();
         self.free.clear();
         self.dirty.clear();
+        self.deleted.clear();
         self.complete = false;
         self.bytes = 0;
     }

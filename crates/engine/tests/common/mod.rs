@@ -6,7 +6,10 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::display::array_value_to_string;
 use kappa_engine::{Engine, Output};
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
-use kappa_store::{RedbStore, StoreOptions};
+use kappa_store::{
+    Change, RedbStore, StateStore, StoreError, StoreOptions, StoreRead, StoreWrite, ViewCommit,
+    ViewId, ViewMeta,
+};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -16,6 +19,23 @@ pub fn open(dir: &Path) -> Engine {
 
 /// An engine whose views may hold `budget` bytes in memory.
 pub fn open_with(dir: &Path, budget: usize) -> Engine {
+    open_tuned(
+        dir,
+        kappa_engine::EngineOptions {
+            memory_budget: budget,
+            ..Default::default()
+        },
+        None,
+    )
+}
+
+/// An engine with `options`, over a store whose commits take at least
+/// `slow_commits` (a slow disk: commits in flight overlap more work).
+pub fn open_tuned(
+    dir: &Path,
+    options: kappa_engine::EngineOptions,
+    slow_commits: Option<std::time::Duration>,
+) -> Engine {
     let log = EmbeddedLog::open(
         dir.join("log"),
         LogOptions {
@@ -25,10 +45,110 @@ pub fn open_with(dir: &Path, budget: usize) -> Engine {
     )
     .unwrap();
     let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
-    let options = kappa_engine::EngineOptions {
-        memory_budget: budget,
+    let store: Arc<dyn StateStore> = match slow_commits {
+        Some(delay) => Arc::new(SlowStore {
+            inner: store,
+            delay,
+        }),
+        None => Arc::new(store),
     };
-    Engine::open_with(Arc::new(log), Arc::new(store), options).unwrap()
+    Engine::open_with(Arc::new(log), store, options).unwrap()
+}
+
+/// The real store, with commits that wait before they happen.
+struct SlowStore {
+    inner: RedbStore,
+    delay: std::time::Duration,
+}
+
+impl StateStore for SlowStore {
+    fn read(&self) -> Result<Box<dyn StoreRead + '_>, StoreError> {
+        self.inner.read()
+    }
+
+    fn write(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        Ok(Box::new(SlowWrite {
+            inner: self.inner.write()?,
+            delay: self.delay,
+        }))
+    }
+}
+
+struct SlowWrite<'a> {
+    inner: Box<dyn StoreWrite + 'a>,
+    delay: std::time::Duration,
+}
+
+impl StoreRead for SlowWrite<'_> {
+    fn catalog(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.catalog()
+    }
+    fn meta(&self, view: ViewId) -> Result<Option<ViewMeta>, StoreError> {
+        self.inner.meta(view)
+    }
+    fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.row(view, key)
+    }
+    fn rows(
+        &self,
+        view: ViewId,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.rows(view, visit)
+    }
+    fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.state(view, key)
+    }
+    fn state_prefix(
+        &self,
+        view: ViewId,
+        prefix: &[u8],
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.state_prefix(view, prefix, visit)
+    }
+    fn changes(
+        &self,
+        view: ViewId,
+        after: u64,
+        visit: &mut dyn FnMut(&Change) -> bool,
+    ) -> Result<(), StoreError> {
+        self.inner.changes(view, after, visit)
+    }
+    fn change_for_key(
+        &self,
+        view: ViewId,
+        key: &[u8],
+        after: u64,
+    ) -> Result<Option<Change>, StoreError> {
+        self.inner.change_for_key(view, key, after)
+    }
+}
+
+impl StoreWrite for SlowWrite<'_> {
+    fn put_catalog(&mut self, name: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.inner.put_catalog(name, value)
+    }
+    fn delete_catalog(&mut self, name: &str) -> Result<(), StoreError> {
+        self.inner.delete_catalog(name)
+    }
+    fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError> {
+        self.inner.apply(commit)
+    }
+    fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError> {
+        self.inner.trim_history(view, before)
+    }
+    fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError> {
+        self.inner.drop_view(view)
+    }
+    fn commit(self: Box<Self>) -> Result<(), StoreError> {
+        std::thread::sleep(self.delay);
+        self.inner.commit()
+    }
+    fn commit_soon(self: Box<Self>, within: std::time::Duration) -> Result<(), StoreError> {
+        std::thread::sleep(self.delay);
+        self.inner.commit_soon(within)
+    }
 }
 
 /// Rows as sorted text, floats to 9 significant digits (sums in another
