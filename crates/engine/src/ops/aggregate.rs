@@ -363,7 +363,7 @@ impl Aggregate {
         let size = SLOT_OVERHEAD + key_size(&key) + group_size(&group);
         self.bytes += size;
         let slot = Slot {
-            key: key.into(),
+            key,
             group,
             dirty: false,
             live: true,
