@@ -270,6 +270,40 @@ impl Engine {
         Ok(Output::Done(msg))
     }
 
+    /// Registers every log topic the catalog does not know (made by an
+    /// older `kappa topic create`, or by another tool on the same log) as
+    /// a raw JSON topic, so that SQL can read it. Returns their names.
+    pub async fn adopt_log_topics(&self) -> Result<Vec<String>, EngineError> {
+        let listed = self.log.list_topics().await?;
+        let mut inner = self.inner.lock().await;
+        let found: Vec<TopicDef> = listed
+            .into_iter()
+            .filter(|t| !inner.topics.contains_key(&t.name) && !inner.views.contains_key(&t.name))
+            .map(|t| TopicDef {
+                name: t.name,
+                columns: None,
+                key: None,
+                event_time: None,
+            })
+            .collect();
+        if found.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut w = self.store.write()?;
+        for def in &found {
+            w.put_catalog(
+                &format!("{TOPIC_PREFIX}{}", def.name),
+                &serde_json::to_vec(def).expect("topic definitions serialize"),
+            )?;
+        }
+        w.commit()?;
+        let names = found.iter().map(|d| d.name.clone()).collect();
+        for def in found {
+            inner.topics.insert(def.name.clone(), def);
+        }
+        Ok(names)
+    }
+
     async fn create_view(
         &self,
         name: String,
@@ -506,7 +540,14 @@ impl Engine {
                 df = ctx.sql(sql).await?;
             }
         }
-        Ok(df.collect().await?)
+        let schema = std::sync::Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await?;
+        // No rows still says which columns there would be.
+        Ok(if batches.is_empty() {
+            vec![RecordBatch::new_empty(schema)]
+        } else {
+            batches
+        })
     }
 
     /// Answers a query that fixes every key column of a view with `=` by
@@ -623,6 +664,25 @@ impl Engine {
         self.inner.lock().await.views.get(name).cloned()
     }
 
+    /// Every view's definition, by name.
+    pub async fn views(&self) -> Vec<ViewDef> {
+        let mut views: Vec<ViewDef> = self.inner.lock().await.views.values().cloned().collect();
+        views.sort_by(|a, b| a.name.cmp(&b.name));
+        views
+    }
+
+    /// A topic's definition (its schema, key and event-time columns).
+    pub async fn topic(&self, name: &str) -> Option<TopicDef> {
+        self.inner.lock().await.topics.get(name).cloned()
+    }
+
+    /// Every topic's definition, by name.
+    pub async fn topics(&self) -> Vec<TopicDef> {
+        let mut topics: Vec<TopicDef> = self.inner.lock().await.topics.values().cloned().collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        topics
+    }
+
     /// `INSERT INTO topic ...`: each row becomes a JSON record, appended
     /// like any other (checked against the schema; all or none).
     async fn insert(&self, insert: crate::sql::insert::Insert) -> Result<Output, EngineError> {
@@ -678,6 +738,17 @@ impl Engine {
         topic: &str,
         values: &[&[u8]],
     ) -> Result<AppendResult, EngineError> {
+        self.append_json_if(topic, values, Vec::new()).await
+    }
+
+    /// [`Engine::append_json`] only if every condition holds (else a
+    /// conflict naming the current value, and nothing is appended).
+    pub async fn append_json_if(
+        &self,
+        topic: &str,
+        values: &[&[u8]],
+        conditions: Vec<kappa_log::Condition>,
+    ) -> Result<AppendResult, EngineError> {
         let def = {
             let inner = self.inner.lock().await;
             inner
@@ -698,7 +769,9 @@ impl Engine {
             }
             records.push(r);
         }
-        Ok(self.log.append(AppendBatch::new(records)).await?)
+        let mut batch = AppendBatch::new(records);
+        batch.conditions = conditions;
+        Ok(self.log.append(batch).await?)
     }
 
     /// Brings every view up to the log's current head; returns each view's

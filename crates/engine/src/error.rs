@@ -52,10 +52,13 @@ impl From<datafusion::arrow::error::ArrowError> for EngineError {
 impl From<datafusion::error::DataFusionError> for EngineError {
     fn from(e: datafusion::error::DataFusionError) -> Self {
         use datafusion::error::DataFusionError as D;
-        match e {
+        // DataFusion wraps the cause (in a diagnostic or a context):
+        // classify by the root, report the whole chain.
+        match e.find_root() {
             D::SQL(e, _) => EngineError::Syntax(e.to_string()),
-            D::Plan(m) => EngineError::Plan(m),
-            other => EngineError::Query(other.strip_backtrace()),
+            D::Plan(m) => EngineError::Plan(m.clone()),
+            D::SchemaError(..) => EngineError::Plan(e.strip_backtrace()),
+            _ => EngineError::Query(e.strip_backtrace()),
         }
     }
 }

@@ -41,6 +41,8 @@ enum Command {
     Log(cli::check::LogCommand),
     /// Create a sample topic, stream records into it and read them back.
     Quickstart,
+    /// Serve the data directory over HTTP (until SIGTERM or Ctrl-C).
+    Serve(cli::serve::ServeArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,10 +54,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    // A server uses every core; a one-shot command needs one thread.
+    let runtime = match args.command {
+        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        _ => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()
+    .expect("tokio runtime");
     let result = runtime.block_on(async {
         match args.command {
             Command::Topic(cmd) => cli::topic::run(&args.data_dir, cmd).await,
@@ -63,6 +69,7 @@ fn main() -> ExitCode {
             Command::Consume(a) => cli::consume::run(&args.data_dir, a).await,
             Command::Log(cmd) => cli::check::run(&args.data_dir, cmd),
             Command::Quickstart => cli::quickstart::run(&args.data_dir).await,
+            Command::Serve(a) => cli::serve::run(&args.data_dir, a).await,
         }
     });
     match result {

@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::ast::{
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Word};
+use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Word};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Statement {
@@ -64,9 +64,14 @@ pub const DEFAULT_HISTORY_MICROS: u64 = 24 * 3600 * 1_000_000;
 
 pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     let dialect = PostgreSqlDialect {};
-    let mut tokens = Tokenizer::new(&dialect, sql)
-        .tokenize()
-        .map_err(|e| EngineError::Syntax(e.to_string()))?;
+    // Tokens are rewritten in place (one for one) or cut at the end; their
+    // spans stay beside them so that parse errors name a line and column.
+    let (mut tokens, spans): (Vec<Token>, Vec<Span>) = Tokenizer::new(&dialect, sql)
+        .tokenize_with_location()
+        .map_err(|e| EngineError::Syntax(e.to_string()))?
+        .into_iter()
+        .map(|t| (t.token, t.span))
+        .unzip();
     let words: Vec<usize> = tokens
         .iter()
         .enumerate()
@@ -83,7 +88,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
             quote_style: None,
             keyword: Keyword::TABLE,
         });
-        let stmt = parse_one(&dialect, tokens)?;
+        let stmt = parse_one(&dialect, tokens, &spans)?;
         return create_topic(stmt);
     }
     if word(0) == "DROP" && word(1) == "TOPIC" {
@@ -110,7 +115,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
     }
     let as_of = cut_as_of(&mut tokens)?;
     let text: String = tokens.iter().map(|t| t.to_string()).collect();
-    let stmt = parse_one(&dialect, tokens)?;
+    let stmt = parse_one(&dialect, tokens, &spans)?;
     match stmt {
         ast::Statement::Query(q) => Ok(Statement::Query {
             sql: text.trim().trim_end_matches(';').to_string(),
@@ -168,11 +173,32 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
 fn parse_one(
     dialect: &PostgreSqlDialect,
     tokens: Vec<Token>,
+    spans: &[Span],
 ) -> Result<ast::Statement, EngineError> {
+    let located = tokens
+        .into_iter()
+        .zip(spans.iter().copied())
+        .map(|(token, span)| TokenWithSpan::new(token, span))
+        .collect();
     let mut stmts = Parser::new(dialect)
-        .with_tokens(tokens)
+        .with_tokens_with_locations(located)
         .parse_statements()
-        .map_err(|e| EngineError::Syntax(e.to_string()))?;
+        .map_err(|e| {
+            let mut message = e.to_string();
+            // The end of input has no span of its own: name where it is.
+            if message.ends_with("found: EOF") {
+                let (line, column) = spans
+                    .iter()
+                    .rev()
+                    .find(|s| s.end.line > 0)
+                    .map_or((1, 1), |s| (s.end.line, s.end.column));
+                message = format!(
+                    "{}, found the end of the statement at Line: {line}, Column: {column}",
+                    message.trim_end_matches(", found: EOF")
+                );
+            }
+            EngineError::Syntax(message)
+        })?;
     match stmts.len() {
         1 => Ok(stmts.remove(0)),
         0 => Err(EngineError::Syntax("empty statement".into())),

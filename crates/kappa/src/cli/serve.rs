@@ -1,0 +1,136 @@
+//! `kappa serve`: the engine on a data directory, behind the HTTP API.
+//!
+//! Startup opens the log and the view store, registers log topics the
+//! catalog does not know, starts view maintenance and binds the listeners.
+//! SIGTERM or Ctrl-C stops accepting, lets requests in flight finish, then
+//! stops maintenance (which commits the views' progress) and closes the log.
+
+use anyhow::Context;
+use clap::Args;
+use kappa_server::{Limits, Server, ServerConfig};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Address of the HTTP API.
+    #[arg(long, env = "KAPPA_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Require `Authorization: Bearer TOKEN` on every HTTP request.
+    #[arg(long, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
+    pub auth_token: Option<String>,
+    /// Listen on a non-loopback address without authentication.
+    #[arg(long)]
+    pub allow_insecure_remote: bool,
+    /// Largest request body, in bytes.
+    #[arg(long, default_value_t = Limits::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most records in one append.
+    #[arg(long, default_value_t = Limits::default().max_batch_records)]
+    pub max_batch_records: usize,
+    /// Most connections open at once.
+    #[arg(long, default_value_t = Limits::default().max_connections)]
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers (and an idle
+    /// connection is kept).
+    #[arg(long, default_value_t = Limits::default().header_timeout.as_secs())]
+    pub header_timeout_secs: u64,
+    /// Seconds to let requests in flight finish at shutdown.
+    #[arg(long, default_value_t = 10)]
+    pub drain_secs: u64,
+    /// Also shut down when stdin closes (for a supervising process, such
+    /// as a test harness, whose exit must stop the server).
+    #[arg(long, hide = true)]
+    pub exit_on_stdin_close: bool,
+}
+
+pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let opened = super::engine::open(data_dir)?;
+    let engine = opened.engine.clone();
+    let adopted = engine
+        .adopt_log_topics()
+        .await
+        .context("cannot register the log's topics")?;
+    if !adopted.is_empty() {
+        tracing::info!(topics = ?adopted, "registered log topics as raw JSON topics");
+    }
+    let maintenance = engine.maintain();
+    let config = ServerConfig {
+        http: args.http,
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            max_batch_records: args.max_batch_records,
+            max_connections: args.max_connections,
+            header_timeout: Duration::from_secs(args.header_timeout_secs),
+            ..Limits::default()
+        },
+        auth_token: args.auth_token,
+        allow_insecure_remote: args.allow_insecure_remote,
+    };
+    let server = Server::bind(engine.clone(), config).await?;
+    let http = server.http_addr();
+    let marker = super::engine::ServerMarker::write(data_dir, http)?;
+    eprintln!(
+        "kappa serving {} (pid {})\n  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json)\n\
+         try:\n  curl -s http://{http}/v1/sql -d 'CREATE TOPIC events (user_id TEXT, amount DOUBLE) WITH (key = '\"'\"'user_id'\"'\"')'\n\
+         \x20 curl -s http://{http}/v1/topics/events/records -d '{{\"user_id\":\"u1\",\"amount\":5}}'\n\
+         \x20 curl -s http://{http}/v1/sql -d 'SELECT * FROM events'",
+        data_dir.display(),
+        std::process::id(),
+    );
+    // The first line on stdout says where we listen (for scripts and tests).
+    println!("listening http://{http}");
+    server
+        .run(
+            shutdown_signal(args.exit_on_stdin_close),
+            Duration::from_secs(args.drain_secs),
+        )
+        .await;
+    eprintln!("shutting down: checkpointing views");
+    maintenance.stop().await;
+    drop(marker);
+    opened.close();
+    eprintln!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or Ctrl-C (or when stdin closes, if asked).
+async fn shutdown_signal(on_stdin_close: bool) {
+    // A plain thread reads stdin: a blocking read in the runtime would
+    // hold its shutdown up.
+    let (closed_tx, closed_rx) = tokio::sync::oneshot::channel::<()>();
+    if on_stdin_close {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            while matches!(std::io::Read::read(&mut stdin, &mut buf), Ok(n) if n > 0) {}
+            let _ = closed_tx.send(());
+        });
+    }
+    let stdin_closed = async {
+        if !on_stdin_close || closed_rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+        _ = stdin_closed => {},
+    }
+}

@@ -1,0 +1,57 @@
+//! Health, metrics and the API's description.
+
+use super::AppState;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+
+pub async fn healthz() -> impl IntoResponse {
+    axum::Json(serde_json::json!({ "status": "ok" }))
+}
+
+/// Prometheus text format: the server's counters, then each view's lag.
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    use std::fmt::Write;
+    let mut out = String::new();
+    state.metrics.render(&mut out);
+    let views = state.engine.views().await;
+    let _ = writeln!(
+        out,
+        "# HELP kappa_view_lag_seconds How far the log's head is past the view's frontier.\n\
+         # TYPE kappa_view_lag_seconds gauge"
+    );
+    let mut dead = String::from(
+        "# HELP kappa_view_dead_letters Records the view could not evaluate.\n\
+         # TYPE kappa_view_dead_letters gauge\n",
+    );
+    for v in views {
+        if let Ok(status) = state.engine.view_status(&v.name).await {
+            let name = v.name.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "kappa_view_lag_seconds{{view=\"{name}\"}} {}",
+                status.lag_micros as f64 / 1e6
+            );
+            let _ = writeln!(
+                dead,
+                "kappa_view_dead_letters{{view=\"{name}\"}} {}",
+                status.dead_letters
+            );
+        }
+    }
+    out += &dead;
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        out,
+    )
+}
+
+pub async fn openapi() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+}

@@ -1,0 +1,55 @@
+//! `/v1/views`: every view with its status (frontier, lag, history,
+//! dead letters, late records).
+
+use super::AppState;
+use crate::error::ApiError;
+use axum::Json;
+use axum::extract::{Path, State};
+use kappa_engine::ViewDef;
+use serde_json::{Value, json};
+
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let mut views = Vec::new();
+    for def in state.engine.views().await {
+        views.push(view_json(&state, &def).await?);
+    }
+    Ok(Json(json!({ "views": views })))
+}
+
+pub async fn describe(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Some(def) = state.engine.view(&view).await else {
+        return Err(ApiError::not_found(format!(
+            "no view {view:?}; list views at /v1/views"
+        )));
+    };
+    let mut body = view_json(&state, &def).await?;
+    body["recent_dead_letters"] = Value::Array(
+        state
+            .engine
+            .dead_letters(&view)
+            .await?
+            .into_iter()
+            .rev()
+            .take(20)
+            .collect(),
+    );
+    Ok(Json(body))
+}
+
+async fn view_json(state: &AppState, def: &ViewDef) -> Result<Value, ApiError> {
+    let status = state.engine.view_status(&def.name).await?;
+    Ok(json!({
+        "name": def.name,
+        "sql": def.sql,
+        "version": 1,
+        "history_seconds": def.history_micros as f64 / 1e6,
+        "frontier": status.frontier.to_rfc3339(),
+        "lag_ms": status.lag_micros as f64 / 1e3,
+        "history_start": status.history_start.to_rfc3339(),
+        "dead_letters": status.dead_letters,
+        "late_records": status.late_records,
+    }))
+}

@@ -1,0 +1,95 @@
+//! Kappa's server: the HTTP JSON API over an engine (the PostgreSQL wire
+//! listener and subscriptions come next).
+//!
+//! Map: `config` holds addresses and limits; `listener` accepts
+//! connections (limit, timeouts, graceful shutdown); `http/` routes the
+//! API; `format` writes query results as JSON, NDJSON or CSV; `error`
+//! turns engine and log errors into statuses and codes; `metrics` counts.
+
+pub mod config;
+pub mod error;
+pub mod format;
+mod http;
+mod listener;
+pub mod metrics;
+
+pub use config::{Limits, ServerConfig};
+
+use kappa_engine::Engine;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing to listen on {addr} without authentication: set a bearer token (--auth-token), \
+         listen on 127.0.0.1, or pass --allow-insecure-remote if the network is trusted"
+    )]
+    InsecureRemote { addr: SocketAddr },
+}
+
+/// A bound server, ready to run.
+pub struct Server {
+    engine: Arc<Engine>,
+    config: ServerConfig,
+    http: tokio::net::TcpListener,
+    metrics: Arc<metrics::ServerMetrics>,
+}
+
+impl Server {
+    /// Binds the listeners (so that the addresses are known, port 0
+    /// included) without serving yet.
+    pub async fn bind(engine: Arc<Engine>, config: ServerConfig) -> Result<Server, ServerError> {
+        if !config.http.ip().is_loopback()
+            && config.auth_token.is_none()
+            && !config.allow_insecure_remote
+        {
+            return Err(ServerError::InsecureRemote { addr: config.http });
+        }
+        let http = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|source| ServerError::Bind {
+                addr: config.http,
+                source,
+            })?;
+        Ok(Server {
+            engine,
+            config,
+            http,
+            metrics: Arc::default(),
+        })
+    }
+
+    /// Where the HTTP API listens.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting and lets
+    /// requests in flight finish (for at most `drain`).
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
+        let state = http::AppState {
+            engine: self.engine,
+            limits: self.config.limits.clone(),
+            metrics: self.metrics.clone(),
+            auth_token: self.config.auth_token.map(Arc::from),
+        };
+        let accept = listener::Accept {
+            listener: self.http,
+            router: http::router(state),
+            max_connections: self.config.limits.max_connections,
+            header_timeout: self.config.limits.header_timeout,
+            metrics: self.metrics,
+        };
+        listener::serve(accept, shutdown, drain).await;
+    }
+}
