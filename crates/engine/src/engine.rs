@@ -450,10 +450,7 @@ impl Engine {
                 )?;
             } else {
                 let shape = self.shape(inner, v).await?;
-                ctx.register_table(
-                    v.name.as_str(),
-                    Arc::new(self.stored(v.name.clone(), v.id, shape, as_of)),
-                )?;
+                ctx.register_table(v.name.as_str(), Arc::new(self.stored(v, shape, as_of)))?;
             }
         }
         Ok(ctx)
@@ -609,7 +606,7 @@ impl Engine {
             self.wait_for(std::slice::from_ref(&def.name), token, options.timeout)
                 .await?;
         }
-        let view = self.stored(def.name, def.id, shape, as_of);
+        let view = self.stored(&def, shape, as_of);
         let row = view.row(&key)?;
         Ok(Some(vec![
             view.to_batch(row.into_iter())?.project(&indices)?,
@@ -644,14 +641,15 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
         let shape = self.shape(&inner, &def).await?;
         drop(inner);
-        Ok(self.stored(def.name, def.id, shape, as_of))
+        Ok(self.stored(&def, shape, as_of))
     }
 
     /// A view's rows in the store, as a table at `as_of` (or now).
-    fn stored(&self, name: String, id: ViewId, shape: ViewShape, as_of: Option<u64>) -> StoredView {
+    fn stored(&self, def: &ViewDef, shape: ViewShape, as_of: Option<u64>) -> StoredView {
         StoredView {
-            name,
-            id,
+            name: def.name.clone(),
+            id: def.id,
+            history_micros: def.history_micros,
             schema: shape.schema,
             key_columns: shape.key_columns,
             store: self.store.clone(),
@@ -882,7 +880,11 @@ impl Engine {
     /// history it keeps, how many records it could not evaluate, and how
     /// many came too late for their window.
     pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
-        let id = self.view_id(view).await?;
+        let def = self
+            .view(view)
+            .await
+            .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
+        let (id, def_history) = (def.id, def.history_micros);
         let head = self.log.head().await?.log_time();
         let read = self.store.read()?;
         let meta = read.meta(id)?.unwrap_or_default();
@@ -899,7 +901,7 @@ impl Engine {
             late_records,
             frontier: LogTime(meta.frontier),
             lag_micros: head.0.saturating_sub(meta.frontier),
-            history_start: LogTime(meta.history_start),
+            history_start: LogTime(crate::query::window_start(&meta, def_history)),
             dead_letters,
         })
     }

@@ -7,7 +7,7 @@ use crate::query::StoredView;
 use crate::value::decode_row;
 use crate::{Engine, EngineError};
 use datafusion::arrow::array::RecordBatch;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::common::ScalarValue;
 use kappa_log::LogTime;
 use kappa_store::ViewId;
@@ -50,6 +50,7 @@ pub struct Feed {
     engine: Arc<Engine>,
     view: String,
     id: ViewId,
+    schema: SchemaRef,
     types: Vec<DataType>,
     /// Every change up to here is delivered (or queued).
     cursor: u64,
@@ -78,6 +79,7 @@ impl Engine {
             engine: self.clone(),
             view: view.to_string(),
             id: stored.id,
+            schema: stored.schema.clone(),
             types,
             cursor: 0,
             queue: VecDeque::new(),
@@ -87,12 +89,13 @@ impl Engine {
             FeedStart::Now => meta.frontier,
             FeedStart::SnapshotAt(t) | FeedStart::After(t) => t.0,
         };
-        if point < meta.history_start {
+        let start_at = crate::query::window_start(&meta, stored.history_micros);
+        if point < start_at {
             return Err(EngineError::AsOf {
                 requested: LogTime(point).to_rfc3339(),
                 reason: format!(
                     "view {view} keeps history from {} on; a feed can start there or later",
-                    LogTime(meta.history_start).to_rfc3339()
+                    LogTime(start_at).to_rfc3339()
                 ),
             });
         }
@@ -125,6 +128,18 @@ impl Feed {
         }
     }
 
+    /// The view's columns (of snapshot rows and of changed rows).
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    /// The next event if it is already queued (never waits or reads).
+    /// After a change, the queue holds at least the rest of its log time:
+    /// a feed reads whole log times, then a progress mark.
+    pub fn queued(&self) -> Option<&FeedEvent> {
+        self.queue.front()
+    }
+
     /// The log time up to which every change has been delivered or queued.
     pub fn position(&self) -> LogTime {
         LogTime(self.cursor)
@@ -140,6 +155,9 @@ impl Feed {
         if meta.frontier <= self.cursor {
             return Ok(false);
         }
+        // A running feed is cut off only when a change it has not read
+        // was let go of (not merely because the window moved past it: a
+        // feed that keeps up must never fall out of history).
         if self.cursor < meta.history_start {
             return Err(EngineError::AsOf {
                 requested: LogTime(self.cursor).to_rfc3339(),

@@ -91,6 +91,15 @@ pub struct StoredView {
     pub key_columns: Option<Vec<usize>>,
     pub store: Arc<dyn StateStore>,
     pub as_of: Option<u64>,
+    /// The view's history retention (`WITH (history = ...)`).
+    pub history_micros: u64,
+}
+
+/// The earliest point AS OF may read: the retention window behind the
+/// frontier, and never before a change the store has let go of.
+pub fn window_start(meta: &kappa_store::ViewMeta, history_micros: u64) -> u64 {
+    meta.history_start
+        .max(meta.frontier.saturating_sub(history_micros))
 }
 
 impl std::fmt::Debug for StoredView {
@@ -167,13 +176,14 @@ impl StoredView {
                 ),
             });
         }
-        if t < meta.history_start {
+        let start = window_start(meta, self.history_micros);
+        if t < start {
             return Err(EngineError::AsOf {
                 requested: LogTime(t).to_rfc3339(),
                 reason: format!(
                     "view {} keeps history from {} on; that is the earliest point AS OF can read",
                     self.name,
-                    LogTime(meta.history_start).to_rfc3339()
+                    LogTime(start).to_rfc3339()
                 ),
             });
         }

@@ -129,18 +129,27 @@ impl Sealed {
         let mut commit = ViewCommit {
             view,
             frontier: position,
-            history_start: cutoff,
             state,
             ..ViewCommit::default()
         };
         let get = |s: Span| &arena[s.start..s.start + s.len];
-        for c in changes.iter().filter(|c| c.log_time > cutoff) {
+        // Changes older than the retention window are not kept; history
+        // then starts at the last one let go of (exactly: AS OF and feeds
+        // past it miss nothing).
+        let mut dropped = 0;
+        for c in changes.iter() {
             let before = c.before.map(get);
             let after = c.after.map(get);
-            if before != after {
+            if before == after {
+                continue;
+            }
+            if c.log_time > cutoff {
                 commit.changes.push(c.log_time, get(c.key), before, after);
+            } else {
+                dropped = dropped.max(c.log_time);
             }
         }
+        commit.history_start = dropped;
         // The rows go to the store straight from the arena.
         commit.rows = Puts::over(
             arena,

@@ -302,3 +302,51 @@ async fn a_feed_from_outside_history_names_the_earliest_point() {
         Err(EngineError::NotFound(_))
     ));
 }
+
+/// A feed that keeps up never falls out of history, however short the
+/// retention and however long the view sits idle (a feed on an empty
+/// view used to die at the first commit, whose window started after it).
+#[tokio::test]
+async fn a_feed_that_keeps_up_outlives_the_history_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT)",
+        "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
+    assert!(matches!(
+        feed.next().await.unwrap(),
+        FeedEvent::Snapshot { .. }
+    ));
+    for round in 0..3i64 {
+        // Idle for longer than the retention, then a change.
+        std::thread::sleep(Duration::from_millis(5));
+        let body = format!(r#"{{"a":"k","x":{}}}"#, round + 1);
+        engine.append_json("t", &[body.as_bytes()]).await.unwrap();
+        engine.catch_up().await.unwrap();
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("a change within 10 s")
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        match event {
+            FeedEvent::Change { after, .. } => {
+                let total: i64 = (1..=round + 1).sum();
+                assert_eq!(
+                    after,
+                    Some(vec![
+                        ScalarValue::from("k"),
+                        ScalarValue::Int64(Some(total))
+                    ])
+                );
+            }
+            other => panic!("round {round}: expected a change, got {other:?}"),
+        }
+        assert!(matches!(
+            feed.next().await.unwrap(),
+            FeedEvent::Progress { .. }
+        ));
+    }
+}

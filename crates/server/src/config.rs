@@ -18,6 +18,15 @@ pub struct Limits {
     pub header_timeout: Duration,
     /// The longest a query may wait for a token, or a read for records.
     pub max_wait: Duration,
+    /// Events queued per subscriber (snapshot chunks of up to 1,000 rows,
+    /// changes, records): what bounds a subscriber's memory.
+    pub subscriber_queue_events: usize,
+    /// A subscriber whose queue is full while it is sent something older
+    /// than this is disconnected (`slow_subscriber`).
+    pub subscriber_max_lag: Duration,
+    /// A connection whose client takes no bytes for this long is closed
+    /// (a subscriber that stopped reading, a stalled download).
+    pub send_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -28,6 +37,9 @@ impl Default for Limits {
             max_connections: 1024,
             header_timeout: Duration::from_secs(30),
             max_wait: Duration::from_secs(60),
+            subscriber_queue_events: 256,
+            subscriber_max_lag: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(60),
         }
     }
 }

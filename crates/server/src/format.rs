@@ -103,6 +103,14 @@ pub fn cell(array: &dyn Array, i: usize, options: &FormatOptions) -> Value {
     }
 }
 
+/// One value as JSON, as [`cell`] writes it.
+pub fn scalar(v: &datafusion::common::ScalarValue) -> Value {
+    match v.to_array() {
+        Ok(array) => cell(array.as_ref(), 0, &options()),
+        Err(e) => Value::String(format!("<{e}>")),
+    }
+}
+
 fn options() -> FormatOptions<'static> {
     FormatOptions::default().with_null("")
 }
@@ -144,6 +152,22 @@ pub fn ndjson(schema: &Schema, batches: &[RecordBatch]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Each row as a JSON object, by column name.
+pub fn objects(schema: &Schema, batch: &RecordBatch) -> Vec<Value> {
+    let options = options();
+    (0..batch.num_rows())
+        .map(|i| {
+            let object: Map<String, Value> = schema
+                .fields()
+                .iter()
+                .zip(batch.columns())
+                .map(|(f, c)| (f.name().clone(), cell(c.as_ref(), i, &options)))
+                .collect();
+            Value::Object(object)
+        })
+        .collect()
 }
 
 /// CSV with a header row; NULL is an empty field.

@@ -12,6 +12,7 @@ pub mod format;
 mod http;
 mod listener;
 pub mod metrics;
+mod send_timeout;
 
 pub use config::{Limits, ServerConfig};
 
@@ -88,6 +89,7 @@ impl Server {
             router: http::router(state),
             max_connections: self.config.limits.max_connections,
             header_timeout: self.config.limits.header_timeout,
+            send_timeout: self.config.limits.send_timeout,
             metrics: self.metrics,
         };
         listener::serve(accept, shutdown, drain).await;

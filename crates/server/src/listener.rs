@@ -3,6 +3,7 @@
 //! requests in flight finish).
 
 use crate::metrics::ServerMetrics;
+use crate::send_timeout::SendTimeout;
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -20,6 +21,7 @@ pub struct Accept {
     pub router: Router,
     pub max_connections: usize,
     pub header_timeout: Duration,
+    pub send_timeout: Duration,
     pub metrics: Arc<ServerMetrics>,
 }
 
@@ -35,6 +37,7 @@ pub async fn serve(
         router,
         max_connections,
         header_timeout,
+        send_timeout,
         metrics,
     } = accept;
     let permits = Arc::new(Semaphore::new(max_connections));
@@ -63,12 +66,23 @@ pub async fn serve(
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
-            .serve_connection(TokioIo::new(stream), service);
+            .serve_connection(
+                TokioIo::new(SendTimeout::new(stream, send_timeout)),
+                service,
+            );
         let connection = graceful.watch(connection);
         let metrics = metrics.clone();
         metrics.connections_open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
+                let timed_out = std::error::Error::source(&e)
+                    .and_then(|s| s.downcast_ref::<std::io::Error>())
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
+                if timed_out {
+                    metrics
+                        .connections_timed_out
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::debug!(error = %e, "connection ended with an error");
             }
             metrics.connections_open.fetch_sub(1, Ordering::Relaxed);

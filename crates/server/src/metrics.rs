@@ -14,6 +14,9 @@ pub struct ServerMetrics {
     pub queries: AtomicU64,
     pub connections_refused: AtomicU64,
     pub connections_open: AtomicU64,
+    pub connections_timed_out: AtomicU64,
+    pub subscribers: AtomicU64,
+    pub slow_subscribers: AtomicU64,
 }
 
 impl ServerMetrics {
@@ -58,6 +61,16 @@ impl ServerMetrics {
                 "Connections refused at the connection limit.",
                 &self.connections_refused,
             ),
+            (
+                "kappa_connections_send_timeout_total",
+                "Connections closed because the client took no bytes for the send timeout.",
+                &self.connections_timed_out,
+            ),
+            (
+                "kappa_slow_subscribers_total",
+                "Subscribers disconnected for falling behind.",
+                &self.slow_subscribers,
+            ),
         ];
         for (name, help, c) in counters {
             let _ = writeln!(
@@ -70,6 +83,13 @@ impl ServerMetrics {
             out,
             "# HELP kappa_connections_open Connections open now.\n# TYPE kappa_connections_open gauge\nkappa_connections_open {}",
             get(&self.connections_open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kappa_subscribers Open subscriptions and follows (SSE).
+# TYPE kappa_subscribers gauge
+kappa_subscribers {}",
+            get(&self.subscribers)
         );
     }
 }

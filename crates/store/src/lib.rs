@@ -33,8 +33,9 @@ pub type ViewId = u64;
 pub struct ViewMeta {
     /// Every record with log time up to this one is applied.
     pub frontier: u64,
-    /// Changes after this log time are retained: AS OF answers for any
-    /// point from here to the frontier.
+    /// Every change after this log time is retained (none was let go
+    /// of): history is exact from here to the frontier. The view's
+    /// retention may promise less (see the engine's window).
     pub history_start: u64,
 }
 

@@ -37,6 +37,16 @@ pub struct ServeArgs {
     /// connection is kept).
     #[arg(long, default_value_t = Limits::default().header_timeout.as_secs())]
     pub header_timeout_secs: u64,
+    /// Seconds a client may take no bytes before its connection is closed.
+    #[arg(long, default_value_t = Limits::default().send_timeout.as_secs())]
+    pub send_timeout_secs: u64,
+    /// Events queued per subscriber (bounds its memory).
+    #[arg(long, default_value_t = Limits::default().subscriber_queue_events)]
+    pub subscriber_queue_events: usize,
+    /// A subscriber with a full queue that falls this far behind is
+    /// disconnected.
+    #[arg(long, default_value_t = Limits::default().subscriber_max_lag.as_millis() as u64)]
+    pub subscriber_max_lag_ms: u64,
     /// Seconds to let requests in flight finish at shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
@@ -64,6 +74,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
             max_batch_records: args.max_batch_records,
             max_connections: args.max_connections,
             header_timeout: Duration::from_secs(args.header_timeout_secs),
+            send_timeout: Duration::from_secs(args.send_timeout_secs),
+            subscriber_queue_events: args.subscriber_queue_events,
+            subscriber_max_lag: Duration::from_millis(args.subscriber_max_lag_ms),
             ..Limits::default()
         },
         auth_token: args.auth_token,

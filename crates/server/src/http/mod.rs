@@ -5,8 +5,9 @@
 //! status; `ops` serves health, metrics and the OpenAPI document.
 
 mod ops;
-mod records;
+pub mod records;
 mod sql;
+mod stream;
 mod topics;
 mod views;
 
@@ -40,7 +41,9 @@ pub fn router(state: AppState) -> Router {
             "/v1/topics/{topic}/records",
             post(records::append).get(records::read),
         )
+        .route("/v1/topics/{topic}/follow", get(stream::follow))
         .route("/v1/sql", post(sql::run))
+        .route("/v1/views/{view}/subscribe", get(stream::subscribe))
         .route("/v1/views", get(views::list))
         .route("/v1/views/{view}", get(views::describe))
         .route("/v1/openapi.json", get(ops::openapi))
