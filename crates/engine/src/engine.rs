@@ -493,6 +493,32 @@ impl Engine {
         ))
     }
 
+    /// The columns a statement would return, planned without running it:
+    /// `None` for statements that return no rows (DDL, INSERT).
+    pub async fn describe(
+        &self,
+        sql_text: &str,
+    ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, EngineError> {
+        match sql::parse(sql_text)? {
+            Statement::Query { sql, .. } => {
+                let inner = self.inner.lock().await;
+                let ctx = self.session(&inner, false, None).await?;
+                drop(inner);
+                let df = ctx.sql(&sql).await?;
+                Ok(Some(std::sync::Arc::new(df.schema().as_arrow().clone())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A view's columns.
+    pub async fn view_schema(
+        &self,
+        name: &str,
+    ) -> Result<datafusion::arrow::datatypes::SchemaRef, EngineError> {
+        Ok(self.stored_view(name, None).await?.schema)
+    }
+
     /// Runs a SELECT at `as_of` (a log time) or now.
     pub async fn query(
         &self,

@@ -48,6 +48,10 @@ impl Default for Limits {
 pub struct ServerConfig {
     /// The HTTP listener (port 0: any free port).
     pub http: SocketAddr,
+    /// The PostgreSQL wire protocol listener, if any.
+    pub pg: Option<SocketAddr>,
+    /// Password every PostgreSQL client must give (cleartext auth), if set.
+    pub pg_password: Option<String>,
     pub limits: Limits,
     /// Bearer token every HTTP request must carry, if set.
     pub auth_token: Option<String>,
@@ -59,6 +63,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             http: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            pg: Some(SocketAddr::from(([127, 0, 0, 1], 6875))),
+            pg_password: None,
             limits: Limits::default(),
             auth_token: None,
             allow_insecure_remote: false,

@@ -12,6 +12,7 @@ pub mod format;
 mod http;
 mod listener;
 pub mod metrics;
+mod pg;
 mod send_timeout;
 
 pub use config::{Limits, ServerConfig};
@@ -34,6 +35,11 @@ pub enum ServerError {
          listen on 127.0.0.1, or pass --allow-insecure-remote if the network is trusted"
     )]
     InsecureRemote { addr: SocketAddr },
+    #[error(
+        "refusing to listen for PostgreSQL clients on {addr} without a password: set one (--pg-password), \
+         listen on 127.0.0.1, or pass --allow-insecure-remote if the network is trusted"
+    )]
+    InsecurePg { addr: SocketAddr },
 }
 
 /// A bound server, ready to run.
@@ -41,6 +47,7 @@ pub struct Server {
     engine: Arc<Engine>,
     config: ServerConfig,
     http: tokio::net::TcpListener,
+    pg: Option<tokio::net::TcpListener>,
     metrics: Arc<metrics::ServerMetrics>,
 }
 
@@ -54,16 +61,28 @@ impl Server {
         {
             return Err(ServerError::InsecureRemote { addr: config.http });
         }
-        let http = tokio::net::TcpListener::bind(config.http)
-            .await
-            .map_err(|source| ServerError::Bind {
-                addr: config.http,
-                source,
-            })?;
+        if let Some(pg) = config.pg
+            && !pg.ip().is_loopback()
+            && config.pg_password.is_none()
+            && !config.allow_insecure_remote
+        {
+            return Err(ServerError::InsecurePg { addr: pg });
+        }
+        let bind = |addr: SocketAddr| async move {
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ServerError::Bind { addr, source })
+        };
+        let http = bind(config.http).await?;
+        let pg = match config.pg {
+            Some(addr) => Some(bind(addr).await?),
+            None => None,
+        };
         Ok(Server {
             engine,
             config,
             http,
+            pg,
             metrics: Arc::default(),
         })
     }
@@ -75,9 +94,37 @@ impl Server {
             .expect("a bound listener has an address")
     }
 
+    /// Where the PostgreSQL listener is, if there is one.
+    pub fn pg_addr(&self) -> Option<SocketAddr> {
+        self.pg
+            .as_ref()
+            .map(|l| l.local_addr().expect("a bound listener has an address"))
+    }
+
     /// Serves until `shutdown` resolves; then stops accepting and lets
     /// requests in flight finish (for at most `drain`).
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>, drain: Duration) {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = move || {
+            let mut rx = stop_rx.clone();
+            async move {
+                let _ = rx.wait_for(|s| *s).await;
+            }
+        };
+        let pg = self.pg.map(|listener| {
+            let handlers = Arc::new(pg::Handlers::new(
+                self.engine.clone(),
+                self.metrics.clone(),
+                self.config.pg_password.clone(),
+            ));
+            tokio::spawn(pg::serve(
+                listener,
+                handlers,
+                self.config.limits.max_connections,
+                self.metrics.clone(),
+                stopped(),
+            ))
+        });
         let state = http::AppState {
             engine: self.engine,
             limits: self.config.limits.clone(),
@@ -92,6 +139,16 @@ impl Server {
             send_timeout: self.config.limits.send_timeout,
             metrics: self.metrics,
         };
-        listener::serve(accept, shutdown, drain).await;
+        let http = listener::serve(accept, stopped(), drain);
+        tokio::pin!(http);
+        tokio::select! {
+            _ = shutdown => {}
+            _ = &mut http => {}
+        }
+        let _ = stop_tx.send(true);
+        http.await;
+        if let Some(pg) = pg {
+            let _ = pg.await;
+        }
     }
 }

@@ -14,6 +14,7 @@ pub struct ServerMetrics {
     pub queries: AtomicU64,
     pub connections_refused: AtomicU64,
     pub connections_open: AtomicU64,
+    pub pg_connections_open: AtomicU64,
     pub connections_timed_out: AtomicU64,
     pub subscribers: AtomicU64,
     pub slow_subscribers: AtomicU64,
@@ -83,6 +84,11 @@ impl ServerMetrics {
             out,
             "# HELP kappa_connections_open Connections open now.\n# TYPE kappa_connections_open gauge\nkappa_connections_open {}",
             get(&self.connections_open)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP kappa_pg_connections_open PostgreSQL connections open now.\n# TYPE kappa_pg_connections_open gauge\nkappa_pg_connections_open {}",
+            get(&self.pg_connections_open)
         );
         let _ = writeln!(
             out,

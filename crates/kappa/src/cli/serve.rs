@@ -18,6 +18,12 @@ pub struct ServeArgs {
     /// Address of the HTTP API.
     #[arg(long, env = "KAPPA_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
+    /// Address of the PostgreSQL wire protocol listener (`none`: off).
+    #[arg(long, env = "KAPPA_PG", default_value = "127.0.0.1:6875")]
+    pub pg: String,
+    /// Require this password from PostgreSQL clients.
+    #[arg(long, env = "KAPPA_PG_PASSWORD", hide_env_values = true)]
+    pub pg_password: Option<String>,
     /// Require `Authorization: Bearer TOKEN` on every HTTP request.
     #[arg(long, env = "KAPPA_AUTH_TOKEN", hide_env_values = true)]
     pub auth_token: Option<String>,
@@ -69,6 +75,8 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let maintenance = engine.maintain();
     let config = ServerConfig {
         http: args.http,
+        pg: parse_pg(&args.pg)?,
+        pg_password: args.pg_password,
         limits: Limits {
             max_body_bytes: args.max_body_bytes,
             max_batch_records: args.max_batch_records,
@@ -84,6 +92,7 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     };
     let server = Server::bind(engine.clone(), config).await?;
     let http = server.http_addr();
+    let pg = server.pg_addr();
     let marker = super::engine::ServerMarker::write(data_dir, http)?;
     eprintln!(
         "kappa serving {} (pid {})\n  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json)\n\
@@ -93,8 +102,18 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir.display(),
         std::process::id(),
     );
+    if let Some(pg) = pg {
+        eprintln!(
+            "  PostgreSQL  psql -h {} -p {} -U kappa   (SUBSCRIBE: psql -c 'COPY (SUBSCRIBE view) TO STDOUT')",
+            pg.ip(),
+            pg.port()
+        );
+    }
     // The first line on stdout says where we listen (for scripts and tests).
-    println!("listening http://{http}");
+    match pg {
+        Some(pg) => println!("listening http://{http} postgres://{pg}"),
+        None => println!("listening http://{http}"),
+    }
     server
         .run(
             shutdown_signal(args.exit_on_stdin_close),
@@ -107,6 +126,15 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     opened.close();
     eprintln!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn parse_pg(s: &str) -> anyhow::Result<Option<SocketAddr>> {
+    if s.eq_ignore_ascii_case("none") || s.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.parse().map(Some).map_err(|e| {
+        anyhow::anyhow!("--pg {s:?} is not an address such as 127.0.0.1:6875 (or `none`): {e}")
+    })
 }
 
 /// Resolves on SIGTERM or Ctrl-C (or when stdin closes, if asked).

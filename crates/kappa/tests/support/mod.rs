@@ -13,6 +13,8 @@ pub struct Served {
     /// never leaves a server behind).
     stdin: Option<ChildStdin>,
     pub url: String,
+    /// `host:port` of the PostgreSQL listener.
+    pub pg: String,
     pub dir: PathBuf,
     stderr: PathBuf,
 }
@@ -24,7 +26,8 @@ impl Served {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kappa"))
             .arg("--data-dir")
             .arg(dir)
-            .args(["serve", "--http", "127.0.0.1:0", "--exit-on-stdin-close"])
+            .args(["serve", "--http", "127.0.0.1:0", "--pg", "127.0.0.1:0"])
+            .arg("--exit-on-stdin-close")
             .args(extra)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -36,9 +39,18 @@ impl Served {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        let url = line
+        let mut addrs = line
             .trim()
             .strip_prefix("listening ")
+            .unwrap_or("")
+            .split(' ');
+        let (url, pg) = (addrs.next(), addrs.next());
+        let pg = pg
+            .and_then(|p| p.strip_prefix("postgres://"))
+            .unwrap_or_default()
+            .to_string();
+        let url = url
+            .filter(|u| u.starts_with("http://"))
             .unwrap_or_else(|| {
                 panic!(
                     "kappa serve did not start: {line:?}\n{}",
@@ -50,9 +62,39 @@ impl Served {
             child,
             stdin,
             url,
+            pg,
             dir: dir.to_path_buf(),
             stderr,
         }
+    }
+
+    /// psql with `args` against the PostgreSQL listener: (success, stdout, stderr).
+    pub fn psql(&self, args: &[&str]) -> (bool, String, String) {
+        let (host, port) = self.pg.rsplit_once(':').expect("a PostgreSQL listener");
+        let out = Command::new("psql")
+            .args([
+                "-h",
+                host,
+                "-p",
+                port,
+                "-U",
+                "kappa",
+                "-d",
+                "kappa",
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+            ])
+            .args(args)
+            .env("PGCONNECT_TIMEOUT", "10")
+            .env("PGSSLMODE", "disable")
+            .output()
+            .expect("run psql (install it: apt-get install postgresql-client)");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn stderr(&self) -> String {
