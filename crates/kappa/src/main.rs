@@ -23,6 +23,12 @@ struct Args {
     )]
     data_dir: PathBuf,
 
+    /// A running server to send `sql`, `view`, `status` and `subscribe`
+    /// to. Without it they go to the server holding --data-dir, if one
+    /// runs, else open the directory themselves.
+    #[arg(long, global = true, env = "KAPPA_SERVER")]
+    server: Option<String>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -41,8 +47,19 @@ enum Command {
     Log(cli::check::LogCommand),
     /// Create a sample topic, stream records into it and read them back.
     Quickstart,
-    /// Serve the data directory over HTTP (until SIGTERM or Ctrl-C).
+    /// Serve the data directory over HTTP and the PostgreSQL protocol
+    /// (until SIGTERM or Ctrl-C).
     Serve(cli::serve::ServeArgs),
+    /// Run one SQL statement (DDL, INSERT, a query, AS OF).
+    Sql(cli::sql::SqlArgs),
+    /// List and describe views.
+    #[command(subcommand)]
+    View(cli::view::ViewCommand),
+    /// Where answers come from, and each view's frontier, lag and dead
+    /// letters.
+    Status,
+    /// A view's rows, then every change as it happens.
+    Subscribe(cli::subscribe::SubscribeArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +87,22 @@ fn main() -> ExitCode {
             Command::Log(cmd) => cli::check::run(&args.data_dir, cmd),
             Command::Quickstart => cli::quickstart::run(&args.data_dir).await,
             Command::Serve(a) => cli::serve::run(&args.data_dir, a).await,
+            Command::Sql(a) => {
+                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                cli::sql::run(target, a).await
+            }
+            Command::View(cmd) => {
+                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                cli::view::run(target, cmd).await
+            }
+            Command::Status => {
+                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                cli::view::status(target).await
+            }
+            Command::Subscribe(a) => {
+                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                cli::subscribe::run(target, a).await
+            }
         }
     });
     match result {

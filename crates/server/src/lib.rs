@@ -14,6 +14,7 @@ mod listener;
 pub mod metrics;
 mod pg;
 mod send_timeout;
+pub mod status;
 
 pub use config::{Limits, ServerConfig};
 

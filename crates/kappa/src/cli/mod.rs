@@ -6,7 +6,12 @@ pub mod engine;
 pub mod produce;
 pub mod quickstart;
 pub mod serve;
+pub mod sql;
+pub mod subscribe;
+pub mod table;
+pub mod target;
 pub mod topic;
+pub mod view;
 
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
 use std::path::Path;
@@ -25,4 +30,15 @@ pub fn open(data_dir: &Path) -> anyhow::Result<EmbeddedLog> {
             _ => e,
         }
     })
+}
+
+/// A point in the log: a token (`kt1-...`), microseconds, or RFC 3339.
+pub fn parse_point(s: &str) -> anyhow::Result<kappa_log::LogTime> {
+    if s.starts_with("kt1-") {
+        return s
+            .parse::<kappa_log::Token>()
+            .map(|t| t.log_time())
+            .map_err(|e| anyhow::anyhow!("{s:?} is not a token: {e}"));
+    }
+    crate::parse::time(s).map_err(|e| anyhow::anyhow!(e))
 }

@@ -40,16 +40,5 @@ pub async fn describe(
 }
 
 async fn view_json(state: &AppState, def: &ViewDef) -> Result<Value, ApiError> {
-    let status = state.engine.view_status(&def.name).await?;
-    Ok(json!({
-        "name": def.name,
-        "sql": def.sql,
-        "version": 1,
-        "history_seconds": def.history_micros as f64 / 1e6,
-        "frontier": status.frontier.to_rfc3339(),
-        "lag_ms": status.lag_micros as f64 / 1e3,
-        "history_start": status.history_start.to_rfc3339(),
-        "dead_letters": status.dead_letters,
-        "late_records": status.late_records,
-    }))
+    Ok(crate::status::view_json(&state.engine, def).await?)
 }

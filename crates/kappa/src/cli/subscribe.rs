@@ -1,0 +1,193 @@
+//! `kappa subscribe VIEW`: the view's rows, then every change as it
+//! happens. On a terminal it is a live table, redrawn at each progress
+//! mark; otherwise one JSON line per event (snapshot rows, changes,
+//! progress), ready for another program.
+
+use super::target::Target;
+use anyhow::{Context, bail};
+use clap::Args;
+use http_body_util::BodyExt;
+use kappa_engine::feed::{FeedEvent, FeedStart};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct SubscribeArgs {
+    pub view: String,
+    /// Only changes after this point (a token, log time or timestamp), no
+    /// snapshot: how to resume from the last line's log time.
+    #[arg(long)]
+    pub after: Option<String>,
+}
+
+/// What is shown: the rows by key, redrawn on a terminal.
+struct Screen {
+    live: bool,
+    columns: Vec<String>,
+    rows: BTreeMap<String, Value>,
+}
+
+impl Screen {
+    fn event(&mut self, kind: &str, data: Value) -> anyhow::Result<()> {
+        if !self.live {
+            let mut line = json!({ "event": kind });
+            if let (Value::Object(l), Value::Object(d)) = (&mut line, data) {
+                l.extend(d);
+            }
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{line}")?;
+            return Ok(out.flush()?);
+        }
+        match kind {
+            "snapshot" => {
+                for row in data["rows"].as_array().into_iter().flatten() {
+                    if self.columns.is_empty()
+                        && let Some(o) = row.as_object()
+                    {
+                        self.columns = o.keys().cloned().collect();
+                    }
+                    self.rows.insert(row.to_string(), row.clone());
+                }
+                if data["last"] == true {
+                    self.draw(data["at"].as_str().unwrap_or(""))?;
+                }
+            }
+            "change" => {
+                if let Some(before) = data.get("before").filter(|b| !b.is_null()) {
+                    self.rows.remove(&before.to_string());
+                }
+                if let Some(after) = data.get("after").filter(|a| !a.is_null()) {
+                    if self.columns.is_empty()
+                        && let Some(o) = after.as_object()
+                    {
+                        self.columns = o.keys().cloned().collect();
+                    }
+                    self.rows.insert(after.to_string(), after.clone());
+                }
+            }
+            "progress" => self.draw(data["frontier"].as_str().unwrap_or(""))?,
+            "error" => bail!(
+                "{}",
+                data["error"]["message"]
+                    .as_str()
+                    .unwrap_or("the stream failed")
+            ),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn draw(&self, at: &str) -> anyhow::Result<()> {
+        let rows: Vec<Value> = self
+            .rows
+            .values()
+            .map(|r| Value::Array(self.columns.iter().map(|c| r[c].clone()).collect()))
+            .collect();
+        let columns: Vec<Value> = self.columns.iter().map(|c| json!({ "name": c })).collect();
+        let table = super::table::render(&json!({ "columns": columns, "rows": rows }));
+        let mut out = std::io::stdout().lock();
+        // Clear the screen, then the table and where it stands.
+        writeln!(out, "\x1b[2J\x1b[H{table}as of {at} (Ctrl-C to stop)")?;
+        Ok(out.flush()?)
+    }
+}
+
+pub async fn run(target: Target, args: SubscribeArgs) -> anyhow::Result<ExitCode> {
+    let mut screen = Screen {
+        live: std::io::stdout().is_terminal(),
+        columns: Vec::new(),
+        rows: BTreeMap::new(),
+    };
+    match target {
+        Target::Server(http) => {
+            let path = match &args.after {
+                Some(p) => format!("/v1/views/{}/subscribe?after={p}", args.view),
+                None => format!("/v1/views/{}/subscribe", args.view),
+            };
+            let response = http
+                .send("GET", &path, None, &[("accept", "text/event-stream")])
+                .await?;
+            if !response.status().is_success() {
+                let status = response.status();
+                let body = response.into_body().collect().await?.to_bytes();
+                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
+                bail!(
+                    "{}",
+                    v["error"]["message"]
+                        .as_str()
+                        .unwrap_or(&format!("the server answered {status}"))
+                );
+            }
+            let mut body = response.into_body();
+            let (mut buf, mut kind, mut data) = (String::new(), String::new(), String::new());
+            while let Some(frame) = body.frame().await {
+                let frame = frame.context("the subscription was cut off")?;
+                let Some(bytes) = frame.data_ref() else {
+                    continue;
+                };
+                buf.push_str(&String::from_utf8_lossy(bytes));
+                while let Some(end) = buf.find('\n') {
+                    let line: String = buf.drain(..=end).collect();
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if line.is_empty() {
+                        if !data.is_empty() {
+                            screen.event(&kind, serde_json::from_str(&data)?)?;
+                        }
+                        kind.clear();
+                        data.clear();
+                    } else if let Some(v) = line.strip_prefix("event: ") {
+                        kind = v.to_string();
+                    } else if let Some(v) = line.strip_prefix("data: ") {
+                        data.push_str(v);
+                    }
+                }
+            }
+            bail!("the server closed the subscription");
+        }
+        Target::Embedded(opened) => {
+            let maintenance = opened.engine.maintain();
+            let start = match &args.after {
+                Some(p) => FeedStart::After(super::parse_point(p)?),
+                None => FeedStart::Now,
+            };
+            let mut feed = opened.engine.subscribe(&args.view, start).await?;
+            let schema = feed.schema().clone();
+            let row = |v: &Option<Vec<datafusion::common::ScalarValue>>| match v {
+                None => Value::Null,
+                Some(values) => Value::Object(
+                    schema
+                        .fields()
+                        .iter()
+                        .zip(values)
+                        .map(|(f, v)| (f.name().clone(), kappa_server::format::scalar(v)))
+                        .collect(),
+                ),
+            };
+            loop {
+                let event = tokio::select! {
+                    e = feed.next() => e?,
+                    _ = tokio::signal::ctrl_c() => break,
+                };
+                match event {
+                    FeedEvent::Snapshot { at, rows } => screen.event(
+                        "snapshot",
+                        json!({ "at": at.to_rfc3339(), "rows": kappa_server::format::objects(&schema, &rows), "last": true }),
+                    )?,
+                    FeedEvent::Change { log_time, before, after, .. } => screen.event(
+                        "change",
+                        json!({ "log_time": log_time.to_rfc3339(), "id": log_time.0, "before": row(&before), "after": row(&after) }),
+                    )?,
+                    FeedEvent::Progress { frontier } => screen.event(
+                        "progress",
+                        json!({ "frontier": frontier.to_rfc3339(), "id": frontier.0 }),
+                    )?,
+                }
+            }
+            maintenance.stop().await;
+            opened.close();
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

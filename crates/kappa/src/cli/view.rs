@@ -1,0 +1,109 @@
+//! `kappa view list|describe` and `kappa status`: each view's version,
+//! frontier, lag and dead letters.
+
+use super::target::Target;
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum ViewCommand {
+    /// Every view with its frontier and lag.
+    List,
+    /// One view: its definition, status and recent dead letters (JSON).
+    Describe { name: String },
+}
+
+async fn views(target: &Target) -> anyhow::Result<Vec<Value>> {
+    Ok(match target {
+        Target::Server(http) => http.json("GET", "/v1/views", None, &[]).await?["views"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Target::Embedded(opened) => {
+            let mut out = Vec::new();
+            for def in opened.engine.views().await {
+                out.push(kappa_server::status::view_json(&opened.engine, &def).await?);
+            }
+            out
+        }
+    })
+}
+
+fn status_table(views: &[Value]) -> String {
+    let rows: Vec<Value> = views
+        .iter()
+        .map(|v| {
+            json!([
+                v["name"],
+                v["version"],
+                v["frontier"],
+                v["lag_ms"],
+                v["dead_letters"],
+                v["late_records"]
+            ])
+        })
+        .collect();
+    super::table::render(&json!({
+        "columns": [{"name": "view"}, {"name": "version"}, {"name": "frontier"}, {"name": "lag_ms"}, {"name": "dead_letters"}, {"name": "late_records"}],
+        "rows": rows,
+    }))
+}
+
+pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        ViewCommand::List => print!("{}", status_table(&views(&target).await?)),
+        ViewCommand::Describe { name } => {
+            let v = match &target {
+                Target::Server(http) => {
+                    http.json("GET", &format!("/v1/views/{name}"), None, &[])
+                        .await?
+                }
+                Target::Embedded(opened) => {
+                    let def = opened.engine.view(&name).await.ok_or_else(|| {
+                        anyhow::anyhow!("no view {name:?}; `kappa view list` shows them")
+                    })?;
+                    let mut v = kappa_server::status::view_json(&opened.engine, &def).await?;
+                    v["recent_dead_letters"] = Value::Array(
+                        opened
+                            .engine
+                            .dead_letters(&name)
+                            .await?
+                            .into_iter()
+                            .rev()
+                            .take(20)
+                            .collect(),
+                    );
+                    v
+                }
+            };
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+    }
+    close(target);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `kappa status`: where the answers come from, and every view.
+pub async fn status(target: Target) -> anyhow::Result<ExitCode> {
+    match &target {
+        Target::Server(http) => println!("server {}", http.url()),
+        Target::Embedded(_) => println!(
+            "no server running: opened the data directory (views caught up to the log's head)"
+        ),
+    }
+    let views = views(&target).await?;
+    if views.is_empty() {
+        println!("no views; create one with kappa sql \"CREATE VIEW v AS SELECT ...\"");
+    } else {
+        print!("{}", status_table(&views));
+    }
+    close(target);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn close(target: Target) {
+    if let Target::Embedded(opened) = target {
+        opened.close();
+    }
+}
