@@ -773,6 +773,21 @@ impl Engine {
         values: &[&[u8]],
         conditions: Vec<kappa_log::Condition>,
     ) -> Result<AppendResult, EngineError> {
+        let owned = values
+            .iter()
+            .map(|v| bytes::Bytes::copy_from_slice(v))
+            .collect();
+        self.append_json_owned(topic, owned, conditions).await
+    }
+
+    /// [`Engine::append_json_if`] over values the caller already holds as
+    /// `Bytes` (slices of a request body, say): appended without a copy.
+    pub async fn append_json_owned(
+        &self,
+        topic: &str,
+        values: Vec<bytes::Bytes>,
+        conditions: Vec<kappa_log::Condition>,
+    ) -> Result<AppendResult, EngineError> {
         let def = {
             let inner = self.inner.lock().await;
             inner
@@ -782,9 +797,18 @@ impl Engine {
                 .ok_or_else(|| EngineError::NotFound(topic.to_string()))?
         };
         let mut records = Vec::with_capacity(values.len());
-        for (i, v) in values.iter().enumerate() {
-            let checked = def.check(i, v)?;
-            let mut r = AppendRecord::new(topic, bytes::Bytes::copy_from_slice(v));
+        // One decoder for the batch: its scratch space is reused.
+        let mut decoder = crate::decode::RecordDecoder::new(&def);
+        for (i, v) in values.into_iter().enumerate() {
+            let checked = decoder
+                .check(&v)
+                .map_err(|r| EngineError::RecordRejected {
+                    topic: def.name.clone(),
+                    index: i,
+                    field: r.field,
+                    reason: r.reason,
+                })?;
+            let mut r = AppendRecord::new(topic, v);
             if let Some(k) = checked.key {
                 r = r.with_key(k);
             }

@@ -89,7 +89,7 @@ fn conditions(topic: &str, p: &AppendParams) -> Result<Vec<Condition>, ApiError>
 
 /// The records of a request body: a JSON array when the body is one (or
 /// is sent as `application/json`), else one JSON value per line.
-fn split_records(headers: &HeaderMap, body: &Bytes) -> Result<Vec<Vec<u8>>, ApiError> {
+fn split_records(headers: &HeaderMap, body: &Bytes) -> Result<Vec<Bytes>, ApiError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let line = body[..e.valid_up_to()]
             .iter()
@@ -112,13 +112,17 @@ fn split_records(headers: &HeaderMap, body: &Bytes) -> Result<Vec<Vec<u8>>, ApiE
                 "the body is not a JSON array of records: {e}; nothing was appended"
             ))
         })?;
-        return Ok(values.iter().map(|v| v.to_string().into_bytes()).collect());
+        return Ok(values
+            .iter()
+            .map(|v| Bytes::from(v.to_string().into_bytes()))
+            .collect());
     }
+    // NDJSON: each record is a slice of the body (no copy).
     Ok(text
         .split('\n')
         .map(|l| l.trim_end_matches('\r'))
         .filter(|l| !l.trim().is_empty())
-        .map(|l| l.as_bytes().to_vec())
+        .map(|l| body.slice_ref(l.as_bytes()))
         .collect())
 }
 
@@ -149,16 +153,16 @@ pub async fn append(
             ),
         ));
     }
-    let refs: Vec<&[u8]> = records.iter().map(|r| r.as_slice()).collect();
+    let count = records.len();
     let result = state
         .engine
-        .append_json_if(&topic, &refs, conditions)
+        .append_json_owned(&topic, records, conditions)
         .await?;
     state.metrics.appends.fetch_add(1, Ordering::Relaxed);
     state
         .metrics
         .records_appended
-        .fetch_add(refs.len() as u64, Ordering::Relaxed);
+        .fetch_add(count as u64, Ordering::Relaxed);
     let positions: Vec<Value> = result
         .positions
         .iter()
@@ -168,7 +172,7 @@ pub async fn append(
         StatusCode::OK,
         Json(json!({
             "token": result.token.to_string(),
-            "count": refs.len(),
+            "count": count,
             "log_time": result.positions.last().map(|p| p.log_time.to_rfc3339()),
             "positions": positions,
         })),
