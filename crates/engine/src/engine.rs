@@ -800,14 +800,12 @@ impl Engine {
         // One decoder for the batch: its scratch space is reused.
         let mut decoder = crate::decode::RecordDecoder::new(&def);
         for (i, v) in values.into_iter().enumerate() {
-            let checked = decoder
-                .check(&v)
-                .map_err(|r| EngineError::RecordRejected {
-                    topic: def.name.clone(),
-                    index: i,
-                    field: r.field,
-                    reason: r.reason,
-                })?;
+            let checked = decoder.check(&v).map_err(|r| EngineError::RecordRejected {
+                topic: def.name.clone(),
+                index: i,
+                field: r.field,
+                reason: r.reason,
+            })?;
             let mut r = AppendRecord::new(topic, v);
             if let Some(k) = checked.key {
                 r = r.with_key(k);
