@@ -10,6 +10,7 @@
 //! TUMBLE and HOP;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
+pub mod dead_letters;
 pub mod decode;
 mod engine;
 mod error;

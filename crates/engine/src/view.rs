@@ -5,6 +5,7 @@
 //! transaction.
 
 use crate::EngineError;
+use crate::dead_letters::{dead_letter, is_evaluation_error, isolate, run};
 use crate::ops::aggregate::StateSource;
 use crate::ops::window::WindowState;
 use crate::ops::{Delta, Keys, Stage};
@@ -740,127 +741,6 @@ fn restore_windows(stages: &mut [Stage], saved: Vec<(usize, (Option<WindowState>
             w.restore(state);
         }
     }
-}
-
-fn run(
-    stages: &mut [Stage],
-    mut delta: Delta,
-    source: &mut dyn StateSource,
-) -> Result<Delta, EngineError> {
-    for s in stages {
-        delta = s.apply(delta, source)?;
-    }
-    Ok(delta)
-}
-
-/// An error that comes from evaluating expressions on the data (as opposed
-/// to the store or the log failing).
-fn is_evaluation_error(e: &EngineError) -> bool {
-    matches!(e, EngineError::Query(_) | EngineError::Plan(_))
-}
-
-/// Runs the stateless `stages` record by record: the output of the records
-/// that evaluate, and (log time, reason) of those that do not.
-fn isolate(
-    stages: &mut [Stage],
-    delta: &Delta,
-    source: &mut dyn StateSource,
-) -> Result<(Delta, Vec<(u64, String)>), EngineError> {
-    let mut outputs = Vec::new();
-    let mut failed = Vec::new();
-    // The stateless stages run per record; a trailing aggregate only
-    // evaluates per record, then folds the records that pass, together.
-    let (stateless, aggregate) = match stages.split_last_mut() {
-        Some((Stage::Aggregate(a), before)) => (before, Some(a)),
-        _ => (stages, None),
-    };
-    for i in 0..delta.len() {
-        let mut keys = Keys::default();
-        keys.push(delta.keys.get(i));
-        let one = Delta {
-            batch: delta.batch.slice(i, 1),
-            weights: vec![delta.weights[i]],
-            log_times: vec![delta.log_times[i]],
-            keys,
-            groups: Vec::new(),
-        };
-        let result = run(stateless, one, source).and_then(|d| match &aggregate {
-            Some(a) if !d.is_empty() => a.evaluate(&d.batch).map(|_| d),
-            _ => Ok(d),
-        });
-        match result {
-            Ok(d) => outputs.push(d),
-            Err(e) if is_evaluation_error(&e) => failed.push((delta.log_times[i], e.to_string())),
-            Err(e) => return Err(e),
-        }
-    }
-    let Some(first) = outputs.first() else {
-        // Nothing evaluated: no rows, in the stages' output shape.
-        let empty = empty_output(stateless, delta);
-        return match aggregate {
-            Some(a) => Ok((a.apply(empty, source)?, failed)),
-            None => Ok((empty, failed)),
-        };
-    };
-    let schema = first.batch.schema();
-    let batches: Vec<_> = outputs.iter().map(|d| d.batch.clone()).collect();
-    let batch = datafusion::arrow::compute::concat_batches(&schema, &batches)?;
-    let mut out = Delta {
-        batch,
-        weights: Vec::new(),
-        log_times: Vec::new(),
-        keys: Keys::default(),
-        groups: Vec::new(),
-    };
-    for d in outputs {
-        out.weights.extend(d.weights);
-        out.log_times.extend(d.log_times);
-        out.keys.extend(&d.keys);
-    }
-    match aggregate {
-        Some(a) => Ok((a.apply(out, source)?, failed)),
-        None => Ok((out, failed)),
-    }
-}
-
-/// No rows in the shape the stages output (that of their last projection,
-/// else their input's).
-fn empty_output(stages: &[Stage], delta: &Delta) -> Delta {
-    let schema = stages
-        .iter()
-        .rev()
-        .find_map(|s| match s {
-            Stage::Project { schema, .. } => Some(schema.clone()),
-            _ => None,
-        })
-        .unwrap_or_else(|| delta.batch.schema());
-    Delta {
-        batch: datafusion::arrow::array::RecordBatch::new_empty(schema),
-        weights: Vec::new(),
-        log_times: Vec::new(),
-        keys: Keys::default(),
-        groups: Vec::new(),
-    }
-}
-
-fn dead_letter(
-    out: &mut Puts,
-    topic: &str,
-    partition: u32,
-    offset: u64,
-    log_time: u64,
-    reason: &str,
-) {
-    let mut key = vec![DEAD_LETTER_PREFIX];
-    key.extend_from_slice(&log_time.to_be_bytes());
-    let letter = serde_json::json!({
-        "topic": topic,
-        "partition": partition,
-        "offset": offset,
-        "log_time": log_time,
-        "reason": reason,
-    });
-    out.push(&key, Some(letter.to_string().as_bytes()));
 }
 
 /// A batch of a topic's records in table form, ready for the operators.
