@@ -500,7 +500,21 @@ impl Engine {
         sql_text: &str,
     ) -> Result<Option<datafusion::arrow::datatypes::SchemaRef>, EngineError> {
         match sql::parse(sql_text)? {
-            Statement::Query { sql, .. } => {
+            Statement::Query { sql, point, .. } => {
+                // A key lookup on a view has the view's columns: no
+                // planning (a prepared statement is described each run).
+                if let Some(p) = point
+                    && let Some(def) = self.view(&p.table).await
+                {
+                    let shape = self.shape(&*self.inner.lock().await, &def).await?;
+                    let indices = match &p.columns {
+                        None => Some((0..shape.schema.fields().len()).collect::<Vec<_>>()),
+                        Some(cs) => cs.iter().map(|c| shape.schema.index_of(c).ok()).collect(),
+                    };
+                    if let Some(indices) = indices {
+                        return Ok(Some(std::sync::Arc::new(shape.schema.project(&indices)?)));
+                    }
+                }
                 let inner = self.inner.lock().await;
                 let ctx = self.session(&inner, false, None).await?;
                 drop(inner);
