@@ -13,6 +13,7 @@ mod http;
 mod listener;
 pub mod metrics;
 mod pg;
+pub mod point;
 mod send_timeout;
 pub mod status;
 

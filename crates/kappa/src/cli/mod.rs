@@ -32,13 +32,7 @@ pub fn open(data_dir: &Path) -> anyhow::Result<EmbeddedLog> {
     })
 }
 
-/// A point in the log: a token (`kt1-...`), microseconds, or RFC 3339.
+/// A point in the log: a token (`kt1-...`), microseconds, or a timestamp.
 pub fn parse_point(s: &str) -> anyhow::Result<kappa_log::LogTime> {
-    if s.starts_with("kt1-") {
-        return s
-            .parse::<kappa_log::Token>()
-            .map(|t| t.log_time())
-            .map_err(|e| anyhow::anyhow!("{s:?} is not a token: {e}"));
-    }
-    crate::parse::time(s).map_err(|e| anyhow::anyhow!(e))
+    kappa_server::point::parse_point(s).map_err(|e| anyhow::anyhow!(e))
 }

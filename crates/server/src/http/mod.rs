@@ -55,6 +55,11 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Query parameters that do not parse, as an API error.
+pub fn query_rejected(e: axum::extract::rejection::QueryRejection) -> ApiError {
+    ApiError::bad_request(format!("bad query parameters: {}", e.body_text()))
+}
+
 /// A request body, or the reason it was refused: larger than the limit
 /// (413, before it is read whole) or cut off.
 pub fn body(

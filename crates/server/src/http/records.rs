@@ -29,10 +29,6 @@ pub struct AppendParams {
     expect_key_offset: Option<String>,
 }
 
-fn query_rejected(e: QueryRejection) -> ApiError {
-    ApiError::bad_request(format!("bad query parameters: {}", e.body_text()))
-}
-
 fn conditions(topic: &str, p: &AppendParams) -> Result<Vec<Condition>, ApiError> {
     let mut out = Vec::new();
     match (p.partition, &p.expect_last_offset) {
@@ -133,7 +129,7 @@ pub async fn append(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let Query(params) = params.map_err(query_rejected)?;
+    let Query(params) = params.map_err(super::query_rejected)?;
     let body = super::body(body, &state.limits)?;
     let conditions = conditions(&topic, &params)?;
     let records = split_records(&headers, &body)?;
@@ -203,7 +199,7 @@ pub async fn read(
     Path(topic): Path<String>,
     p: Result<Query<ReadParams>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(p) = p.map_err(query_rejected)?;
+    let Query(p) = p.map_err(super::query_rejected)?;
     let log = state.engine.log().clone();
     let from = p.offset.map_or(ReadFrom::Start, ReadFrom::Offset);
     let limits = ReadLimits {

@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::Schema;
 use kappa_engine::feed::{Feed, FeedEvent, FeedStart};
-use kappa_log::{LogTime, ReadLimits, Token};
+use kappa_log::{LogTime, ReadLimits};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::convert::Infallible;
@@ -53,27 +53,8 @@ pub struct FollowParams {
     from_start: Option<bool>,
 }
 
-/// A point in the log: a token (`kt1-...`), an event id (log time in
-/// microseconds), or a timestamp.
 fn point(s: &str) -> Result<LogTime, ApiError> {
-    let s = s.trim();
-    if s.starts_with("kt1-") {
-        return s
-            .parse::<Token>()
-            .map(|t| t.log_time())
-            .map_err(|e| ApiError::bad_request(format!("{s:?} is not a Kappa token: {e}")));
-    }
-    if let Ok(micros) = s.parse::<u64>() {
-        return Ok(LogTime(micros));
-    }
-    kappa_engine::schema::parse_timestamp(s)
-        .filter(|m| *m >= 0)
-        .map(|m| LogTime(m as u64))
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "{s:?} is not a point in the log: give a token (kt1-...), an event id, or a timestamp such as 2026-01-01T00:00:00Z"
-            ))
-        })
+    crate::point::parse_point(s).map_err(ApiError::bad_request)
 }
 
 fn last_event_id(headers: &HeaderMap) -> Result<Option<LogTime>, ApiError> {
@@ -84,17 +65,13 @@ fn last_event_id(headers: &HeaderMap) -> Result<Option<LogTime>, ApiError> {
     }
 }
 
-fn query_rejected(e: QueryRejection) -> ApiError {
-    ApiError::bad_request(format!("bad query parameters: {}", e.body_text()))
-}
-
 pub async fn subscribe(
     State(state): State<AppState>,
     Path(view): Path<String>,
     params: Result<Query<SubscribeParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(query_rejected)?;
+    let Query(p) = params.map_err(super::query_rejected)?;
     let start = if let Some(t) = last_event_id(&headers)? {
         FeedStart::After(t)
     } else if let Some(after) = &p.after {
@@ -118,7 +95,7 @@ pub async fn follow(
     params: Result<Query<FollowParams>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let Query(p) = params.map_err(query_rejected)?;
+    let Query(p) = params.map_err(super::query_rejected)?;
     let log = state.engine.log().clone();
     log.describe_topic(&topic).await?;
     let after = if let Some(t) = last_event_id(&headers)? {

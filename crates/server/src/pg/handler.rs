@@ -299,43 +299,22 @@ fn literal(portal: &Portal<String>, i: usize) -> PgWireResult<String> {
     if portal.parameters[i].is_none() {
         return Ok("NULL".into());
     }
-    let bad = |e: PgWireError| user_error("22P02", format!("parameter ${}: {e}", i + 1));
+    // A binary parameter of a native type, as SQL text.
+    macro_rules! binary_value {
+        ($t:ty) => {
+            portal
+                .parameter::<$t>(i, &ty)
+                .map_err(|e| user_error("22P02", format!("parameter ${}: {e}", i + 1)))?
+                .map_or_else(|| "NULL".to_string(), |v| v.to_string())
+        };
+    }
     Ok(match ty {
-        Type::INT2 if binary => portal
-            .parameter::<i16>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(0)
-            .to_string(),
-        Type::INT4 if binary => portal
-            .parameter::<i32>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(0)
-            .to_string(),
-        Type::INT8 if binary => portal
-            .parameter::<i64>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(0)
-            .to_string(),
-        Type::FLOAT4 if binary => portal
-            .parameter::<f32>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(0.0)
-            .to_string(),
-        Type::FLOAT8 if binary => portal
-            .parameter::<f64>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(0.0)
-            .to_string(),
-        Type::BOOL if binary => if portal
-            .parameter::<bool>(i, &ty)
-            .map_err(bad)?
-            .unwrap_or(false)
-        {
-            "TRUE"
-        } else {
-            "FALSE"
-        }
-        .into(),
+        Type::INT2 if binary => binary_value!(i16),
+        Type::INT4 if binary => binary_value!(i32),
+        Type::INT8 if binary => binary_value!(i64),
+        Type::FLOAT4 if binary => binary_value!(f32),
+        Type::FLOAT8 if binary => binary_value!(f64),
+        Type::BOOL if binary => binary_value!(bool).to_uppercase(),
         _ if binary && ty != Type::TEXT && ty != Type::VARCHAR => {
             return Err(user_error(
                 "0A000",

@@ -16,7 +16,7 @@ use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 use futures_util::{FutureExt, Sink, SinkExt};
 use kappa_engine::Engine;
 use kappa_engine::feed::{Feed, FeedEvent, FeedStart};
-use kappa_log::{LogTime, Token as LogToken};
+use kappa_log::LogTime;
 use pgwire::api::Type;
 use pgwire::api::portal::Format;
 use pgwire::api::results::{DataRowEncoder, FieldInfo};
@@ -64,24 +64,7 @@ fn point(t: &Token) -> PgWireResult<LogTime> {
             ));
         }
     };
-    if text.starts_with("kt1-") {
-        return text
-            .parse::<LogToken>()
-            .map(|t| t.log_time())
-            .map_err(|e| user_error("22023", format!("{text:?} is not a token: {e}")));
-    }
-    if let Ok(micros) = text.parse::<u64>() {
-        return Ok(LogTime(micros));
-    }
-    kappa_engine::schema::parse_timestamp(&text)
-        .filter(|m| *m >= 0)
-        .map(|m| LogTime(m as u64))
-        .ok_or_else(|| {
-            user_error(
-                "22007",
-                format!("{text:?} is not a timestamp, token or log time"),
-            )
-        })
+    crate::point::parse_point(&text).map_err(|e| user_error("22007", e))
 }
 
 /// Parses SUBSCRIBE (or COPY (SUBSCRIBE ...) TO STDOUT); `None` if `sql`
