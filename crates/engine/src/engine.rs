@@ -204,7 +204,7 @@ impl Engine {
         options: &QueryOptions,
     ) -> Result<Output, EngineError> {
         match sql::parse(sql_text)? {
-            Statement::CreateTopic { def, partitions } => self.create_topic(def, partitions).await,
+            Statement::CreateTopic { def, config } => self.create_topic(def, config).await,
             Statement::CreateView {
                 name,
                 query,
@@ -251,21 +251,26 @@ impl Engine {
         }
     }
 
-    async fn create_topic(&self, def: TopicDef, partitions: u32) -> Result<Output, EngineError> {
+    async fn create_topic(
+        &self,
+        def: TopicDef,
+        config: TopicConfig,
+    ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
         if inner.views.contains_key(&def.name) {
             return Err(EngineError::Exists(def.name));
         }
-        self.log
-            .create_topic(&def.name, TopicConfig::with_partitions(partitions))
-            .await?;
+        self.log.create_topic(&def.name, config).await?;
         let mut w = self.store.write()?;
         w.put_catalog(
             &format!("{TOPIC_PREFIX}{}", def.name),
             &serde_json::to_vec(&def).expect("topic definitions serialize"),
         )?;
         w.commit()?;
-        let msg = format!("created topic {} with {partitions} partition(s)", def.name);
+        let msg = format!(
+            "created topic {} with {} partition(s)",
+            def.name, config.partitions
+        );
         inner.topics.insert(def.name.clone(), def);
         Ok(Output::Done(msg))
     }
@@ -791,7 +796,11 @@ impl Engine {
             .iter()
             .map(|v| bytes::Bytes::copy_from_slice(v))
             .collect();
-        self.append_json_owned(topic, owned, conditions).await
+        let options = JsonAppend {
+            conditions,
+            key_field: None,
+        };
+        self.append_json_owned(topic, owned, options).await
     }
 
     /// [`Engine::append_json_if`] over values the caller already holds as
@@ -800,7 +809,7 @@ impl Engine {
         &self,
         topic: &str,
         values: Vec<bytes::Bytes>,
-        conditions: Vec<kappa_log::Condition>,
+        options: JsonAppend,
     ) -> Result<AppendResult, EngineError> {
         let def = {
             let inner = self.inner.lock().await;
@@ -810,6 +819,15 @@ impl Engine {
                 .cloned()
                 .ok_or_else(|| EngineError::NotFound(topic.to_string()))?
         };
+        if let (Some(field), Some(declared)) = (&options.key_field, &def.key)
+            && field != declared
+        {
+            return Err(EngineError::Plan(format!(
+                "topic {} takes its key from its column {declared:?}, not {field:?}: leave the key field out",
+                def.name
+            )));
+        }
+        let key_field = options.key_field.as_deref().filter(|_| def.key.is_none());
         let mut records = Vec::with_capacity(values.len());
         // One decoder for the batch: its scratch space is reused.
         let mut decoder = crate::decode::RecordDecoder::new(&def);
@@ -820,8 +838,21 @@ impl Engine {
                 field: r.field,
                 reason: r.reason,
             })?;
+            let key = match key_field {
+                Some(field) => {
+                    Some(
+                        json_key(&v, field).map_err(|reason| EngineError::RecordRejected {
+                            topic: def.name.clone(),
+                            index: i,
+                            field: Some(field.to_string()),
+                            reason,
+                        })?,
+                    )
+                }
+                None => checked.key.map(bytes::Bytes::from),
+            };
             let mut r = AppendRecord::new(topic, v);
-            if let Some(k) = checked.key {
+            if let Some(k) = key {
                 r = r.with_key(k);
             }
             if let Some(t) = checked.event_time {
@@ -830,7 +861,7 @@ impl Engine {
             records.push(r);
         }
         let mut batch = AppendBatch::new(records);
-        batch.conditions = conditions;
+        batch.conditions = options.conditions;
         Ok(self.log.append(batch).await?)
     }
 
@@ -973,5 +1004,28 @@ impl Engine {
         let id = self.view_id(view).await?;
         let meta = self.store.read()?.meta(id)?.unwrap_or_default();
         Ok(LogTime(meta.frontier))
+    }
+}
+
+/// How [`Engine::append_json_owned`] appends.
+#[derive(Default)]
+pub struct JsonAppend {
+    /// Append only if every condition holds.
+    pub conditions: Vec<kappa_log::Condition>,
+    /// For a topic without a key column: the top-level field of each
+    /// record that is its key (text as is, other values as JSON).
+    pub key_field: Option<String>,
+}
+
+/// The key of a raw JSON record: its top-level `field`.
+fn json_key(value: &[u8], field: &str) -> Result<bytes::Bytes, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(value).map_err(|e| format!("not valid JSON: {e}"))?;
+    match v.get(field) {
+        None | Some(serde_json::Value::Null) => {
+            Err(format!("the key field {field:?} is missing or null"))
+        }
+        Some(serde_json::Value::String(s)) => Ok(bytes::Bytes::from(s.clone())),
+        Some(other) => Ok(bytes::Bytes::from(other.to_string())),
     }
 }

@@ -25,5 +25,5 @@ pub mod value;
 pub mod view;
 pub mod window_table;
 
-pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef, ViewStatus};
+pub use engine::{Engine, EngineOptions, JsonAppend, Output, QueryOptions, ViewDef, ViewStatus};
 pub use error::EngineError;

@@ -4,6 +4,7 @@ mod cli;
 mod parse;
 
 use clap::{Parser, Subcommand};
+use cli::target::Views;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -23,9 +24,10 @@ struct Args {
     )]
     data_dir: PathBuf,
 
-    /// A running server to send `sql`, `view`, `status` and `subscribe`
-    /// to. Without it they go to the server holding --data-dir, if one
-    /// runs, else open the directory themselves.
+    /// A running server to send client commands (topic, produce,
+    /// consume, sql, view, status, subscribe) to. Without it they go to
+    /// the server holding --data-dir, if one runs, else open the
+    /// directory themselves.
     #[arg(long, global = true, env = "KAPPA_SERVER")]
     server: Option<String>,
 
@@ -45,7 +47,8 @@ enum Command {
     /// Inspect the log's files.
     #[command(subcommand)]
     Log(cli::check::LogCommand),
-    /// Create a sample topic, stream records into it and read them back.
+    /// A first session: a topic with a schema, sample records, a view,
+    /// a query, and what to try next (psql, curl, subscribe).
     Quickstart,
     /// Serve the data directory over HTTP and the PostgreSQL protocol
     /// (until SIGTERM or Ctrl-C).
@@ -81,26 +84,54 @@ fn main() -> ExitCode {
     .expect("tokio runtime");
     let result = runtime.block_on(async {
         match args.command {
-            Command::Topic(cmd) => cli::topic::run(&args.data_dir, cmd).await,
-            Command::Produce(a) => cli::produce::run(&args.data_dir, a).await,
-            Command::Consume(a) => cli::consume::run(&args.data_dir, a).await,
+            Command::Topic(cmd) => {
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
+                        .await?;
+                cli::topic::run(target, cmd).await
+            }
+            Command::Produce(a) => {
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
+                        .await?;
+                cli::produce::run(target, a).await
+            }
+            Command::Consume(a) => {
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
+                        .await?;
+                cli::consume::run(target, a).await
+            }
             Command::Log(cmd) => cli::check::run(&args.data_dir, cmd),
-            Command::Quickstart => cli::quickstart::run(&args.data_dir).await,
+            Command::Quickstart => {
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
+                        .await?;
+                cli::quickstart::run(target).await
+            }
             Command::Serve(a) => cli::serve::run(&args.data_dir, a).await,
             Command::Sql(a) => {
-                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
+                        .await?;
                 cli::sql::run(target, a).await
             }
             Command::View(cmd) => {
-                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
+                        .await?;
                 cli::view::run(target, cmd).await
             }
             Command::Status => {
-                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
+                        .await?;
                 cli::view::status(target).await
             }
             Command::Subscribe(a) => {
-                let target = cli::target::resolve(args.server.as_deref(), &args.data_dir).await?;
+                let target =
+                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
+                        .await?;
                 cli::subscribe::run(target, a).await
             }
         }

@@ -1,67 +1,8 @@
 //! Parsing of durations, sizes and times given on the command line.
 
-use kappa_log::{LogTime, Retention};
+use kappa_log::LogTime;
 
-/// `500ms`, `90s`, `30m`, `12h`, `7d` to milliseconds.
-pub fn duration_ms(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a duration; use e.g. 500ms, 90s, 30m, 12h or 7d"))?;
-    let factor = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{s:?} has an unknown unit; use ms, s, m, h or d")),
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too long"))
-}
-
-/// `1000B`, `64KB`, `10MB`, `1GB`, `512MiB`, `1GiB` to bytes.
-pub fn size_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    let (digits, unit) = s.split_at(split);
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("{s:?} is not a size; use e.g. 10GB or 512MiB"))?;
-    let factor: u64 = match unit {
-        "B" => 1,
-        "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        "TB" => 1_000_000_000_000,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "TiB" => 1 << 40,
-        _ => {
-            return Err(format!(
-                "{s:?} has an unknown unit; use B, KB, MB, GB, KiB, MiB or GiB"
-            ));
-        }
-    };
-    n.checked_mul(factor)
-        .ok_or_else(|| format!("{s:?} is too large"))
-}
-
-/// `forever`, a duration (by age) or a size (by bytes per partition).
-pub fn retention(s: &str) -> Result<Retention, String> {
-    if s == "forever" {
-        return Ok(Retention::Forever);
-    }
-    if let Ok(ms) = duration_ms(s) {
-        return Ok(Retention::AgeMs(ms));
-    }
-    size_bytes(s).map(Retention::BytesPerPartition).map_err(|_| {
-        format!("retention {s:?} is not understood; use forever, a duration (7d, 12h) or a size per partition (10GB)")
-    })
-}
+pub use kappa_log::units::{duration_ms, retention};
 
 /// RFC 3339 (`2026-01-01T00:00:00Z`, fractions and offsets allowed) or
 /// microseconds since the epoch.
@@ -135,21 +76,6 @@ fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_sizes_and_retention() {
-        assert_eq!(duration_ms("7d"), Ok(604_800_000));
-        assert_eq!(duration_ms("500ms"), Ok(500));
-        assert!(duration_ms("7 days").is_err());
-        assert_eq!(size_bytes("1GiB"), Ok(1 << 30));
-        assert_eq!(retention("forever"), Ok(Retention::Forever));
-        assert_eq!(retention("12h"), Ok(Retention::AgeMs(43_200_000)));
-        assert_eq!(
-            retention("10MB"),
-            Ok(Retention::BytesPerPartition(10_000_000))
-        );
-        assert!(retention("soon").is_err());
-    }
 
     #[test]
     fn times_parse_as_rfc3339_or_micros() {

@@ -1,6 +1,7 @@
-//! The CLI as a client: `kappa sql`, `view`, `status` and `subscribe`,
-//! on a data directory without a server (opened embedded), through the
-//! server that holds it, and against a server that is not there.
+//! The CLI as a client: `kappa sql`, `view`, `status`, `subscribe`,
+//! `topic`, `produce` and `consume`, on a data directory without a server
+//! (opened embedded), through the server that holds it, and against a
+//! server that is not there.
 
 mod support;
 
@@ -18,6 +19,28 @@ fn kappa(dir: &Path, args: &[&str]) -> Output {
         .env_remove("KAPPA_SERVER")
         .output()
         .unwrap()
+}
+
+/// `kappa` with `input` on stdin.
+fn kappa_in(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .arg("--data-dir")
+        .arg(dir)
+        .args(args)
+        .env_remove("KAPPA_SERVER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn ok(dir: &Path, args: &[&str]) -> String {
@@ -143,4 +166,185 @@ fn a_server_that_is_not_there_is_a_clear_error() {
         "{err}"
     );
     std::thread::sleep(Duration::from_millis(1));
+}
+
+#[test]
+fn topic_produce_and_consume_through_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let s = Served::start(&dir, &[]);
+    // Every command below goes through the server: it holds the directory.
+    let created = ok(
+        &dir,
+        &[
+            "topic",
+            "create",
+            "events",
+            "--partitions",
+            "2",
+            "--retention",
+            "7d",
+        ],
+    );
+    assert!(
+        created.contains("created topic events with 2 partition(s)"),
+        "{created}"
+    );
+    ok(&dir, &["topic", "create", "latest", "--compact"]);
+    ok(
+        &dir,
+        &[
+            "sql",
+            "CREATE TOPIC tx (account TEXT, amount DOUBLE) WITH (key = 'account')",
+        ],
+    );
+    let listed = ok(&dir, &["topic", "list"]);
+    assert!(
+        listed.contains("events\t2 partition(s)\tretention 604800000 ms\traw JSON"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("compacted (tombstones kept 86400000 ms)"),
+        "{listed}"
+    );
+    assert!(listed.contains("(account TEXT, amount DOUBLE)"), "{listed}");
+    let dup = kappa(&dir, &["topic", "create", "events"]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+
+    // produce: keyed by a field; a record that does not fit the schema
+    // stops it at its line, with the records before it appended.
+    let input: String = (0..25)
+        .map(|i| format!("{{\"user\":\"u{}\",\"n\":{i}}}\n", i % 5))
+        .collect();
+    let out = kappa_in(
+        &dir,
+        &[
+            "produce",
+            "events",
+            "--key-field",
+            "user",
+            "--batch-size",
+            "10",
+        ],
+        &input,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("token kt1-"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("appended 25 records to events"));
+    let bad = kappa_in(
+        &dir,
+        &["produce", "tx"],
+        "{\"account\":\"a\",\"amount\":1}\n\n{\"account\":\"b\",\"amount\":2}\n{\"account\":\"c\",\"amount\":\"lots\"}\n{\"account\":\"d\",\"amount\":4}\n",
+    );
+    assert!(!bad.status.success());
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("line 4:")
+            && err.contains("\"amount\"")
+            && err.contains("the 2 records before it were appended"),
+        "{err}"
+    );
+    assert_eq!(s.record_count("tx"), 2);
+    let missing = kappa_in(&dir, &["produce", "nope"], "{}\n");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
+
+    // consume: to the end of the topic, every partition in log-time order.
+    let all = ok(&dir, &["consume", "events"]);
+    let records: Vec<serde_json::Value> = all
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 25);
+    let ns: Vec<i64> = records
+        .iter()
+        .map(|r| r["value"]["n"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        ns,
+        (0..25).collect::<Vec<_>>(),
+        "log-time order is input order"
+    );
+    assert!(
+        records
+            .iter()
+            .all(|r| r["key"] == format!("u{}", r["value"]["n"].as_i64().unwrap() % 5))
+    );
+    let from = ok(&dir, &["consume", "events", "--from-offset", "10"]);
+    let offsets: Vec<u64> = from
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["offset"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert!(
+        !offsets.is_empty() && offsets.iter().all(|o| *o >= 10),
+        "{offsets:?}"
+    );
+    assert_eq!(
+        ok(&dir, &["consume", "events", "--limit", "3"])
+            .lines()
+            .count(),
+        3
+    );
+    let out_of_range = kappa(&dir, &["consume", "latest", "--from-offset", "0"]);
+    assert!(
+        out_of_range.status.success(),
+        "an empty topic from offset 0 is empty"
+    );
+
+    // follow: waits for records appended after it started.
+    let mut follow = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["consume", "events", "--follow"])
+        .env_remove("KAPPA_SERVER")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(follow.stdout.take().unwrap()).lines();
+    assert_eq!(lines.by_ref().take(25).count(), 25, "what was there first");
+    let out = kappa_in(&dir, &["produce", "events"], "{\"late\":true}\n");
+    assert!(out.status.success());
+    let got: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    assert_eq!(got["value"]["late"], true);
+
+    let described = ok(&dir, &["topic", "describe", "events"]);
+    assert!(
+        described.contains("partitions 2") && described.contains("raw JSON"),
+        "{described}"
+    );
+    let deleted = ok(&dir, &["topic", "delete", "latest"]);
+    assert!(deleted.contains("latest"), "{deleted}");
+    assert!(!ok(&dir, &["topic", "list"]).contains("latest"));
+    drop(s);
+
+    // Without the server, the same commands open the directory.
+    assert_eq!(ok(&dir, &["consume", "events"]).lines().count(), 26);
+    assert!(ok(&dir, &["topic", "list"]).contains("(account TEXT, amount DOUBLE)"));
+}
+
+#[test]
+fn quickstart_runs_embedded_then_again_through_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let first = ok(&dir, &["quickstart"]);
+    assert!(first.contains("no server running"), "{first}");
+    // acc-000: records 0, 100, ..., 900; every third one a debit of 12.5.
+    assert!(first.contains(" acc-000 | 70.0    | 10"), "{first}");
+    let s = Served::start(&dir, &[]);
+    let second = ok(&dir, &["quickstart"]);
+    assert!(second.contains(&format!("through the server at {}", s.url)), "{second}");
+    assert!(second.contains("already there"), "{second}");
+    assert!(second.contains(" acc-000 | 140.0   | 20"), "{second}");
+    assert!(second.contains("psql -h 127.0.0.1"), "{second}");
 }

@@ -477,12 +477,21 @@ fn sigterm_then_restart_keeps_everything() {
     assert_eq!(st, 200);
     assert!(dir.join("server.json").exists());
 
-    // While it runs, a command that opens the directory says where the
-    // server is.
+    // While it runs, client commands on the directory go through it, and
+    // a second server on it is refused with where the first one is.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_kappa"))
         .arg("--data-dir")
         .arg(&dir)
         .args(["topic", "list"])
+        .env_remove("KAPPA_SERVER")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tx\t"));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .arg("--data-dir")
+        .arg(&dir)
+        .args(["serve", "--http", "127.0.0.1:0", "--pg", "none"])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -18,6 +18,7 @@ mod partitioner;
 mod record;
 mod token;
 mod topic;
+pub mod units;
 
 pub use backend::{Log, MergedReader, ReadFrom, ReadLimits};
 pub use error::{ConflictCurrent, LogError};

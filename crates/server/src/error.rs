@@ -16,7 +16,9 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     /// For a conflict: the current value the condition met.
-    pub current: Option<serde_json::Value>,
+    pub current: Option<Box<serde_json::Value>>,
+    /// For a record that does not fit: its index in the batch.
+    pub record: Option<usize>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             code,
             message: message.into(),
             current: None,
+            record: None,
         }
     }
 
@@ -53,7 +56,11 @@ impl From<EngineError> for ApiError {
             EngineError::Log(l) => return ApiError::from_log(l, message),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };
-        ApiError::new(status, code, message)
+        let mut error = ApiError::new(status, code, message);
+        if let EngineError::RecordRejected { index, .. } = &e {
+            error.record = Some(*index);
+        }
+        error
     }
 }
 
@@ -86,14 +93,14 @@ impl ApiError {
         let mut error = ApiError::new(status, code, message);
         if let LogError::Conflict { current, .. } = e {
             use kappa_log::ConflictCurrent;
-            error.current = Some(match current {
+            error.current = Some(Box::new(match current {
                 ConflictCurrent::PartitionLastOffset(o) => {
                     serde_json::json!({ "partition_last_offset": o })
                 }
                 ConflictCurrent::KeyLatestOffset(o) => {
                     serde_json::json!({ "key_latest_offset": o })
                 }
-            });
+            }));
         }
         error
     }
@@ -108,7 +115,10 @@ impl IntoResponse for ApiError {
             "error": { "code": self.code, "message": self.message }
         });
         if let Some(current) = self.current {
-            body["error"]["current"] = current;
+            body["error"]["current"] = *current;
+        }
+        if let Some(record) = self.record {
+            body["error"]["record"] = record.into();
         }
         (self.status, Json(body)).into_response()
     }

@@ -16,6 +16,7 @@ mod pg;
 pub mod point;
 mod send_timeout;
 pub mod status;
+pub mod topic_read;
 
 pub use config::{Limits, ServerConfig};
 

@@ -1,7 +1,9 @@
-//! A view's status as JSON: what `GET /v1/views/{view}`, `kappa status`
-//! and `kappa view describe` show (the CLI builds it the same way when it
-//! opens a data directory itself).
+//! Views and topics as JSON: what `GET /v1/views/{view}`, `GET
+//! /v1/topics`, `kappa status`, `kappa view describe` and `kappa topic`
+//! show (the CLI builds it the same way when it opens a data directory
+//! itself).
 
+use kappa_engine::schema::TopicDef;
 use kappa_engine::{Engine, EngineError, ViewDef};
 use serde_json::{Value, json};
 
@@ -19,4 +21,47 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
         "dead_letters": status.dead_letters,
         "late_records": status.late_records,
     }))
+}
+
+/// Every topic: name, partitions, policy and schema.
+pub async fn topics_json(engine: &Engine) -> Result<Value, EngineError> {
+    let defs = engine.topics().await;
+    let mut topics = Vec::new();
+    for info in engine.log().list_topics().await? {
+        let def = defs.iter().find(|d| d.name == info.name);
+        topics.push(json!({
+            "name": info.name,
+            "partitions": info.config.partitions,
+            "config": info.config,
+            "schema": def.map(schema_json).unwrap_or(Value::Null),
+        }));
+    }
+    Ok(json!({ "topics": topics }))
+}
+
+/// One topic: its policy, schema and every partition's extent.
+pub async fn topic_json(engine: &Engine, topic: &str) -> Result<Value, EngineError> {
+    let d = engine.log().describe_topic(topic).await?;
+    let def = engine.topic(topic).await;
+    Ok(json!({
+        "name": d.info.name,
+        "partitions": d.info.config.partitions,
+        "config": d.info.config,
+        "created": d.info.created.to_rfc3339(),
+        "schema": def.as_ref().map(schema_json).unwrap_or(Value::Null),
+        "extents": d.partitions,
+    }))
+}
+
+/// A topic's schema; `null` columns for raw JSON.
+fn schema_json(def: &TopicDef) -> Value {
+    json!({
+        "columns": def.columns.as_ref().map(|cols| cols.iter().map(|c| json!({
+            "name": c.name,
+            "type": c.ty.sql_name(),
+            "not_null": c.not_null,
+        })).collect::<Vec<_>>()),
+        "key": def.key,
+        "event_time": def.event_time,
+    })
 }

@@ -17,12 +17,13 @@ use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
 use datafusion::sql::sqlparser::parser::Parser;
 use datafusion::sql::sqlparser::tokenizer::{Span, Token, TokenWithSpan, Tokenizer, Word};
+use kappa_log::{Cleanup, TopicConfig};
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Statement {
     CreateTopic {
         def: TopicDef,
-        partitions: u32,
+        config: TopicConfig,
     },
     CreateView {
         name: String,
@@ -145,7 +146,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
                 });
             }
             Ok(Statement::CreateView {
-                name: v.name.to_string(),
+                name: plain_name(&v.name)?,
                 query: v.query.to_string(),
                 history_micros,
             })
@@ -158,7 +159,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
             ..
         } if names.len() == 1 => Ok(Statement::Drop {
             kind: DropKind::View,
-            name: names[0].to_string(),
+            name: plain_name(&names[0])?,
             if_exists,
         }),
         other => Err(EngineError::Unsupported {
@@ -264,7 +265,7 @@ fn create_topic(stmt: ast::Statement) -> Result<Statement, EngineError> {
             "expected CREATE TOPIC name (...)".into(),
         ));
     };
-    let name = ct.name.to_string();
+    let name = plain_name(&ct.name)?;
     let columns = if ct.columns.is_empty() {
         None
     } else {
@@ -305,22 +306,47 @@ fn create_topic(stmt: ast::Statement) -> Result<Statement, EngineError> {
         key: None,
         event_time: None,
     };
-    let mut partitions = 1;
+    let mut config = TopicConfig::with_partitions(1);
+    let mut compact = false;
+    let mut tombstone_retention_ms = TopicConfig::DEFAULT_TOMBSTONE_RETENTION_MS;
     for (key, value) in options(&ct.table_options)? {
         match key.as_str() {
             "partitions" => {
-                partitions = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
+                config.partitions = value.parse().ok().filter(|p| *p >= 1).ok_or_else(|| {
                     EngineError::Plan(format!("partitions must be a positive number, got {value}"))
                 })?
             }
             "key" => def.key = Some(value),
             "event_time" => def.event_time = Some(value),
+            "retention" => {
+                config.retention = kappa_log::units::retention(&value).map_err(EngineError::Plan)?
+            }
+            "cleanup" => {
+                compact = match value.to_ascii_lowercase().as_str() {
+                    "delete" => false,
+                    "compact" => true,
+                    _ => {
+                        return Err(EngineError::Plan(format!(
+                            "cleanup = '{value}': use 'delete' (the default) or 'compact' (keep the latest record per key)"
+                        )));
+                    }
+                }
+            }
+            "tombstone_retention" => {
+                tombstone_retention_ms =
+                    kappa_log::units::duration_ms(&value).map_err(EngineError::Plan)?
+            }
             other => {
                 return Err(EngineError::Plan(format!(
-                    "unknown topic option {other:?} (known: partitions, key, event_time)"
+                    "unknown topic option {other:?} (known: partitions, key, event_time, retention, cleanup, tombstone_retention)"
                 )));
             }
         }
+    }
+    if compact {
+        config.cleanup = Cleanup::Compact {
+            tombstone_retention_ms,
+        };
     }
     for (what, col) in [("key", &def.key), ("event_time", &def.event_time)] {
         if let Some(col) = col {
@@ -342,7 +368,21 @@ fn create_topic(stmt: ast::Statement) -> Result<Statement, EngineError> {
             }
         }
     }
-    Ok(Statement::CreateTopic { def, partitions })
+    Ok(Statement::CreateTopic { def, config })
+}
+
+/// A one-part name as its identifier's value: `"tx"` is `tx` (the
+/// quotes only allow any character in it).
+fn plain_name(name: &ast::ObjectName) -> Result<String, EngineError> {
+    match name.0.as_slice() {
+        [part] => part
+            .as_ident()
+            .map(|i| i.value.clone())
+            .ok_or_else(|| EngineError::Plan(format!("{name} is not a name"))),
+        _ => Err(EngineError::Plan(format!(
+            "{name}: names have one part here (no schema or database prefix)"
+        ))),
+    }
 }
 
 /// `WITH (k = v, ...)` as lower-case keys and literal text values.
@@ -409,10 +449,10 @@ mod tests {
              WITH (partitions = 4, key = 'account', event_time = 'ts')",
         )
         .unwrap();
-        let Statement::CreateTopic { def, partitions } = s else {
+        let Statement::CreateTopic { def, config } = s else {
             panic!("{s:?}")
         };
-        assert_eq!(partitions, 4);
+        assert_eq!(config.partitions, 4);
         assert_eq!(def.key.as_deref(), Some("account"));
         assert_eq!(def.event_time.as_deref(), Some("ts"));
         let cols = def.columns.unwrap();
@@ -422,12 +462,33 @@ mod tests {
     }
 
     #[test]
+    fn topic_retention_and_compaction_options() {
+        let Statement::CreateTopic { config, .. } = parse(
+            "CREATE TOPIC t WITH (retention = '7 days', cleanup = 'compact', tombstone_retention = '1h')",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(config.retention, kappa_log::Retention::AgeMs(604_800_000));
+        assert_eq!(
+            config.cleanup,
+            Cleanup::Compact {
+                tombstone_retention_ms: 3_600_000
+            }
+        );
+        let err = parse("CREATE TOPIC t WITH (cleanup = 'shred')").unwrap_err();
+        assert!(err.to_string().contains("'delete'"), "{err}");
+        let err = parse("CREATE TOPIC t WITH (retention = 'soon')").unwrap_err();
+        assert!(err.to_string().contains("forever"), "{err}");
+    }
+
+    #[test]
     fn raw_topics_views_drops_and_as_of() {
         assert!(matches!(
             parse("create topic raw").unwrap(),
             Statement::CreateTopic {
                 def: TopicDef { columns: None, .. },
-                partitions: 1
+                config: TopicConfig { partitions: 1, .. }
             }
         ));
         let Statement::CreateView {

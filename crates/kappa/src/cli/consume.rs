@@ -1,12 +1,15 @@
-//! `kappa consume TOPIC`: NDJSON out, every partition, in log-time order.
+//! `kappa consume TOPIC`: NDJSON out, every partition, in log-time order,
+//! to the end of the topic (or on, with `--follow`), through a server
+//! (its SSE follow stream) or on the data directory.
 
+use super::target::{StreamEnd, Target, segment, with_query};
 use anyhow::bail;
 use clap::Args;
-use kappa_log::{Log, LogTime, ReadFrom, ReadLimits, Record};
-use std::collections::HashMap;
+use kappa_log::{Log, LogTime, ReadLimits};
+use kappa_server::topic_read::{ReadStart, TopicRead, record_json};
 use std::io::{ErrorKind, Write};
-use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Args)]
@@ -26,130 +29,135 @@ pub struct ConsumeArgs {
     pub limit: Option<u64>,
 }
 
-pub async fn run(data_dir: &Path, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
-    let log = super::open(data_dir)?;
-    let description = log.describe_topic(&args.topic).await?;
-    // Offsets map to a log time per partition; start the merged reader just
-    // before the earliest and skip records below the offset.
-    let mut min_offsets: HashMap<u32, u64> = HashMap::new();
-    let after = match (args.from_offset, args.from_time) {
-        (Some(offset), _) => {
-            let mut earliest: Option<u64> = None;
-            for p in &description.partitions {
-                if offset < p.start_offset {
-                    bail!(
-                        "offset {offset} is out of range for {}/{}: readable offsets start at {} (retention removed older ones)",
-                        args.topic,
-                        p.partition,
-                        p.start_offset
-                    );
-                }
-                min_offsets.insert(p.partition, offset);
-                let first = log
-                    .read(
-                        &args.topic,
-                        p.partition,
-                        ReadFrom::Offset(offset.min(p.end_offset)),
-                        ReadLimits {
-                            max_records: 1,
-                            max_bytes: 1,
-                        },
-                    )
-                    .await?;
-                if let Some(r) = first.first() {
-                    earliest = Some(earliest.map_or(r.log_time.0, |e| e.min(r.log_time.0)));
-                }
-            }
-            LogTime(earliest.map_or(log.head().await?.log_time().0, |e| e - 1))
-        }
-        (None, Some(t)) => LogTime(t.0.saturating_sub(1)),
-        (None, None) => LogTime::ZERO,
-    };
-    let mut reader = log.merged_reader(&[args.topic.as_str()], after).await?;
-    let stop_at = log.head().await?.log_time();
-    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    let mut printed = 0u64;
-    loop {
-        let batch = reader.next_batch(ReadLimits::default()).await?;
-        if batch.is_empty() {
-            if !args.follow && reader.position() >= stop_at {
-                break;
-            }
-            if let Err(e) = out.flush() {
-                return broken_pipe_ok(e);
-            }
-            if args.follow {
-                log.wait_for_commit(reader.position(), Duration::from_secs(1))
-                    .await?;
-            }
-            continue;
-        }
-        for r in batch {
-            if min_offsets.get(&r.partition).is_some_and(|m| r.offset < *m) {
-                continue;
-            }
-            if let Err(e) = writeln!(out, "{}", to_json(&r)) {
-                return broken_pipe_ok(e);
-            }
-            printed += 1;
-            if args.limit.is_some_and(|l| printed >= l) {
-                out.flush().ok();
-                return Ok(ExitCode::SUCCESS);
-            }
+impl ConsumeArgs {
+    fn start(&self) -> ReadStart {
+        match (self.from_offset, self.from_time) {
+            (Some(offset), _) => ReadStart::Offset(offset),
+            (None, Some(t)) => ReadStart::After(LogTime(t.0.saturating_sub(1))),
+            (None, None) => ReadStart::Beginning,
         }
     }
-    if let Err(e) = out.flush() {
-        return broken_pipe_ok(e);
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
-fn broken_pipe_ok(e: std::io::Error) -> anyhow::Result<ExitCode> {
+/// Where records go: stdout, until the limit or a closed pipe.
+struct Out {
+    w: std::io::BufWriter<std::io::StdoutLock<'static>>,
+    printed: u64,
+    limit: Option<u64>,
+}
+
+impl Out {
+    /// Writes one line; `false` once no more are wanted.
+    fn line(&mut self, line: &str) -> anyhow::Result<bool> {
+        if let Err(e) = writeln!(self.w, "{line}") {
+            return pipe_closed(e);
+        }
+        self.printed += 1;
+        Ok(self.limit.is_none_or(|l| self.printed < l))
+    }
+
+    /// Flushes; `false` if the reader has gone.
+    fn flush(&mut self) -> anyhow::Result<bool> {
+        match self.w.flush() {
+            Ok(()) => Ok(true),
+            Err(e) => pipe_closed(e),
+        }
+    }
+}
+
+/// A reader that went away (`| head`) is the normal end.
+fn pipe_closed(e: std::io::Error) -> anyhow::Result<bool> {
     if e.kind() == ErrorKind::BrokenPipe {
-        Ok(ExitCode::SUCCESS)
+        Ok(false)
     } else {
         Err(e.into())
     }
 }
 
-/// A record as one JSON line. A value that is JSON is embedded as JSON;
-/// anything else is a string (lossy UTF-8).
-pub fn to_json(r: &Record) -> String {
-    let value = match &r.value {
-        None => serde_json::Value::Null,
-        Some(v) => serde_json::from_slice(v)
-            .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(v).into_owned())),
+pub async fn run(target: Target, args: ConsumeArgs) -> anyhow::Result<ExitCode> {
+    let mut out = Out {
+        w: std::io::BufWriter::new(std::io::stdout().lock()),
+        printed: 0,
+        limit: args.limit,
     };
-    let mut obj = serde_json::Map::new();
-    obj.insert("topic".into(), r.topic.to_string().into());
-    obj.insert("partition".into(), r.partition.into());
-    obj.insert("offset".into(), r.offset.into());
-    obj.insert("log_time".into(), r.log_time.to_rfc3339().into());
-    obj.insert(
-        "key".into(),
-        r.key.as_ref().map_or(serde_json::Value::Null, |k| {
-            String::from_utf8_lossy(k).into_owned().into()
-        }),
-    );
-    obj.insert("value".into(), value);
-    if let Some(t) = r.event_time {
-        obj.insert(
-            "event_time".into(),
-            kappa_log::LogTime(t.max(0) as u64).to_rfc3339().into(),
-        );
+    if args.limit == Some(0) {
+        target.close();
+        return Ok(ExitCode::SUCCESS);
     }
-    if !r.headers.is_empty() {
-        let headers: serde_json::Map<String, serde_json::Value> = r
-            .headers
-            .iter()
-            .map(|h| {
-                let v = h.value.as_ref().map_or(serde_json::Value::Null, |v| {
-                    String::from_utf8_lossy(v).into_owned().into()
-                });
-                (h.name.clone(), v)
-            })
-            .collect();
-        obj.insert("headers".into(), headers.into());
+    let result = match &target {
+        Target::Server(http) => {
+            let (from_start, from_offset, after) = match args.start() {
+                ReadStart::Offset(o) => (None, Some(o.to_string()), None),
+                ReadStart::After(t) => (None, None, Some(t.0.to_string())),
+                _ => (Some("true".to_string()), None, None),
+            };
+            let path = with_query(
+                &format!("/v1/topics/{}/follow", segment(&args.topic)),
+                &[
+                    ("from_start", from_start),
+                    ("from_offset", from_offset),
+                    ("after", after),
+                    ("until", (!args.follow).then(|| "head".to_string())),
+                ],
+            );
+            let end = http
+                .events(&path, |kind, data| match kind {
+                    "record" => {
+                        if !out.line(data)? {
+                            return Ok(false);
+                        }
+                        // Live records show as they come.
+                        if args.follow { out.flush() } else { Ok(true) }
+                    }
+                    "end" => Ok(false),
+                    "error" => {
+                        let v: serde_json::Value = serde_json::from_str(data).unwrap_or_default();
+                        bail!(
+                            "{}",
+                            v["error"]["message"]
+                                .as_str()
+                                .unwrap_or("the stream failed")
+                        )
+                    }
+                    _ => Ok(true),
+                })
+                .await;
+            match end {
+                Ok(StreamEnd::Stopped) => Ok(()),
+                Ok(StreamEnd::Closed) => Err(anyhow::anyhow!(
+                    "the server closed the stream after {} records",
+                    out.printed
+                )),
+                Err(e) => Err(e),
+            }
+        }
+        Target::Embedded(opened) => {
+            let log: Arc<dyn Log> = opened.log.clone();
+            local(log, &args, &mut out).await
+        }
+    };
+    out.flush()?;
+    target.close();
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+async fn local(log: Arc<dyn Log>, args: &ConsumeArgs, out: &mut Out) -> anyhow::Result<()> {
+    let mut read = TopicRead::open(log, &args.topic, args.start(), !args.follow).await?;
+    loop {
+        let Some(batch) = read.next(ReadLimits::default()).await? else {
+            return Ok(());
+        };
+        if batch.is_empty() {
+            if !out.flush()? {
+                return Ok(());
+            }
+            read.wait(Duration::from_secs(1)).await?;
+            continue;
+        }
+        for r in batch {
+            if !out.line(&record_json(&r).to_string())? {
+                return Ok(());
+            }
+        }
     }
-    serde_json::Value::Object(obj).to_string()
 }

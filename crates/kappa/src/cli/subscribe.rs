@@ -4,9 +4,8 @@
 //! progress), ready for another program.
 
 use super::target::Target;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use http_body_util::BodyExt;
 use kappa_engine::feed::{FeedEvent, FeedStart};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -102,48 +101,15 @@ pub async fn run(target: Target, args: SubscribeArgs) -> anyhow::Result<ExitCode
     };
     match target {
         Target::Server(http) => {
-            let path = match &args.after {
-                Some(p) => format!("/v1/views/{}/subscribe?after={p}", args.view),
-                None => format!("/v1/views/{}/subscribe", args.view),
-            };
-            let response = http
-                .send("GET", &path, None, &[("accept", "text/event-stream")])
-                .await?;
-            if !response.status().is_success() {
-                let status = response.status();
-                let body = response.into_body().collect().await?.to_bytes();
-                let v: Value = serde_json::from_slice(&body).unwrap_or_default();
-                bail!(
-                    "{}",
-                    v["error"]["message"]
-                        .as_str()
-                        .unwrap_or(&format!("the server answered {status}"))
-                );
-            }
-            let mut body = response.into_body();
-            let (mut buf, mut kind, mut data) = (String::new(), String::new(), String::new());
-            while let Some(frame) = body.frame().await {
-                let frame = frame.context("the subscription was cut off")?;
-                let Some(bytes) = frame.data_ref() else {
-                    continue;
-                };
-                buf.push_str(&String::from_utf8_lossy(bytes));
-                while let Some(end) = buf.find('\n') {
-                    let line: String = buf.drain(..=end).collect();
-                    let line = line.trim_end_matches(['\n', '\r']);
-                    if line.is_empty() {
-                        if !data.is_empty() {
-                            screen.event(&kind, serde_json::from_str(&data)?)?;
-                        }
-                        kind.clear();
-                        data.clear();
-                    } else if let Some(v) = line.strip_prefix("event: ") {
-                        kind = v.to_string();
-                    } else if let Some(v) = line.strip_prefix("data: ") {
-                        data.push_str(v);
-                    }
-                }
-            }
+            let path = super::target::with_query(
+                &format!("/v1/views/{}/subscribe", super::target::segment(&args.view)),
+                &[("after", args.after.clone())],
+            );
+            http.events(&path, |kind, data| {
+                screen.event(kind, serde_json::from_str(data)?)?;
+                Ok(true)
+            })
+            .await?;
             bail!("the server closed the subscription");
         }
         Target::Embedded(opened) => {

@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use kappa_engine::{EngineError, JsonAppend};
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,9 +19,22 @@ pub enum Target {
     Embedded(Opened),
 }
 
+/// What an embedded target must have done before the command runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Views {
+    /// Every view has applied the log up to its head (queries, status).
+    CaughtUp,
+    /// Views as they are (topic commands, produce, consume).
+    AsTheyAre,
+}
+
 /// Picks the target: an explicit server must answer; else the server that
 /// holds the directory, if it answers; else the directory itself.
-pub async fn resolve(server: Option<&str>, data_dir: &Path) -> anyhow::Result<Target> {
+pub async fn resolve(
+    server: Option<&str>,
+    data_dir: &Path,
+    views: Views,
+) -> anyhow::Result<Target> {
     if let Some(url) = server {
         let http = Http::new(url);
         http.health().await.map_err(|e| {
@@ -39,9 +53,134 @@ pub async fn resolve(server: Option<&str>, data_dir: &Path) -> anyhow::Result<Ta
     }
     let opened = super::engine::open(data_dir)?;
     opened.engine.adopt_log_topics().await?;
-    // Answers reflect the whole log, as a server's would once caught up.
-    opened.engine.catch_up().await?;
+    if views == Views::CaughtUp {
+        // Answers reflect the whole log, as a server's would once caught up.
+        opened.engine.catch_up().await?;
+    }
     Ok(Target::Embedded(opened))
+}
+
+impl Target {
+    /// Runs a statement that answers with a message (DDL).
+    pub async fn statement(&self, sql: &str) -> anyhow::Result<String> {
+        match self {
+            Target::Server(http) => {
+                let body = serde_json::json!({ "sql": sql }).to_string().into_bytes();
+                let v = http
+                    .json(
+                        "POST",
+                        "/v1/sql",
+                        Some(body),
+                        &[("content-type", "application/json")],
+                    )
+                    .await?;
+                Ok(v["message"].as_str().unwrap_or_default().to_string())
+            }
+            Target::Embedded(opened) => match opened.engine.execute(sql).await? {
+                kappa_engine::Output::Done(message) => Ok(message),
+                kappa_engine::Output::Rows(_) => Ok(String::new()),
+            },
+        }
+    }
+
+    /// One atomic append: its token, or why the batch was refused (an
+    /// outer error means it is not known whether it was appended).
+    pub async fn append(
+        &self,
+        topic: &str,
+        records: Vec<Bytes>,
+        key_field: Option<String>,
+    ) -> anyhow::Result<Result<String, Refused>> {
+        match self {
+            Target::Server(http) => {
+                let mut body = Vec::with_capacity(records.iter().map(|r| r.len() + 1).sum());
+                for r in &records {
+                    body.extend_from_slice(r);
+                    body.push(b'\n');
+                }
+                let path = with_query(
+                    &format!("/v1/topics/{}/records", segment(topic)),
+                    &[("key_field", key_field)],
+                );
+                let (status, answer) = http
+                    .request(
+                        "POST",
+                        &path,
+                        Some(body),
+                        &[("content-type", "application/x-ndjson")],
+                    )
+                    .await
+                    .context("the append's outcome is unknown (read the topic before retrying)")?;
+                let v: serde_json::Value = serde_json::from_slice(&answer).with_context(|| {
+                    format!("the server answered {status} with something not JSON")
+                })?;
+                if (200..300).contains(&status) {
+                    return Ok(Ok(v["token"].as_str().unwrap_or_default().to_string()));
+                }
+                if status >= 500 {
+                    bail!(
+                        "{}",
+                        v["error"]["message"]
+                            .as_str()
+                            .unwrap_or("the server failed")
+                    );
+                }
+                Ok(Err(Refused {
+                    message: v["error"]["message"]
+                        .as_str()
+                        .unwrap_or("the append was refused")
+                        .to_string(),
+                    record: v["error"]["record"].as_u64().map(|i| i as usize),
+                }))
+            }
+            Target::Embedded(o) => {
+                let options = JsonAppend {
+                    conditions: Vec::new(),
+                    key_field,
+                };
+                match o.engine.append_json_owned(topic, records, options).await {
+                    Ok(result) => Ok(Ok(result.token.to_string())),
+                    Err(e) => {
+                        let record = match &e {
+                            EngineError::RecordRejected { index, .. } => Some(*index),
+                            _ => None,
+                        };
+                        match e {
+                            EngineError::RecordRejected { .. }
+                            | EngineError::Plan(_)
+                            | EngineError::NotFound(_) => Ok(Err(Refused {
+                                message: e.to_string(),
+                                record,
+                            })),
+                            other => Err(other.into()),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes an embedded data directory (a no-op for a server).
+    pub fn close(self) {
+        if let Target::Embedded(opened) = self {
+            opened.close();
+        }
+    }
+}
+
+/// Why an append was refused (nothing of it was appended).
+pub struct Refused {
+    pub message: String,
+    /// The record that did not fit, by its index in the batch.
+    pub record: Option<usize>,
+}
+
+/// How a server-sent event stream ended.
+pub enum StreamEnd {
+    /// The handler asked to stop.
+    Stopped,
+    /// The server closed the stream.
+    Closed,
 }
 
 /// A minimal HTTP/1 client for the server's API.
@@ -105,6 +244,60 @@ impl Http {
             .with_context(|| format!("cannot reach {}{path}", self.base))
     }
 
+    /// Reads a server-sent event stream from `path`, calling `on` with
+    /// each event's kind and data until it returns `false` or the stream
+    /// ends. An error response becomes its message.
+    pub async fn events(
+        &self,
+        path: &str,
+        mut on: impl FnMut(&str, &str) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<StreamEnd> {
+        let response = self
+            .send("GET", path, None, &[("accept", "text/event-stream")])
+            .await?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            bail!(
+                "{}",
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap_or(&format!("the server answered {status}"))
+            );
+        }
+        let mut body = response.into_body();
+        let (mut buf, mut kind, mut data) = (Vec::<u8>::new(), String::new(), String::new());
+        while let Some(frame) = body.frame().await {
+            let frame = frame.context("the stream was cut off")?;
+            let Some(bytes) = frame.data_ref() else {
+                continue;
+            };
+            buf.extend_from_slice(bytes);
+            // Whole lines only: a multi-byte character may straddle frames.
+            while let Some(end) = buf.iter().position(|&b| b == b'\n') {
+                let raw: Vec<u8> = buf.drain(..=end).collect();
+                let line = String::from_utf8_lossy(&raw);
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    if !data.is_empty() && !on(&kind, &data)? {
+                        return Ok(StreamEnd::Stopped);
+                    }
+                    kind.clear();
+                    data.clear();
+                } else if let Some(v) = line.strip_prefix("event:") {
+                    kind = v.trim_start().to_string();
+                } else if let Some(v) = line.strip_prefix("data:") {
+                    if !data.is_empty() {
+                        data.push('\n');
+                    }
+                    data.push_str(v.strip_prefix(' ').unwrap_or(v));
+                }
+            }
+        }
+        Ok(StreamEnd::Closed)
+    }
+
     /// A whole request: (status, body).
     pub async fn request(
         &self,
@@ -144,4 +337,34 @@ impl Http {
         }
         Ok(value)
     }
+}
+
+/// `path?k=v&...` with the values percent-encoded; pairs with no value
+/// are left out.
+pub fn with_query(path: &str, pairs: &[(&str, Option<String>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    for (k, v) in pairs {
+        if let Some(v) = v {
+            query.append_pair(k, v);
+        }
+    }
+    let query = query.finish();
+    if query.is_empty() {
+        path.to_string()
+    } else {
+        format!("{path}?{query}")
+    }
+}
+
+/// A path segment (a topic or view name), percent-encoded.
+pub fn segment(name: &str) -> String {
+    name.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }

@@ -1,14 +1,17 @@
-//! `kappa topic create|list|describe|delete`.
+//! `kappa topic create|list|describe|delete`, through a server or on the
+//! data directory: both build the same SQL and read the same JSON.
 
+use super::target::{Target, segment};
 use crate::parse;
 use clap::Subcommand;
-use kappa_log::{Cleanup, Log, Retention, TopicConfig};
-use std::path::Path;
+use kappa_log::{Cleanup, LogTime, PartitionInfo, Retention, TopicConfig};
+use serde_json::Value;
 use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum TopicCommand {
-    /// Create a topic.
+    /// Create a topic (raw JSON; `kappa sql "CREATE TOPIC ..."` gives it
+    /// a schema).
     Create {
         name: String,
         #[arg(long, default_value_t = 1)]
@@ -25,14 +28,19 @@ pub enum TopicCommand {
     },
     /// List topics.
     List,
-    /// Show a topic's configuration and partitions.
+    /// Show a topic's configuration, schema and partitions.
     Describe { name: String },
-    /// Delete a topic and its records.
+    /// Delete a topic and its records (refused while a view reads it).
     Delete { name: String },
 }
 
-pub async fn run(data_dir: &Path, cmd: TopicCommand) -> anyhow::Result<ExitCode> {
-    let log = super::open(data_dir)?;
+pub async fn run(target: Target, cmd: TopicCommand) -> anyhow::Result<ExitCode> {
+    let result = command(&target, cmd).await;
+    target.close();
+    result
+}
+
+async fn command(target: &Target, cmd: TopicCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         TopicCommand::Create {
             name,
@@ -41,59 +49,105 @@ pub async fn run(data_dir: &Path, cmd: TopicCommand) -> anyhow::Result<ExitCode>
             compact,
             tombstone_retention,
         } => {
-            let cleanup = if compact {
-                Cleanup::Compact {
-                    tombstone_retention_ms: tombstone_retention,
-                }
-            } else {
-                Cleanup::Delete
-            };
-            let config = TopicConfig {
-                partitions,
-                retention,
-                cleanup,
-            };
-            log.create_topic(&name, config).await?;
-            println!("created topic {name} with {partitions} partition(s)");
+            let mut with = vec![
+                format!("partitions = {partitions}"),
+                format!(
+                    "retention = '{}'",
+                    kappa_log::units::retention_text(retention)
+                ),
+            ];
+            if compact {
+                with.push("cleanup = 'compact'".into());
+                with.push(format!("tombstone_retention = '{tombstone_retention}ms'"));
+            }
+            let sql = format!("CREATE TOPIC {} WITH ({})", ident(&name), with.join(", "));
+            println!("{}", target.statement(&sql).await?);
         }
         TopicCommand::List => {
-            let topics = log.list_topics().await?;
+            let listed = match target {
+                Target::Server(http) => http.json("GET", "/v1/topics", None, &[]).await?,
+                Target::Embedded(o) => kappa_server::status::topics_json(&o.engine).await?,
+            };
+            let topics = listed["topics"].as_array().cloned().unwrap_or_default();
             if topics.is_empty() {
                 println!("no topics; create one with `kappa topic create NAME`");
             }
             for t in topics {
                 println!(
-                    "{}\t{} partition(s)\t{}",
-                    t.name,
-                    t.config.partitions,
-                    describe_policy(&t.config)
+                    "{}\t{} partition(s)\t{}\t{}",
+                    t["name"].as_str().unwrap_or_default(),
+                    t["partitions"],
+                    describe_policy(&config(&t)?),
+                    describe_schema(&t["schema"]),
                 );
             }
         }
         TopicCommand::Describe { name } => {
-            let d = log.describe_topic(&name).await?;
-            println!("topic      {}", d.info.name);
-            println!("partitions {}", d.info.config.partitions);
-            println!("policy     {}", describe_policy(&d.info.config));
-            println!("created    {}", d.info.created.to_rfc3339());
+            let d = match target {
+                Target::Server(http) => {
+                    let path = format!("/v1/topics/{}", segment(&name));
+                    http.json("GET", &path, None, &[]).await?
+                }
+                Target::Embedded(o) => kappa_server::status::topic_json(&o.engine, &name).await?,
+            };
+            println!("topic      {}", d["name"].as_str().unwrap_or_default());
+            println!("partitions {}", d["partitions"]);
+            println!("policy     {}", describe_policy(&config(&d)?));
+            println!("schema     {}", describe_schema(&d["schema"]));
+            println!("created    {}", d["created"].as_str().unwrap_or_default());
             println!("partition  start_offset  end_offset  bytes  last_log_time");
-            for p in d.partitions {
+            let extents: Vec<PartitionInfo> = serde_json::from_value(d["extents"].clone())?;
+            for p in extents {
                 println!(
                     "{:<9}  {:<12}  {:<10}  {:<5}  {}",
                     p.partition,
                     p.start_offset,
                     p.end_offset,
                     p.bytes,
-                    p.last_log_time.map_or("-".to_string(), |t| t.to_rfc3339())
+                    p.last_log_time
+                        .map_or("-".to_string(), |t: LogTime| t.to_rfc3339())
                 );
             }
         }
         TopicCommand::Delete { name } => {
-            log.delete_topic(&name).await?;
-            println!("deleted topic {name}");
+            println!(
+                "{}",
+                target
+                    .statement(&format!("DROP TOPIC {}", ident(&name)))
+                    .await?
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A name as a quoted SQL identifier.
+fn ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn config(topic: &Value) -> anyhow::Result<TopicConfig> {
+    serde_json::from_value(topic["config"].clone())
+        .map_err(|e| anyhow::anyhow!("the topic's config is not understood ({e})"))
+}
+
+fn describe_schema(schema: &Value) -> String {
+    match schema["columns"].as_array() {
+        None => "raw JSON".into(),
+        Some(cols) => {
+            let cols: Vec<String> = cols
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{} {}",
+                        c["name"].as_str().unwrap_or_default(),
+                        c["type"].as_str().unwrap_or_default()
+                    )
+                })
+                .collect();
+            format!("({})", cols.join(", "))
+        }
+    }
 }
 
 fn describe_policy(config: &TopicConfig) -> String {

@@ -56,8 +56,13 @@ pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
         ViewCommand::Describe { name } => {
             let v = match &target {
                 Target::Server(http) => {
-                    http.json("GET", &format!("/v1/views/{name}"), None, &[])
-                        .await?
+                    http.json(
+                        "GET",
+                        &format!("/v1/views/{}", super::target::segment(&name)),
+                        None,
+                        &[],
+                    )
+                    .await?
                 }
                 Target::Embedded(opened) => {
                     let def = opened.engine.view(&name).await.ok_or_else(|| {

@@ -27,6 +27,9 @@ pub struct AppendParams {
     /// that offset (or `absent`).
     key: Option<String>,
     expect_key_offset: Option<String>,
+    /// For a topic without a key column: the top-level field of each
+    /// record to use as its key.
+    key_field: Option<String>,
 }
 
 fn conditions(topic: &str, p: &AppendParams) -> Result<Vec<Condition>, ApiError> {
@@ -152,7 +155,14 @@ pub async fn append(
     let count = records.len();
     let result = state
         .engine
-        .append_json_owned(&topic, records, conditions)
+        .append_json_owned(
+            &topic,
+            records,
+            kappa_engine::JsonAppend {
+                conditions,
+                key_field: params.key_field,
+            },
+        )
         .await?;
     state.metrics.appends.fetch_add(1, Ordering::Relaxed);
     state
@@ -218,22 +228,6 @@ pub async fn read(
         log.wait_for_commit(head.log_time(), deadline - now).await?;
     };
     let next = records.last().map(|r| r.offset + 1).or(p.offset);
-    let records: Vec<Value> = records.iter().map(record_json).collect();
+    let records: Vec<Value> = records.iter().map(crate::topic_read::record_json).collect();
     Ok(Json(json!({ "records": records, "next_offset": next })))
-}
-
-/// A record as JSON; a value that is not JSON is a string (lossy UTF-8).
-pub fn record_json(r: &kappa_log::Record) -> Value {
-    let value = r.value.as_ref().map(|v| {
-        serde_json::from_slice::<Value>(v)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(v).into_owned()))
-    });
-    json!({
-        "topic": r.topic.to_string(),
-        "partition": r.partition,
-        "offset": r.offset,
-        "log_time": r.log_time.to_rfc3339(),
-        "key": r.key.as_ref().map(|k| String::from_utf8_lossy(k).into_owned()),
-        "value": value,
-    })
 }

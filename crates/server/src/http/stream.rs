@@ -12,6 +12,7 @@
 use super::AppState;
 use crate::error::ApiError;
 use crate::format;
+use crate::topic_read::{ReadStart, TopicRead};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
@@ -51,6 +52,12 @@ pub struct FollowParams {
     after: Option<String>,
     /// From the topic's first retained record.
     from_start: Option<bool>,
+    /// Every partition from this offset.
+    from_offset: Option<u64>,
+    /// `head`: end the stream (with an `end` event) at the log's head as
+    /// it is when the request arrives, as a consumer that exits at the
+    /// end of the topic does.
+    until: Option<String>,
 }
 
 fn point(s: &str) -> Result<LogTime, ApiError> {
@@ -96,20 +103,34 @@ pub async fn follow(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(p) = params.map_err(super::query_rejected)?;
-    let log = state.engine.log().clone();
-    log.describe_topic(&topic).await?;
-    let after = if let Some(t) = last_event_id(&headers)? {
-        t
-    } else if let Some(after) = &p.after {
-        point(after)?
-    } else if p.from_start == Some(true) {
-        LogTime::ZERO
-    } else {
-        log.head().await?.log_time()
+    let until_head = match p.until.as_deref() {
+        None => false,
+        Some("head") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "until={other:?}: the only end is `head` (the log's head when the request arrives)"
+            )));
+        }
     };
-    let reader = log.merged_reader(&[topic.as_str()], after).await?;
+    let start = if let Some(t) = last_event_id(&headers)? {
+        ReadStart::After(t)
+    } else {
+        match (&p.after, p.from_start, p.from_offset) {
+            (Some(after), None, None) => ReadStart::After(point(after)?),
+            (None, Some(true), None) => ReadStart::Beginning,
+            (None, None, Some(offset)) => ReadStart::Offset(offset),
+            (None, None | Some(false), None) => ReadStart::Now,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "give one of after, from_start and from_offset",
+                ));
+            }
+        }
+    };
+    let log = state.engine.log().clone();
+    let read = TopicRead::open(log, &topic, start, until_head).await?;
     let stream = Stream::open(&state);
-    tokio::spawn(pump_records(log, reader, stream.sender));
+    tokio::spawn(pump_records(read, stream.sender));
     Ok(stream.response)
 }
 
@@ -219,8 +240,12 @@ impl Sender {
     /// Ends the stream with an error event (after what is queued).
     fn stop_with(&self, code: &str, message: String) {
         let data = json!({ "error": { "code": code, "message": message } });
-        *self.last_word.lock().expect("last word") =
-            Some(Event::default().event("error").data(data.to_string()));
+        self.end_with(Event::default().event("error").data(data.to_string()));
+    }
+
+    /// The event sent once the queue has drained, before the stream ends.
+    fn end_with(&self, event: Event) {
+        *self.last_word.lock().expect("last word") = Some(event);
     }
 }
 
@@ -315,18 +340,23 @@ async fn pump_feed(mut feed: Feed, out: Sender) {
     }
 }
 
-async fn pump_records(
-    log: Arc<dyn kappa_log::Log>,
-    mut reader: Box<dyn kappa_log::MergedReader>,
-    out: Sender,
-) {
+async fn pump_records(mut read: TopicRead, out: Sender) {
+    let limits = ReadLimits {
+        max_records: 1000,
+        max_bytes: 1 << 20,
+    };
     loop {
         let batch = tokio::select! {
-            b = reader.next_batch(ReadLimits { max_records: 1000, max_bytes: 1 << 20 }) => b,
+            b = read.next(limits) => b,
             _ = out.tx.closed() => return,
         };
         let batch = match batch {
-            Ok(b) => b,
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let data = json!({ "position": read.position().to_rfc3339() });
+                out.end_with(Event::default().event("end").data(data.to_string()));
+                return;
+            }
             Err(e) => {
                 let e = ApiError::from(e);
                 out.stop_with(e.code, e.message);
@@ -335,7 +365,7 @@ async fn pump_records(
         };
         if batch.is_empty() {
             let waited = tokio::select! {
-                w = log.wait_for_commit(reader.position(), Duration::from_secs(15)) => w,
+                w = read.wait(Duration::from_secs(15)) => w,
                 _ = out.tx.closed() => return,
             };
             if let Err(e) = waited {
@@ -346,7 +376,7 @@ async fn pump_records(
             continue;
         }
         for r in batch {
-            let data = super::records::record_json(&r);
+            let data = crate::topic_read::record_json(&r);
             let e = Event::default()
                 .event("record")
                 .id(r.log_time.0.to_string())

@@ -5,9 +5,8 @@ use crate::error::ApiError;
 use axum::Json;
 use axum::extract::{Path, State, rejection::JsonRejection};
 use axum::http::StatusCode;
-use kappa_engine::schema::TopicDef;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,6 +18,12 @@ pub struct CreateTopic {
     columns: Option<Vec<ColumnSpec>>,
     key: Option<String>,
     event_time: Option<String>,
+    /// `forever` (default), an age (`7d`) or a size per partition (`10GB`).
+    retention: Option<String>,
+    /// `delete` (default) or `compact`.
+    cleanup: Option<String>,
+    /// With `compact`: how long tombstones are kept (`1d`).
+    tombstone_retention: Option<String>,
 }
 
 fn one() -> u32 {
@@ -75,8 +80,15 @@ fn create_sql(c: &CreateTopic) -> Result<String, ApiError> {
     if let Some(k) = &c.key {
         with.push(format!("key = {}", literal(k)));
     }
-    if let Some(t) = &c.event_time {
-        with.push(format!("event_time = {}", literal(t)));
+    for (option, value) in [
+        ("event_time", &c.event_time),
+        ("retention", &c.retention),
+        ("cleanup", &c.cleanup),
+        ("tombstone_retention", &c.tombstone_retention),
+    ] {
+        if let Some(v) = value {
+            with.push(format!("{option} = {}", literal(v)));
+        }
     }
     sql += &format!(" WITH ({})", with.join(", "));
     Ok(sql)
@@ -90,64 +102,27 @@ pub async fn create(
         .map_err(|e| ApiError::bad_request(format!("bad topic definition: {}", e.body_text())))?;
     let sql = create_sql(&spec)?;
     state.engine.execute(&sql).await?;
-    let description = state.engine.log().describe_topic(&spec.name).await?;
-    let def = state.engine.topic(&spec.name).await;
-    Ok((
-        StatusCode::CREATED,
-        Json(describe_json(def.as_ref(), &description)),
-    ))
+    let described = crate::status::topic_json(&state.engine, &spec.name).await?;
+    Ok((StatusCode::CREATED, Json(described)))
 }
 
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let defs = state.engine.topics().await;
-    let mut topics = Vec::new();
-    for info in state.engine.log().list_topics().await? {
-        let def = defs.iter().find(|d| d.name == info.name);
-        topics.push(json!({
-            "name": info.name,
-            "partitions": info.config.partitions,
-            "schema": def.map(schema_json).unwrap_or(Value::Null),
-        }));
-    }
-    Ok(Json(json!({ "topics": topics })))
+    Ok(Json(crate::status::topics_json(&state.engine).await?))
 }
 
 pub async fn describe(
     State(state): State<AppState>,
     Path(topic): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let description = state.engine.log().describe_topic(&topic).await?;
-    let def = state.engine.topic(&topic).await;
-    Ok(Json(describe_json(def.as_ref(), &description)))
-}
-
-fn describe_json(def: Option<&TopicDef>, d: &kappa_log::TopicDescription) -> Value {
-    json!({
-        "name": d.info.name,
-        "partitions": d.info.config.partitions,
-        "config": d.info.config,
-        "created": d.info.created.to_rfc3339(),
-        "schema": def.map(schema_json).unwrap_or(Value::Null),
-        "extents": d.partitions,
-    })
-}
-
-/// A topic's schema; `null` columns for raw JSON.
-fn schema_json(def: &TopicDef) -> Value {
-    json!({
-        "columns": def.columns.as_ref().map(|cols| cols.iter().map(|c| json!({
-            "name": c.name,
-            "type": c.ty.sql_name(),
-            "not_null": c.not_null,
-        })).collect::<Vec<_>>()),
-        "key": def.key,
-        "event_time": def.event_time,
-    })
+    Ok(Json(
+        crate::status::topic_json(&state.engine, &topic).await?,
+    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn a_definition_becomes_quoted_sql() {
