@@ -33,7 +33,7 @@ pub struct ViewDef {
 }
 
 /// What [`Engine::view_status`] reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct ViewStatus {
     /// Every record up to here is applied.
     pub frontier: LogTime,
@@ -46,6 +46,10 @@ pub struct ViewStatus {
     /// Records that came after their event-time window closed (its end
     /// plus the allowed lateness), and were left out of it.
     pub late_records: u64,
+    /// Records applied per second, over the last 10 seconds.
+    pub rate: f64,
+    /// Records applied since this process opened the engine.
+    pub records_applied: u64,
 }
 
 /// How an engine runs.
@@ -141,7 +145,20 @@ struct Inner {
     topics: BTreeMap<String, TopicDef>,
     views: BTreeMap<String, ViewDef>,
     runtimes: HashMap<String, SharedRuntime>,
+    /// Each view's rate of records applied; outlives a runtime that is
+    /// dropped and made again.
+    meters: HashMap<String, Arc<crate::rate::RateMeter>>,
     next_view_id: ViewId,
+}
+
+impl Inner {
+    /// Makes `runtime` the one that maintains view `name`, counting into
+    /// the view's rate meter.
+    fn install(&mut self, name: &str, mut runtime: ViewRuntime) {
+        runtime.meter = self.meters.entry(name.to_string()).or_default().clone();
+        self.runtimes
+            .insert(name.to_string(), Arc::new(Mutex::new(runtime)));
+    }
 }
 
 const TOPIC_PREFIX: &str = "topic:";
@@ -335,9 +352,7 @@ impl Engine {
         w.commit()?;
         inner.next_view_id += 1;
         inner.views.insert(name.clone(), def);
-        inner
-            .runtimes
-            .insert(name.clone(), Arc::new(Mutex::new(runtime)));
+        inner.install(&name, runtime);
         self.kick.notify_one();
         Ok(Output::Done(format!("created view {name}")))
     }
@@ -360,6 +375,7 @@ impl Engine {
                 };
                 // A catch-up in flight finishes before the view goes.
                 let runtime = inner.runtimes.remove(&name);
+                inner.meters.remove(&name);
                 self.shapes.lock().expect("not poisoned").remove(&name);
                 let _quiet = match &runtime {
                     Some(rt) => Some(rt.lock().await),
@@ -899,9 +915,7 @@ impl Engine {
                 if !inner.runtimes.contains_key(&name) {
                     let def = inner.views[&name].clone();
                     let rt = self.runtime(&inner, &def).await?;
-                    inner
-                        .runtimes
-                        .insert(name.clone(), Arc::new(Mutex::new(rt)));
+                    inner.install(&name, rt);
                 }
                 out.push((name.clone(), inner.runtimes[&name].clone()));
             }
@@ -978,6 +992,13 @@ impl Engine {
             .await
             .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
         let (id, def_history) = (def.id, def.history_micros);
+        let (rate, records_applied) = self
+            .inner
+            .lock()
+            .await
+            .meters
+            .get(view)
+            .map_or((0.0, 0), |m| (m.per_second(), m.total()));
         let head = self.log.head().await?.log_time();
         let read = self.store.read()?;
         let meta = read.meta(id)?.unwrap_or_default();
@@ -991,6 +1012,8 @@ impl Engine {
             .and_then(|b| crate::ops::window::WindowState::decode(&b))
             .map_or(0, |s| s.late);
         Ok(ViewStatus {
+            rate,
+            records_applied,
             late_records,
             frontier: LogTime(meta.frontier),
             lag_micros: head.0.saturating_sub(meta.frontier),

@@ -19,6 +19,7 @@ pub mod live;
 pub mod ops;
 pub mod plan;
 pub mod query;
+pub mod rate;
 pub mod schema;
 pub mod sql;
 pub mod value;

@@ -46,6 +46,9 @@ pub struct ViewRuntime {
     pub inflight: Option<Inflight>,
     /// Buffers back from the last commit, for the next pending work.
     spare: Option<Spare>,
+    /// Records applied, for the view's rate (shared with status readers,
+    /// who must not wait for this runtime's lock).
+    pub meter: Arc<crate::rate::RateMeter>,
 }
 
 impl ViewRuntime {
@@ -68,6 +71,7 @@ impl ViewRuntime {
             memory_budget,
             inflight: None,
             spare: None,
+            meter: Arc::default(),
         }
     }
 }
@@ -439,6 +443,7 @@ impl ViewRuntime {
         while let Some(decoded) = rx.recv().await {
             let decoded = decoded?;
             progress.records += decoded.records as u64;
+            self.meter.add(decoded.records as u64);
             self.step(store, &decoded, &mut pending)?;
             uncommitted = Some(decoded.position);
             // A commit briefly holds a second copy of what it writes, and

@@ -343,7 +343,10 @@ fn quickstart_runs_embedded_then_again_through_the_server() {
     assert!(first.contains(" acc-000 | 70.0    | 10"), "{first}");
     let s = Served::start(&dir, &[]);
     let second = ok(&dir, &["quickstart"]);
-    assert!(second.contains(&format!("through the server at {}", s.url)), "{second}");
+    assert!(
+        second.contains(&format!("through the server at {}", s.url)),
+        "{second}"
+    );
     assert!(second.contains("already there"), "{second}");
     assert!(second.contains(" acc-000 | 140.0   | 20"), "{second}");
     assert!(second.contains("psql -h 127.0.0.1"), "{second}");

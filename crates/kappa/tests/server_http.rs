@@ -87,6 +87,9 @@ fn api_end_to_end() {
     assert_eq!(v["name"], "bal");
     assert_eq!(v["dead_letters"], 0);
     assert!(v["frontier"].is_string(), "{v}");
+    // The four records appended above, applied within the last seconds.
+    assert_eq!(v["records_applied"], 4, "{v}");
+    assert!(v["rate"].as_f64().unwrap() > 0.0, "{v}");
     let (_, list) = s.curl("GET", "/v1/views", &[], None);
     assert_eq!(json(&list)["views"][0]["name"], "bal");
     let (_, topics) = s.curl("GET", "/v1/topics", &[], None);
@@ -144,6 +147,12 @@ fn api_end_to_end() {
         metrics.contains("kappa_view_lag_seconds{view=\"bal\"}"),
         "{metrics}"
     );
+    let applied: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kappa_view_records_applied_total{view=\"bal\"} "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(applied >= 4, "{metrics}");
     assert_eq!(s.stop().code(), Some(0));
 }
 

@@ -17,6 +17,8 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
         "history_seconds": def.history_micros as f64 / 1e6,
         "frontier": status.frontier.to_rfc3339(),
         "lag_ms": status.lag_micros as f64 / 1e3,
+        "rate": (status.rate * 10.0).round() / 10.0,
+        "records_applied": status.records_applied,
         "history_start": status.history_start.to_rfc3339(),
         "dead_letters": status.dead_letters,
         "late_records": status.late_records,

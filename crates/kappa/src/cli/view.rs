@@ -1,5 +1,5 @@
 //! `kappa view list|describe` and `kappa status`: each view's version,
-//! frontier, lag and dead letters.
+//! frontier, lag, rate (records/s) and dead letters.
 
 use super::target::Target;
 use clap::Subcommand;
@@ -39,13 +39,14 @@ fn status_table(views: &[Value]) -> String {
                 v["version"],
                 v["frontier"],
                 v["lag_ms"],
+                v["rate"],
                 v["dead_letters"],
                 v["late_records"]
             ])
         })
         .collect();
     super::table::render(&json!({
-        "columns": [{"name": "view"}, {"name": "version"}, {"name": "frontier"}, {"name": "lag_ms"}, {"name": "dead_letters"}, {"name": "late_records"}],
+        "columns": [{"name": "view"}, {"name": "version"}, {"name": "frontier"}, {"name": "lag_ms"}, {"name": "rate"}, {"name": "dead_letters"}, {"name": "late_records"}],
         "rows": rows,
     }))
 }

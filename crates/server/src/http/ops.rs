@@ -9,7 +9,8 @@ pub async fn healthz() -> impl IntoResponse {
     axum::Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Prometheus text format: the server's counters, then each view's lag.
+/// Prometheus text format: the server's counters, then each view's lag,
+/// records applied and dead letters.
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     use std::fmt::Write;
     let mut out = String::new();
@@ -19,6 +20,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         out,
         "# HELP kappa_view_lag_seconds How far the log's head is past the view's frontier.\n\
          # TYPE kappa_view_lag_seconds gauge"
+    );
+    let mut applied = String::from(
+        "# HELP kappa_view_records_applied_total Records the view has applied since the server started.\n\
+         # TYPE kappa_view_records_applied_total counter\n",
     );
     let mut dead = String::from(
         "# HELP kappa_view_dead_letters Records the view could not evaluate.\n\
@@ -33,12 +38,18 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 status.lag_micros as f64 / 1e6
             );
             let _ = writeln!(
+                applied,
+                "kappa_view_records_applied_total{{view=\"{name}\"}} {}",
+                status.records_applied
+            );
+            let _ = writeln!(
                 dead,
                 "kappa_view_dead_letters{{view=\"{name}\"}} {}",
                 status.dead_letters
             );
         }
     }
+    out += &applied;
     out += &dead;
     (
         [(
