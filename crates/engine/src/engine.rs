@@ -128,6 +128,9 @@ pub struct Engine {
     options: EngineOptions,
     /// Each view's columns and key columns, planned once.
     shapes: std::sync::Mutex<HashMap<String, ViewShape>>,
+    /// Bumped by every statement that may change the catalog: what a
+    /// cached description of a statement is checked against.
+    catalog_version: std::sync::atomic::AtomicU64,
 }
 
 /// What queries need to know of a view.
@@ -201,12 +204,43 @@ impl Engine {
             kick: tokio::sync::Notify::new(),
             maintained: std::sync::atomic::AtomicBool::new(false),
             shapes: std::sync::Mutex::new(HashMap::new()),
+            catalog_version: std::sync::atomic::AtomicU64::new(0),
             options,
         })
     }
 
     pub fn log(&self) -> &Arc<dyn Log> {
         &self.log
+    }
+
+    /// Changes whenever a statement may have changed the catalog (topics,
+    /// views, their columns): a description cached under one version is
+    /// good while the version stays the same.
+    pub fn catalog_version(&self) -> u64 {
+        self.catalog_version
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn bump_catalog(&self) {
+        self.catalog_version
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+    }
+
+    async fn ddl(&self, statement: Statement) -> Result<Output, EngineError> {
+        match statement {
+            Statement::CreateTopic { def, config } => self.create_topic(def, config).await,
+            Statement::CreateView {
+                name,
+                query,
+                history_micros,
+            } => self.create_view(name, query, history_micros).await,
+            Statement::Drop {
+                kind,
+                name,
+                if_exists,
+            } => self.drop(kind, name, if_exists).await,
+            other => Err(EngineError::Plan(format!("{other:?} is not DDL"))),
+        }
     }
 
     /// Runs one statement.
@@ -221,17 +255,15 @@ impl Engine {
         options: &QueryOptions,
     ) -> Result<Output, EngineError> {
         match sql::parse(sql_text)? {
-            Statement::CreateTopic { def, config } => self.create_topic(def, config).await,
-            Statement::CreateView {
-                name,
-                query,
-                history_micros,
-            } => self.create_view(name, query, history_micros).await,
-            Statement::Drop {
-                kind,
-                name,
-                if_exists,
-            } => self.drop(kind, name, if_exists).await,
+            ddl @ (Statement::CreateTopic { .. }
+            | Statement::CreateView { .. }
+            | Statement::Drop { .. }) => {
+                // Before and after: a description made while it runs is stale.
+                self.bump_catalog();
+                let done = self.ddl(ddl).await;
+                self.bump_catalog();
+                done
+            }
             Statement::Insert(insert) => self.insert(insert).await,
             Statement::Query { sql, as_of, point } => {
                 let at = match &as_of {

@@ -167,6 +167,23 @@ with psycopg.connect(dsn, autocommit=True) as c:
         except psycopg.errors.InvalidParameterValue:
             time.sleep(0.05)
     say("prepared", rows)
+    # A prepared statement's description follows the view's definition
+    # (descriptions are cached per statement until the catalog changes).
+    c.execute("CREATE VIEW shape AS SELECT account, SUM(amount) AS total FROM tx GROUP BY account")
+    q = "SELECT * FROM shape WHERE account = %s"
+    for _ in range(3):
+        cur = c.execute(q, ("a",), prepare=True)
+        cur.fetchall()
+    before = [d.name for d in cur.description]
+    c.execute("DROP VIEW shape")
+    c.execute("CREATE VIEW shape AS SELECT account, COUNT(*) AS n, MAX(amount) AS top FROM tx GROUP BY account")
+    for _ in range(200):
+        cur = c.execute(q, ("a",), prepare=True)
+        rows = cur.fetchall()
+        if rows:
+            break
+        time.sleep(0.05)
+    say("redescribed", before, [d.name for d in cur.description], rows)
     # A transaction (drivers' default) works too.
 with psycopg.connect(dsn) as c:
     say("in transaction", c.execute("SELECT COUNT(*) FROM tx").fetchone()[0])
@@ -216,6 +233,10 @@ fn psycopg_prepared_statements_and_subscribe() {
             .to_string()
     };
     assert_eq!(line("prepared"), "prepared [(33,)]");
+    assert_eq!(
+        line("redescribed"),
+        "redescribed ['account', 'total'] ['account', 'n', 'top'] [('a', 3, 12)]"
+    );
     assert_eq!(line("in transaction"), "in transaction 3");
     assert_eq!(line("sqlstate"), "sqlstate 42P01");
     // Snapshot (a=33), then b inserted, then a's change as -1/+1.

@@ -33,6 +33,7 @@ pub struct Backend {
     pub engine: Arc<Engine>,
     pub metrics: Arc<ServerMetrics>,
     parser: Arc<NoopQueryParser>,
+    described: super::described::Described,
 }
 
 impl Backend {
@@ -41,6 +42,7 @@ impl Backend {
             engine,
             metrics,
             parser: Arc::new(NoopQueryParser::new()),
+            described: Default::default(),
         }
     }
 
@@ -495,6 +497,13 @@ impl ExtendedQueryHandler for Backend {
         C::Error: Debug,
         PgWireError: From<<C as futures_util::Sink<PgWireBackendMessage>>::Error>,
     {
+        // Read before describing: a catalog change meanwhile makes the
+        // entry stale at once.
+        let version = self.engine.catalog_version();
+        let key = super::described::Described::key(portal);
+        if let Some(fields) = self.described.get(&key, version) {
+            return Ok(DescribePortalResponse::new(fields));
+        }
         let sql = bind(portal)?;
         let fields = self
             .describe(
@@ -502,6 +511,7 @@ impl ExtendedQueryHandler for Backend {
                 &portal.result_column_format,
             )
             .await?;
+        self.described.put(key, version, fields.clone());
         Ok(DescribePortalResponse::new(fields))
     }
 }

@@ -8,6 +8,7 @@
 //! queries; `error` maps errors to SQLSTATEs.
 
 mod catalog;
+mod described;
 mod encode;
 mod error;
 mod handler;

@@ -70,6 +70,15 @@ fn point(t: &Token) -> PgWireResult<LogTime> {
 /// Parses SUBSCRIBE (or COPY (SUBSCRIBE ...) TO STDOUT); `None` if `sql`
 /// is neither.
 pub fn parse(sql: &str) -> Option<PgWireResult<Subscribe>> {
+    // Most statements are not subscriptions: tell at a glance.
+    let first = sql
+        .trim_start()
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or_default();
+    if !(first.eq_ignore_ascii_case("SUBSCRIBE") || first.eq_ignore_ascii_case("COPY")) {
+        return None;
+    }
     let mut t = words(sql)?;
     let mut copy = false;
     if is(t.first(), "COPY") && matches!(t.get(1), Some(Token::LParen)) && is(t.get(2), "SUBSCRIBE")
