@@ -57,6 +57,8 @@ pub struct ServerConfig {
     pub auth_token: Option<String>,
     /// Listen on a non-loopback address without auth (refused otherwise).
     pub allow_insecure_remote: bool,
+    /// Serve both listeners over TLS with this certificate and key.
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 impl Default for ServerConfig {
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             limits: Limits::default(),
             auth_token: None,
             allow_insecure_remote: false,
+            tls: None,
         }
     }
 }

@@ -1,10 +1,12 @@
-//! Kappa's server: the HTTP JSON API over an engine (the PostgreSQL wire
-//! listener and subscriptions come next).
+//! Kappa's server: the HTTP JSON API (with server-sent-event
+//! subscriptions) and the PostgreSQL wire protocol over one engine.
 //!
-//! Map: `config` holds addresses and limits; `listener` accepts
-//! connections (limit, timeouts, graceful shutdown); `http/` routes the
-//! API; `format` writes query results as JSON, NDJSON or CSV; `error`
-//! turns engine and log errors into statuses and codes; `metrics` counts.
+//! Map: `config` holds addresses and limits; `tls` loads certificates;
+//! `listener` accepts HTTP connections (limit, timeouts, graceful
+//! shutdown); `http/` routes the API; `pg/` is the PostgreSQL listener;
+//! `format` writes query results as JSON, NDJSON or CSV; `error` turns
+//! engine and log errors into statuses and codes (and SQLSTATEs);
+//! `metrics` counts; `status` and `topic_read` are shared with the CLI.
 
 pub mod config;
 pub mod error;
@@ -16,6 +18,7 @@ mod pg;
 pub mod point;
 mod send_timeout;
 pub mod status;
+pub mod tls;
 pub mod topic_read;
 
 pub use config::{Limits, ServerConfig};
@@ -43,6 +46,8 @@ pub enum ServerError {
          listen on 127.0.0.1, or pass --allow-insecure-remote if the network is trusted"
     )]
     InsecurePg { addr: SocketAddr },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 /// A bound server, ready to run.
@@ -52,6 +57,7 @@ pub struct Server {
     http: tokio::net::TcpListener,
     pg: Option<tokio::net::TcpListener>,
     metrics: Arc<metrics::ServerMetrics>,
+    tls: Option<tls::Tls>,
 }
 
 impl Server {
@@ -71,6 +77,10 @@ impl Server {
         {
             return Err(ServerError::InsecurePg { addr: pg });
         }
+        let tls = match &config.tls {
+            Some(files) => Some(tls::Tls::load(files)?),
+            None => None,
+        };
         let bind = |addr: SocketAddr| async move {
             tokio::net::TcpListener::bind(addr)
                 .await
@@ -87,6 +97,7 @@ impl Server {
             http,
             pg,
             metrics: Arc::default(),
+            tls,
         })
     }
 
@@ -95,6 +106,11 @@ impl Server {
         self.http
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// Whether both listeners speak TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Where the PostgreSQL listener is, if there is one.
@@ -123,6 +139,7 @@ impl Server {
             tokio::spawn(pg::serve(
                 listener,
                 handlers,
+                self.tls.as_ref().map(|t| t.pg.clone()),
                 self.config.limits.max_connections,
                 self.metrics.clone(),
                 stopped(),
@@ -141,6 +158,7 @@ impl Server {
             header_timeout: self.config.limits.header_timeout,
             send_timeout: self.config.limits.send_timeout,
             metrics: self.metrics,
+            tls: self.tls.map(|t| t.http),
         };
         let http = listener::serve(accept, stopped(), drain);
         tokio::pin!(http);

@@ -6,7 +6,6 @@ use anyhow::Context;
 use kappa_engine::Engine;
 use kappa_log_embedded::EmbeddedLog;
 use kappa_store::{RedbStore, StoreOptions};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -54,11 +53,12 @@ pub struct ServerMarker {
 }
 
 impl ServerMarker {
-    pub fn write(data_dir: &Path, http: SocketAddr) -> anyhow::Result<ServerMarker> {
+    /// `url`: the HTTP API's base URL (`http://` or `https://`).
+    pub fn write(data_dir: &Path, url: &str) -> anyhow::Result<ServerMarker> {
         let path = data_dir.join(SERVER_FILE);
         let body = serde_json::json!({
             "pid": std::process::id(),
-            "http": format!("http://{http}"),
+            "http": url,
         });
         std::fs::write(&path, format!("{body}\n"))
             .with_context(|| format!("cannot write {}", path.display()))?;

@@ -30,6 +30,13 @@ pub struct ServeArgs {
     /// Listen on a non-loopback address without authentication.
     #[arg(long)]
     pub allow_insecure_remote: bool,
+    /// Serve HTTPS and PostgreSQL over TLS with this certificate chain
+    /// (PEM; needs --tls-key).
+    #[arg(long, env = "KAPPA_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, env = "KAPPA_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = Limits::default().max_body_bytes)]
     pub max_body_bytes: usize,
@@ -89,30 +96,37 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         },
         auth_token: args.auth_token,
         allow_insecure_remote: args.allow_insecure_remote,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(kappa_server::tls::TlsFiles { cert, key }),
+            _ => None,
+        },
     };
     let server = Server::bind(engine.clone(), config).await?;
-    let http = server.http_addr();
+    let scheme = if server.tls() { "https" } else { "http" };
+    let http = format!("{scheme}://{}", server.http_addr());
     let pg = server.pg_addr();
-    let marker = super::engine::ServerMarker::write(data_dir, http)?;
+    let marker = super::engine::ServerMarker::write(data_dir, &http)?;
     eprintln!(
-        "kappa serving {} (pid {})\n  HTTP API  http://{http}/v1   (OpenAPI: http://{http}/v1/openapi.json)\n\
-         try:\n  curl -s http://{http}/v1/sql -d 'CREATE TOPIC events (user_id TEXT, amount DOUBLE) WITH (key = '\"'\"'user_id'\"'\"')'\n\
-         \x20 curl -s http://{http}/v1/topics/events/records -d '{{\"user_id\":\"u1\",\"amount\":5}}'\n\
-         \x20 curl -s http://{http}/v1/sql -d 'SELECT * FROM events'",
+        "kappa serving {} (pid {})\n  HTTP API  {http}/v1   (OpenAPI: {http}/v1/openapi.json)\n\
+         try:\n  kappa quickstart       # a topic, records, a view and a query, then more to try\n\
+         \x20 curl -s {http}/v1/sql -d 'CREATE TOPIC events (user_id TEXT, amount DOUBLE) WITH (key = '\"'\"'user_id'\"'\"')'\n\
+         \x20 curl -s {http}/v1/topics/events/records -d '{{\"user_id\":\"u1\",\"amount\":5}}'\n\
+         \x20 curl -s {http}/v1/sql -d 'SELECT * FROM events'",
         data_dir.display(),
         std::process::id(),
     );
     if let Some(pg) = pg {
+        let ssl = if server.tls() { " sslmode=require" } else { "" };
         eprintln!(
-            "  PostgreSQL  psql -h {} -p {} -U kappa   (SUBSCRIBE: psql -c 'COPY (SUBSCRIBE view) TO STDOUT')",
+            "  PostgreSQL  psql 'host={} port={} user=kappa{ssl}'   (SUBSCRIBE: psql -c 'COPY (SUBSCRIBE view) TO STDOUT')",
             pg.ip(),
             pg.port()
         );
     }
     // The first line on stdout says where we listen (for scripts and tests).
     match pg {
-        Some(pg) => println!("listening http://{http} postgres://{pg}"),
-        None => println!("listening http://{http}"),
+        Some(pg) => println!("listening {http} postgres://{pg}"),
+        None => println!("listening {http}"),
     }
     server
         .run(

@@ -7,12 +7,14 @@ use super::engine::{Opened, ServerMarker};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use kappa_engine::{EngineError, JsonAppend};
 use std::path::Path;
 use std::time::Duration;
+use tokio_rustls::rustls;
 
 pub enum Target {
     Server(Http),
@@ -36,17 +38,17 @@ pub async fn resolve(
     views: Views,
 ) -> anyhow::Result<Target> {
     if let Some(url) = server {
-        let http = Http::new(url);
+        let http = Http::new(url)?;
         http.health().await.map_err(|e| {
             anyhow!(
-                "no Kappa server answers at {url} ({e}); start one with `kappa serve`, or drop --server (and KAPPA_SERVER) to open --data-dir {} directly",
+                "no Kappa server answers at {url} ({e:#}); start one with `kappa serve`, or drop --server (and KAPPA_SERVER) to open --data-dir {} directly",
                 data_dir.display()
             )
         })?;
         return Ok(Target::Server(http));
     }
     if let Some(url) = ServerMarker::read(data_dir) {
-        let http = Http::new(&url);
+        let http = Http::new(&url)?;
         if http.health().await.is_ok() {
             return Ok(Target::Server(http));
         }
@@ -183,22 +185,30 @@ pub enum StreamEnd {
     Closed,
 }
 
-/// A minimal HTTP/1 client for the server's API.
+/// A minimal HTTP/1 client for the server's API, over TLS for an
+/// `https://` URL (trusting the system's roots, or only the CA in
+/// `KAPPA_CA_CERT`).
 pub struct Http {
     base: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     token: Option<String>,
 }
 
 impl Http {
-    pub fn new(url: &str) -> Http {
+    pub fn new(url: &str) -> anyhow::Result<Http> {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        Http {
+        connector.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_client()?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
+        Ok(Http {
             base: url.trim_end_matches('/').to_string(),
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: Client::builder(TokioExecutor::new()).build(https),
             token: std::env::var("KAPPA_AUTH_TOKEN").ok(),
-        }
+        })
     }
 
     pub fn url(&self) -> &str {
@@ -337,6 +347,38 @@ impl Http {
         }
         Ok(value)
     }
+}
+
+/// The TLS client configuration: the CA certificates in the PEM file
+/// `KAPPA_CA_CERT` if it is set (a server with a self-signed certificate),
+/// else the system's roots.
+fn tls_client() -> anyhow::Result<rustls::ClientConfig> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match std::env::var_os("KAPPA_CA_CERT") {
+        Some(path) => {
+            let shown = std::path::PathBuf::from(&path).display().to_string();
+            for cert in CertificateDer::pem_file_iter(&path)
+                .with_context(|| format!("cannot read KAPPA_CA_CERT {shown}"))?
+            {
+                let cert = cert.with_context(|| format!("KAPPA_CA_CERT {shown} is not PEM"))?;
+                roots.add(cert).with_context(|| {
+                    format!("KAPPA_CA_CERT {shown}: not a usable CA certificate")
+                })?;
+            }
+        }
+        None => {
+            // Roots that do not load are skipped: an https server with a
+            // certificate from them fails with a clear TLS error.
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// `path?k=v&...` with the values percent-encoded; pairs with no value

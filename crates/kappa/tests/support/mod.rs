@@ -50,7 +50,7 @@ impl Served {
             .unwrap_or_default()
             .to_string();
         let url = url
-            .filter(|u| u.starts_with("http://"))
+            .filter(|u| u.starts_with("http://") || u.starts_with("https://"))
             .unwrap_or_else(|| {
                 panic!(
                     "kappa serve did not start: {line:?}\n{}",

@@ -166,6 +166,7 @@ impl PgWireServerHandlers for Handlers {
 pub async fn serve(
     listener: TcpListener,
     handlers: Arc<Handlers>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     max_connections: usize,
     metrics: Arc<ServerMetrics>,
     shutdown: impl std::future::Future<Output = ()>,
@@ -192,9 +193,10 @@ pub async fn serve(
         };
         let handlers = handlers.clone();
         let metrics = metrics.clone();
+        let tls = tls.clone();
         metrics.pg_connections_open.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
-            if let Err(e) = pgwire::tokio::process_socket(stream, None, handlers).await {
+            if let Err(e) = pgwire::tokio::process_socket(stream, tls, handlers).await {
                 tracing::debug!(error = %e, "PostgreSQL connection ended with an error");
             }
             metrics.pg_connections_open.fetch_sub(1, Ordering::Relaxed);
