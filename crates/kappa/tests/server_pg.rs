@@ -184,6 +184,11 @@ with psycopg.connect(dsn, autocommit=True) as c:
             break
         time.sleep(0.05)
     say("redescribed", before, [d.name for d in cur.description], rows)
+    # Timestamps and dates arrive as such, in text and in binary.
+    c.execute("CREATE TOPIC ev (id BIGINT, ts TIMESTAMP)")
+    c.execute("INSERT INTO ev VALUES (1, '2026-03-04 05:06:07.5')")
+    q = "SELECT ts, CAST(ts AS DATE) AS d, ts + INTERVAL '1 day' AS later FROM ev"
+    say("times", c.execute(q).fetchone(), c.cursor(binary=True).execute(q).fetchone())
     # A transaction (drivers' default) works too.
 with psycopg.connect(dsn) as c:
     say("in transaction", c.execute("SELECT COUNT(*) FROM tx").fetchone()[0])
@@ -238,6 +243,8 @@ fn psycopg_prepared_statements_and_subscribe() {
         "redescribed ['account', 'total'] ['account', 'n', 'top'] [('a', 3, 12)]"
     );
     assert_eq!(line("in transaction"), "in transaction 3");
+    let t = "(datetime.datetime(2026, 3, 4, 5, 6, 7, 500000), datetime.date(2026, 3, 4), datetime.datetime(2026, 3, 5, 5, 6, 7, 500000))";
+    assert_eq!(line("times"), format!("times {t} {t}"));
     assert_eq!(line("sqlstate"), "sqlstate 42P01");
     // Snapshot (a=33), then b inserted, then a's change as -1/+1.
     assert_eq!(

@@ -13,10 +13,13 @@ use pgwire::messages::data::DataRow;
 use std::sync::Arc;
 
 /// The PostgreSQL type a column is sent as. Types without a native
-/// encoding here (timestamps, dates, decimals, intervals...) go as text
-/// in PostgreSQL's own text form.
+/// encoding here (decimals, intervals, lists...) go as text in
+/// PostgreSQL's own text form.
 pub fn pg_type(dt: &DataType) -> Type {
     match dt {
+        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
+        DataType::Date32 => Type::DATE,
         DataType::Boolean => Type::BOOL,
         DataType::Int8 | DataType::Int16 | DataType::UInt8 => Type::INT2,
         DataType::Int32 | DataType::UInt16 => Type::INT4,
@@ -94,6 +97,9 @@ fn cell(
             &pgwire::types::format::FormatOptions::default(),
         );
     }
+    if matches!(ty, Type::TIMESTAMP | Type::TIMESTAMPTZ | Type::DATE) {
+        return time_cell(e, a, i, &ty, text, text_format);
+    }
     match ty {
         Type::BOOL => e.encode_field(&(!a.is_null(i)).then(|| a.as_boolean().value(i))),
         Type::INT2 => e.encode_field(&(!a.is_null(i)).then(|| int(a, i) as i16)),
@@ -117,6 +123,49 @@ fn cell(
             };
             e.encode_field(&value)
         }
+    }
+}
+
+/// Days from 1970-01-01 to 2000-01-01, PostgreSQL's epoch for binary
+/// dates and timestamps.
+const PG_EPOCH_DAYS: i64 = 10_957;
+
+/// A timestamp or date: text as PostgreSQL writes it, or binary
+/// (microseconds or days since 2000-01-01).
+fn time_cell(
+    e: &mut DataRowEncoder,
+    a: &dyn Array,
+    i: usize,
+    ty: &Type,
+    text: Option<&ArrayFormatter>,
+    text_format: bool,
+) -> PgWireResult<()> {
+    let options = pgwire::types::format::FormatOptions::default();
+    if text_format {
+        let value = (!a.is_null(i))
+            .then(|| text.map(|f| pg_text(a.data_type(), f.value(i).to_string())))
+            .flatten();
+        return e.encode_field_with_type_and_format(&value, ty, FieldFormat::Text, &options);
+    }
+    if a.is_null(i) {
+        return e.encode_field_with_type_and_format(&None::<i64>, ty, FieldFormat::Binary, &options);
+    }
+    match a.data_type() {
+        DataType::Date32 => {
+            let days = a.as_primitive::<Date32Type>().value(i) as i64 - PG_EPOCH_DAYS;
+            e.encode_field_with_type_and_format(&(days as i32), ty, FieldFormat::Binary, &options)
+        }
+        DataType::Timestamp(unit, _) => {
+            let micros = match unit {
+                TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i) * 1_000_000,
+                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i) * 1_000,
+                TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i),
+                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000,
+            };
+            let since_2000 = micros - PG_EPOCH_DAYS * 86_400_000_000;
+            e.encode_field_with_type_and_format(&since_2000, ty, FieldFormat::Binary, &options)
+        }
+        _ => e.encode_field_with_type_and_format(&None::<i64>, ty, FieldFormat::Binary, &options),
     }
 }
 
