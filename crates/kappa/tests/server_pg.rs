@@ -355,3 +355,48 @@ fn pg_password_auth() {
     assert!(right.status.success(), "{right:?}");
     assert_eq!(String::from_utf8_lossy(&right.stdout).trim(), "42");
 }
+
+/// A SUBSCRIBE whose client stops reading is ended: the server does not
+/// hold its connection (or buffer its rows) forever.
+#[test]
+fn a_stalled_subscriber_is_disconnected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Served::start(
+        &tmp.path().join("data"),
+        &["--subscriber-max-lag-ms", "500", "--send-timeout-secs", "2"],
+    );
+    s.sql_ok("CREATE TOPIC t (k TEXT, pad TEXT)");
+    s.sql_ok("CREATE VIEW big AS SELECT k, MAX(pad) AS pad FROM t GROUP BY k");
+    let mut c = startup(&s.pg);
+    let query = b"SUBSCRIBE big\0";
+    let mut msg = vec![b'Q'];
+    msg.extend_from_slice(&((query.len() + 4) as u32).to_be_bytes());
+    msg.extend_from_slice(query);
+    c.write_all(&msg).unwrap();
+    // Far more rows than socket buffers hold, never read.
+    let pad = "x".repeat(2000);
+    for batch in 0..20 {
+        let lines: String = (0..1000)
+            .map(|i| format!("{{\"k\":\"k{batch}-{i}\",\"pad\":\"{pad}\"}}\n"))
+            .collect();
+        let (st, body) = s.append("t", &lines);
+        assert_eq!(st, 200, "{body}");
+    }
+    let open = || {
+        let (_, m) = s.curl("GET", "/metrics", &[], None);
+        m.lines()
+            .find_map(|l| l.strip_prefix("kappa_pg_connections_open "))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap()
+    };
+    let started = Instant::now();
+    while open() > 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the stalled subscriber is still connected"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // What it had been sent ends without the rest: the connection is gone.
+    closed_soon(c);
+}

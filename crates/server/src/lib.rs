@@ -135,12 +135,13 @@ impl Server {
                 self.engine.clone(),
                 self.metrics.clone(),
                 self.config.pg_password.clone(),
+                self.config.limits.subscriber_max_lag,
             ));
             tokio::spawn(pg::serve(
                 listener,
                 handlers,
                 self.tls.as_ref().map(|t| t.pg.clone()),
-                self.config.limits.max_connections,
+                self.config.limits.clone(),
                 self.metrics.clone(),
                 stopped(),
             ))

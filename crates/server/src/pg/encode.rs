@@ -148,7 +148,12 @@ fn time_cell(
         return e.encode_field_with_type_and_format(&value, ty, FieldFormat::Text, &options);
     }
     if a.is_null(i) {
-        return e.encode_field_with_type_and_format(&None::<i64>, ty, FieldFormat::Binary, &options);
+        return e.encode_field_with_type_and_format(
+            &None::<i64>,
+            ty,
+            FieldFormat::Binary,
+            &options,
+        );
     }
     match a.data_type() {
         DataType::Date32 => {
@@ -158,9 +163,13 @@ fn time_cell(
         DataType::Timestamp(unit, _) => {
             let micros = match unit {
                 TimeUnit::Second => a.as_primitive::<TimestampSecondType>().value(i) * 1_000_000,
-                TimeUnit::Millisecond => a.as_primitive::<TimestampMillisecondType>().value(i) * 1_000,
+                TimeUnit::Millisecond => {
+                    a.as_primitive::<TimestampMillisecondType>().value(i) * 1_000
+                }
                 TimeUnit::Microsecond => a.as_primitive::<TimestampMicrosecondType>().value(i),
-                TimeUnit::Nanosecond => a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000,
+                TimeUnit::Nanosecond => {
+                    a.as_primitive::<TimestampNanosecondType>().value(i) / 1_000
+                }
             };
             let since_2000 = micros - PG_EPOCH_DAYS * 86_400_000_000;
             e.encode_field_with_type_and_format(&since_2000, ty, FieldFormat::Binary, &options)

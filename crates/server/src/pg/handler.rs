@@ -34,15 +34,22 @@ pub struct Backend {
     pub metrics: Arc<ServerMetrics>,
     parser: Arc<NoopQueryParser>,
     described: super::described::Described,
+    /// A SUBSCRIBE whose client takes no rows for this long is ended.
+    subscriber_max_lag: std::time::Duration,
 }
 
 impl Backend {
-    pub fn new(engine: Arc<Engine>, metrics: Arc<ServerMetrics>) -> Backend {
+    pub fn new(
+        engine: Arc<Engine>,
+        metrics: Arc<ServerMetrics>,
+        subscriber_max_lag: std::time::Duration,
+    ) -> Backend {
         Backend {
             engine,
             metrics,
             parser: Arc::new(NoopQueryParser::new()),
             described: Default::default(),
+            subscriber_max_lag,
         }
     }
 
@@ -371,7 +378,15 @@ impl SimpleQueryHandler for Backend {
         for sql in statements(query)? {
             if let Some(s) = subscribe::parse(&sql) {
                 // Streams until the client leaves or the feed fails.
-                subscribe::run(&self.engine, s?, &Format::UnifiedText, client, true).await?;
+                subscribe::run(
+                    &self.engine,
+                    s?,
+                    &Format::UnifiedText,
+                    client,
+                    true,
+                    self.subscriber_max_lag,
+                )
+                .await?;
                 continue;
             }
             out.push(self.statement(client, &sql, &Format::UnifiedText).await?);
@@ -418,6 +433,7 @@ impl ExtendedQueryHandler for Backend {
                 &portal.result_column_format,
                 client,
                 false,
+                self.subscriber_max_lag,
             )
             .await?;
             return Ok(Response::EmptyQuery);

@@ -48,9 +48,10 @@ impl Handlers {
         engine: Arc<Engine>,
         metrics: Arc<ServerMetrics>,
         password: Option<String>,
+        subscriber_max_lag: Duration,
     ) -> Handlers {
         Handlers {
-            backend: Arc::new(Backend::new(engine, metrics)),
+            backend: Arc::new(Backend::new(engine, metrics, subscriber_max_lag)),
             password,
             connections: Arc::new(ConnectionManager::new()),
         }
@@ -167,10 +168,11 @@ pub async fn serve(
     listener: TcpListener,
     handlers: Arc<Handlers>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    max_connections: usize,
+    limits: crate::Limits,
     metrics: Arc<ServerMetrics>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
+    let max_connections = limits.max_connections;
     let permits = Arc::new(Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -186,6 +188,11 @@ pub async fn serve(
             },
         };
         let _ = stream.set_nodelay(true);
+        // A client that takes no bytes for the send timeout is cut by the
+        // kernel (unacknowledged data, or a zero window, for that long):
+        // a stalled SUBSCRIBE cannot hold its connection forever.
+        #[cfg(target_os = "linux")]
+        let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(limits.send_timeout));
         let Ok(permit) = permits.clone().try_acquire_owned() else {
             metrics.connections_refused.fetch_add(1, Ordering::Relaxed);
             tokio::spawn(refuse(stream, max_connections));

@@ -325,12 +325,18 @@ pub fn fields(
 /// as they come, flushing whenever it waits for the view, until the client
 /// goes away or the feed fails. `describe`: also send the row description
 /// (the simple protocol; the extended one sent it at Describe).
+///
+/// Memory is bounded: the feed is pulled only as fast as the connection
+/// takes rows. A client that takes none for `max_lag` while rows wait is
+/// ended (FATAL 53400); one that takes no bytes at all is cut by the
+/// kernel's TCP user timeout (the send timeout) even mid-write.
 pub async fn run<C>(
     engine: &Arc<Engine>,
     s: Subscribe,
     format: &Format,
     client: &mut C,
     describe: bool,
+    max_lag: std::time::Duration,
 ) -> PgWireResult<()>
 where
     C: Sink<PgWireBackendMessage> + Unpin + Send,
@@ -371,11 +377,18 @@ where
         let o = match rows.next().now_or_never() {
             Some(o) => o?,
             None => {
-                SinkExt::<PgWireBackendMessage>::flush(client).await?;
+                {
+                    // (Scoped: the client's error type need not be Send.)
+                    let flush = SinkExt::<PgWireBackendMessage>::flush(client);
+                    match tokio::time::timeout(max_lag, flush).await {
+                        Ok(done) => done?,
+                        Err(_) => return Err(too_slow(max_lag)),
+                    }
+                }
                 rows.next().await?
             }
         };
-        if s.copy {
+        let message = if s.copy {
             let mut cells = vec![o.log_time.0.to_string(), o.diff.to_string()];
             if s.progress {
                 cells.push(if o.values.is_none() { "t" } else { "f" }.into());
@@ -386,11 +399,7 @@ where
             }
             let mut line = cells.join("\t");
             line.push('\n');
-            client
-                .feed(PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(
-                    line,
-                ))))
-                .await?;
+            PgWireBackendMessage::CopyData(CopyData::new(Bytes::from(line)))
         } else {
             encoder.encode_field(&(o.log_time.0.min(i64::MAX as u64) as i64))?;
             encoder.encode_field(&o.diff)?;
@@ -405,11 +414,25 @@ where
                     }
                 }
             }
-            client
-                .feed(PgWireBackendMessage::DataRow(encoder.take_row()))
-                .await?;
+            PgWireBackendMessage::DataRow(encoder.take_row())
+        };
+        // Feeding flushes once the connection's buffer is full.
+        match tokio::time::timeout(max_lag, client.feed(message)).await {
+            Ok(fed) => fed?,
+            Err(_) => return Err(too_slow(max_lag)),
         }
     }
+}
+
+fn too_slow(max_lag: std::time::Duration) -> PgWireError {
+    PgWireError::UserError(Box::new(pgwire::error::ErrorInfo::new(
+        "FATAL".into(),
+        "53400".into(),
+        format!(
+            "this subscriber took no rows for {} ms while rows were waiting; disconnected. Read faster, or resume with SUBSCRIBE ... AFTER the last kappa_log_time you got",
+            max_lag.as_millis()
+        ),
+    )))
 }
 
 #[cfg(test)]
