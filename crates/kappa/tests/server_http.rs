@@ -147,6 +147,12 @@ fn api_end_to_end() {
         metrics.contains("kappa_view_lag_seconds{view=\"bal\"}"),
         "{metrics}"
     );
+    let fsyncs: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kappa_log_fsync_seconds_count "))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(fsyncs >= 1, "durable appends were synced: {metrics}");
     let applied: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("kappa_view_records_applied_total{view=\"bal\"} "))

@@ -331,6 +331,18 @@ struct ConsumerPosition {
 
 #[async_trait]
 impl Log for EmbeddedLog {
+    fn stats(&self) -> kappa_log::LogStats {
+        let m = self.metrics();
+        kappa_log::LogStats {
+            syncs: m.syncs,
+            sync_micros_total: m.sync_micros_total,
+            sync_micros_max: m.sync_micros_max,
+            groups: m.groups,
+            transactions: m.transactions,
+            bytes_appended: m.bytes_appended,
+        }
+    }
+
     async fn create_topic(&self, name: &str, config: TopicConfig) -> Result<TopicInfo, LogError> {
         self.admin(|r| WriterMsg::CreateTopic(name.to_string(), config, r))?
             .await

@@ -93,6 +93,12 @@ pub trait Log: Send + Sync {
     /// `timeout` passes. Returns the head token either way.
     async fn wait_for_commit(&self, after: LogTime, timeout: Duration) -> Result<Token, LogError>;
 
+    /// Counters about the log's own work, for metrics. A backend that
+    /// does not keep them returns zeros.
+    fn stats(&self) -> LogStats {
+        LogStats::default()
+    }
+
     /// Stores a consumer group's next offsets (per topic and partition).
     async fn commit_consumer_positions(
         &self,
@@ -102,4 +108,17 @@ pub trait Log: Send + Sync {
 
     /// A consumer group's stored next offsets.
     async fn consumer_positions(&self, group: &str) -> Result<Vec<(String, u32, u64)>, LogError>;
+}
+
+/// What a log has done since it was opened (see [`Log::stats`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LogStats {
+    /// fsyncs (fdatasync) of the log's files, and the time they took.
+    pub syncs: u64,
+    pub sync_micros_total: u64,
+    pub sync_micros_max: u64,
+    /// Group commits, and the appends (transactions) they carried.
+    pub groups: u64,
+    pub transactions: u64,
+    pub bytes_appended: u64,
 }

@@ -20,7 +20,7 @@ mod token;
 mod topic;
 pub mod units;
 
-pub use backend::{Log, MergedReader, ReadFrom, ReadLimits};
+pub use backend::{Log, LogStats, MergedReader, ReadFrom, ReadLimits};
 pub use error::{ConflictCurrent, LogError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use record::{

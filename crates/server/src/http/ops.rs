@@ -15,6 +15,27 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     use std::fmt::Write;
     let mut out = String::new();
     state.metrics.render(&mut out);
+    let log = state.engine.log().stats();
+    let _ = write!(
+        out,
+        "# HELP kappa_log_fsync_seconds Time the log's fsyncs (fdatasync) took.\n\
+         # TYPE kappa_log_fsync_seconds summary\n\
+         kappa_log_fsync_seconds_sum {}\nkappa_log_fsync_seconds_count {}\n\
+         # HELP kappa_log_fsync_seconds_max The longest fsync since the server started.\n\
+         # TYPE kappa_log_fsync_seconds_max gauge\nkappa_log_fsync_seconds_max {}\n\
+         # HELP kappa_log_commit_groups_total Group commits (one fsync each, shared by concurrent appends).\n\
+         # TYPE kappa_log_commit_groups_total counter\nkappa_log_commit_groups_total {}\n\
+         # HELP kappa_log_appends_total Appends (atomic batches) committed.\n\
+         # TYPE kappa_log_appends_total counter\nkappa_log_appends_total {}\n\
+         # HELP kappa_log_bytes_appended_total Bytes appended to the log.\n\
+         # TYPE kappa_log_bytes_appended_total counter\nkappa_log_bytes_appended_total {}\n",
+        log.sync_micros_total as f64 / 1e6,
+        log.syncs,
+        log.sync_micros_max as f64 / 1e6,
+        log.groups,
+        log.transactions,
+        log.bytes_appended,
+    );
     let views = state.engine.views().await;
     let _ = writeln!(
         out,
