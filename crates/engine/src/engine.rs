@@ -30,6 +30,13 @@ pub struct ViewDef {
     /// The defining SELECT.
     pub sql: String,
     pub history_micros: u64,
+    /// 1 at creation; each replacement (or rebuild) makes the next.
+    #[serde(default = "first_version")]
+    pub version: u32,
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// What [`Engine::view_status`] reports.
@@ -50,6 +57,12 @@ pub struct ViewStatus {
     pub rate: f64,
     /// Records applied since this process opened the engine.
     pub records_applied: u64,
+    /// The live version (1 at creation, one more per replace or rebuild).
+    pub version: u32,
+    /// The next version, while it is being built.
+    pub replacing: Option<crate::regen::Replacing>,
+    /// The previous version, kept for rollback.
+    pub previous_version: Option<u32>,
 }
 
 /// How an engine runs.
@@ -63,6 +76,9 @@ pub struct EngineOptions {
     /// (and 32 MiB): large batches make replay fast, and a live step is
     /// whatever arrived since the last one.
     pub batch_records: usize,
+    /// How long a view's previous version is kept for rollback after a
+    /// replace, before its state is freed.
+    pub keep_previous: Duration,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +86,7 @@ impl Default for EngineOptions {
         EngineOptions {
             memory_budget: 1 << 30,
             batch_records: 50_000,
+            keep_previous: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -93,7 +110,7 @@ impl Default for QueryOptions {
 }
 
 /// The tables a plan reads, subqueries included.
-fn read_tables(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
+pub(crate) fn read_tables(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
     use datafusion::common::tree_node::TreeNodeRecursion;
     let mut out = BTreeSet::new();
     let _ = plan.apply_with_subqueries(|p| {
@@ -116,18 +133,20 @@ pub enum Output {
 pub struct Engine {
     pub(crate) log: Arc<dyn Log>,
     pub(crate) store: Arc<dyn StateStore>,
-    inner: Mutex<Inner>,
+    pub(crate) inner: Mutex<Inner>,
     /// Bumped after every catch-up that committed: waiters for a view's
     /// frontier watch it.
     pub(crate) progress: tokio::sync::watch::Sender<u64>,
     /// Wakes the maintenance task (a view was created).
     pub(crate) kick: tokio::sync::Notify,
+    /// Wakes the task that builds views' next versions.
+    pub(crate) regen_kick: tokio::sync::Notify,
     /// Whether a maintenance task keeps the views current (else waiters
     /// catch views up themselves).
     pub(crate) maintained: std::sync::atomic::AtomicBool,
-    options: EngineOptions,
+    pub(crate) options: EngineOptions,
     /// Each view's columns and key columns, planned once.
-    shapes: std::sync::Mutex<HashMap<String, ViewShape>>,
+    pub(crate) shapes: std::sync::Mutex<HashMap<String, ViewShape>>,
     /// Bumped by every statement that may change the catalog: what a
     /// cached description of a statement is checked against.
     catalog_version: std::sync::atomic::AtomicU64,
@@ -135,29 +154,34 @@ pub struct Engine {
 
 /// What queries need to know of a view.
 #[derive(Clone)]
-struct ViewShape {
+pub(crate) struct ViewShape {
     schema: datafusion::arrow::datatypes::SchemaRef,
     key_columns: Option<Vec<usize>>,
 }
 
 /// A view's runtime: one catch-up at a time; queries never wait for it.
-type SharedRuntime = Arc<Mutex<ViewRuntime>>;
+pub(crate) type SharedRuntime = Arc<Mutex<ViewRuntime>>;
 
 #[derive(Default)]
-struct Inner {
-    topics: BTreeMap<String, TopicDef>,
-    views: BTreeMap<String, ViewDef>,
-    runtimes: HashMap<String, SharedRuntime>,
+pub(crate) struct Inner {
+    pub(crate) topics: BTreeMap<String, TopicDef>,
+    pub(crate) views: BTreeMap<String, ViewDef>,
+    /// Keyed by view name; a version being built by `regen::runtime_key`.
+    pub(crate) runtimes: HashMap<String, SharedRuntime>,
     /// Each view's rate of records applied; outlives a runtime that is
     /// dropped and made again.
-    meters: HashMap<String, Arc<crate::rate::RateMeter>>,
-    next_view_id: ViewId,
+    pub(crate) meters: HashMap<String, Arc<crate::rate::RateMeter>>,
+    pub(crate) next_view_id: ViewId,
+    /// Versions being built beside the live ones (CREATE OR REPLACE).
+    pub(crate) pending: BTreeMap<String, ViewDef>,
+    /// The version each view had before its last swap, kept for rollback.
+    pub(crate) retired: BTreeMap<String, crate::regen::Retired>,
 }
 
 impl Inner {
     /// Makes `runtime` the one that maintains view `name`, counting into
     /// the view's rate meter.
-    fn install(&mut self, name: &str, mut runtime: ViewRuntime) {
+    pub(crate) fn install(&mut self, name: &str, mut runtime: ViewRuntime) {
         runtime.meter = self.meters.entry(name.to_string()).or_default().clone();
         self.runtimes
             .insert(name.to_string(), Arc::new(Mutex::new(runtime)));
@@ -165,7 +189,7 @@ impl Inner {
 }
 
 const TOPIC_PREFIX: &str = "topic:";
-const VIEW_PREFIX: &str = "view:";
+pub(crate) const VIEW_PREFIX: &str = "view:";
 
 impl Engine {
     pub fn open(log: Arc<dyn Log>, store: Arc<dyn StateStore>) -> Result<Engine, EngineError> {
@@ -194,6 +218,14 @@ impl Engine {
                 let def: ViewDef = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.next_view_id = inner.next_view_id.max(def.id + 1);
                 inner.views.insert(view.to_string(), def);
+            } else if let Some(view) = name.strip_prefix(crate::regen::PENDING_PREFIX) {
+                let def: ViewDef = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.next_view_id = inner.next_view_id.max(def.id + 1);
+                inner.pending.insert(view.to_string(), def);
+            } else if let Some(view) = name.strip_prefix(crate::regen::RETIRED_PREFIX) {
+                let r: crate::regen::Retired = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.next_view_id = inner.next_view_id.max(r.def.id + 1);
+                inner.retired.insert(view.to_string(), r);
             }
         }
         Ok(Engine {
@@ -202,6 +234,7 @@ impl Engine {
             inner: Mutex::new(inner),
             progress: tokio::sync::watch::channel(0).0,
             kick: tokio::sync::Notify::new(),
+            regen_kick: tokio::sync::Notify::new(),
             maintained: std::sync::atomic::AtomicBool::new(false),
             shapes: std::sync::Mutex::new(HashMap::new()),
             catalog_version: std::sync::atomic::AtomicU64::new(0),
@@ -221,7 +254,7 @@ impl Engine {
             .load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn bump_catalog(&self) {
+    pub(crate) fn bump_catalog(&self) {
         self.catalog_version
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -233,7 +266,14 @@ impl Engine {
                 name,
                 query,
                 history_micros,
-            } => self.create_view(name, query, history_micros).await,
+                or_replace,
+            } => {
+                if or_replace && self.inner.lock().await.views.contains_key(&name) {
+                    self.replace_view(name, query, history_micros).await
+                } else {
+                    self.create_view(name, query, history_micros).await
+                }
+            }
             Statement::Drop {
                 kind,
                 name,
@@ -373,6 +413,7 @@ impl Engine {
             name: name.clone(),
             sql: query,
             history_micros,
+            version: 1,
         };
         // Plan it now: an unsupported definition is refused here.
         let runtime = self.runtime(&inner, &def).await?;
@@ -413,6 +454,8 @@ impl Engine {
                     Some(rt) => Some(rt.lock().await),
                     None => None,
                 };
+                drop(_quiet);
+                self.forget_versions(&mut inner, &name).await?;
                 let mut w = self.store.write()?;
                 w.delete_catalog(&format!("{VIEW_PREFIX}{name}"))?;
                 w.drop_view(def.id)?;
@@ -452,7 +495,7 @@ impl Engine {
     /// A session whose tables are the topics and, for planning a view, the
     /// other views as definitions (inlined); for queries, the views' rows at
     /// `as_of`.
-    async fn session(
+    pub(crate) async fn session(
         &self,
         inner: &Inner,
         views_as_definitions: bool,
@@ -527,7 +570,11 @@ impl Engine {
         Ok(shape)
     }
 
-    async fn runtime(&self, inner: &Inner, def: &ViewDef) -> Result<ViewRuntime, EngineError> {
+    pub(crate) async fn runtime(
+        &self,
+        inner: &Inner,
+        def: &ViewDef,
+    ) -> Result<ViewRuntime, EngineError> {
         let ctx = self.session(inner, true, None).await?;
         let logical = ctx.state().create_logical_plan(&def.sql).await?;
         let pipeline = plan::compile(&ctx.state(), &logical)?;
@@ -916,7 +963,19 @@ impl Engine {
     /// Brings every view up to the log's current head; returns each view's
     /// progress. Queries are not held up meanwhile: each view's runtime is
     /// locked on its own.
+    /// Versions being built (CREATE OR REPLACE) are built to the head
+    /// and swapped in too, as an embedded engine has no background task.
     pub async fn catch_up(&self) -> Result<Vec<(String, Progress)>, EngineError> {
+        let done = self.catch_up_views(None).await?;
+        while self.replacing_any().await {
+            self.advance_replacements().await?;
+        }
+        Ok(done)
+    }
+
+    /// Brings every live view up to the log's head (what the maintenance
+    /// task does at each commit; versions being built run on their own).
+    pub(crate) async fn catch_up_live(&self) -> Result<Vec<(String, Progress)>, EngineError> {
         self.catch_up_views(None).await
     }
 
@@ -1023,7 +1082,9 @@ impl Engine {
             .view(view)
             .await
             .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
-        let (id, def_history) = (def.id, def.history_micros);
+        let (id, def_history, version) = (def.id, def.history_micros, def.version);
+        let replacing = self.replacing(view).await?;
+        let previous_version = self.previous_version(view).await;
         let (rate, records_applied) = self
             .inner
             .lock()
@@ -1044,6 +1105,9 @@ impl Engine {
             .and_then(|b| crate::ops::window::WindowState::decode(&b))
             .map_or(0, |s| s.late);
         Ok(ViewStatus {
+            version,
+            replacing,
+            previous_version,
             rate,
             records_applied,
             late_records,

@@ -43,6 +43,10 @@ pub enum FeedEvent {
     },
     /// Every change up to `frontier` has been delivered.
     Progress { frontier: LogTime },
+    /// The view was replaced by `version` (CREATE OR REPLACE, a rebuild,
+    /// a rollback): the feed goes on with that version's snapshot (its
+    /// columns may differ), then its changes.
+    Replaced { version: u32 },
 }
 
 /// A running feed; [`Feed::next`] gives its events in order.
@@ -124,8 +128,30 @@ impl Feed {
             if self.fetch()? {
                 continue;
             }
+            if self.follow_replacement().await? {
+                continue;
+            }
             self.wait().await?;
         }
+    }
+
+    /// If the view now has another version, goes on with it: queues
+    /// `Replaced`, then the new version's snapshot.
+    async fn follow_replacement(&mut self) -> Result<bool, EngineError> {
+        let current = self
+            .engine
+            .view(&self.view)
+            .await
+            .ok_or_else(|| EngineError::NotFound(self.view.clone()))?;
+        if current.id == self.id {
+            return Ok(false);
+        }
+        let mut next = self.engine.subscribe(&self.view, FeedStart::Now).await?;
+        next.queue.push_front(FeedEvent::Replaced {
+            version: current.version,
+        });
+        *self = next;
+        Ok(true)
     }
 
     /// The view's columns (of snapshot rows and of changed rows).

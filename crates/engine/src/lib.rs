@@ -20,6 +20,7 @@ pub mod ops;
 pub mod plan;
 pub mod query;
 pub mod rate;
+pub mod regen;
 pub mod schema;
 pub mod sql;
 pub mod value;

@@ -19,14 +19,20 @@ use tokio::task::JoinHandle;
 pub struct Maintenance {
     stop: Option<oneshot::Sender<()>>,
     task: JoinHandle<()>,
+    regen_stop: Option<oneshot::Sender<()>>,
+    regen: JoinHandle<()>,
 }
 
 impl Maintenance {
     pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
+        for stop in [self.stop.take(), self.regen_stop.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = stop.send(());
         }
         let _ = (&mut self.task).await;
+        let _ = (&mut self.regen).await;
     }
 }
 
@@ -45,7 +51,7 @@ impl Engine {
         let task = tokio::spawn(async move {
             let mut seen = LogTime::ZERO;
             loop {
-                match engine.catch_up().await {
+                match engine.catch_up_live().await {
                     Ok(done) => {
                         if let Some(f) = done.iter().map(|(_, p)| p.frontier).min() {
                             seen = seen.max(LogTime(f));
@@ -70,9 +76,43 @@ impl Engine {
             }
             engine.maintained.store(false, Ordering::SeqCst);
         });
+        // Versions being built (CREATE OR REPLACE) advance on their own
+        // task: a long backfill never holds the live views up.
+        let engine = self.clone();
+        let (regen_stop, mut regen_rx) = oneshot::channel();
+        let regen = tokio::spawn(async move {
+            loop {
+                let wait = match engine.advance_replacements().await {
+                    Ok(_) => IDLE_WAIT,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "building a view's next version failed; retrying");
+                        RETRY_AFTER
+                    }
+                };
+                if !engine.replacing_any().await {
+                    tokio::select! {
+                        _ = &mut regen_rx => break,
+                        _ = engine.regen_kick.notified() => {}
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                } else if wait == RETRY_AFTER {
+                    tokio::select! {
+                        _ = &mut regen_rx => break,
+                        _ = tokio::time::sleep(wait) => {}
+                    }
+                } else if !matches!(
+                    regen_rx.try_recv(),
+                    Err(oneshot::error::TryRecvError::Empty)
+                ) {
+                    break;
+                }
+            }
+        });
         Maintenance {
             stop: Some(stop_tx),
             task,
+            regen_stop: Some(regen_stop),
+            regen,
         }
     }
 

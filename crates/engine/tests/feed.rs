@@ -115,6 +115,7 @@ async fn follow(
                 }
             }
             FeedEvent::Snapshot { .. } => panic!("one snapshot only"),
+            FeedEvent::Replaced { .. } => panic!("nothing replaces the view here"),
         }
     }
 }

@@ -133,6 +133,7 @@ async fn run(seed: u64) {
     let options = kappa_engine::EngineOptions {
         memory_budget: budget,
         batch_records: *[1, 4, 50_000].choose(&mut rng).unwrap(),
+        ..Default::default()
     };
     let slow = rng
         .random_bool(0.5)

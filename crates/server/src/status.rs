@@ -12,8 +12,15 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
     Ok(json!({
         "name": def.name,
         "sql": def.sql,
-        // Versions come with regeneration (CREATE OR REPLACE VIEW).
-        "version": 1,
+        "version": status.version,
+        "previous_version": status.previous_version,
+        "replacing": status.replacing.map(|r| json!({
+            "version": r.version,
+            "frontier": r.frontier.to_rfc3339(),
+            "lag_ms": r.lag_micros as f64 / 1e3,
+            "rate": (r.rate * 10.0).round() / 10.0,
+            "records_applied": r.records_applied,
+        })),
         "history_seconds": def.history_micros as f64 / 1e6,
         "frontier": status.frontier.to_rfc3339(),
         "lag_ms": status.lag_micros as f64 / 1e3,

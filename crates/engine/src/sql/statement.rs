@@ -29,6 +29,8 @@ pub enum Statement {
         name: String,
         /// The defining SELECT, as SQL text.
         query: String,
+        /// CREATE OR REPLACE: build a new version beside the live one.
+        or_replace: bool,
         /// How long history is kept for AS OF, in microseconds.
         history_micros: u64,
     },
@@ -139,16 +141,11 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
                     }
                 }
             }
-            if v.or_replace {
-                return Err(EngineError::Unsupported {
-                    construct: "CREATE OR REPLACE VIEW".into(),
-                    hint: " yet (drop the view and create it again)".into(),
-                });
-            }
             Ok(Statement::CreateView {
                 name: plain_name(&v.name)?,
                 query: v.query.to_string(),
                 history_micros,
+                or_replace: v.or_replace,
             })
         }
         ast::Statement::Insert(i) => Ok(Statement::Insert(super::insert::insert(&i)?)),
@@ -495,6 +492,7 @@ mod tests {
             name,
             query,
             history_micros,
+            or_replace: false,
         } = parse(
             "CREATE VIEW v WITH (history = '2 hours') AS SELECT a, count(*) FROM t GROUP BY a",
         )

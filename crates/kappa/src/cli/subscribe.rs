@@ -67,6 +67,11 @@ impl Screen {
                 }
             }
             "progress" => self.draw(data["frontier"].as_str().unwrap_or(""))?,
+            // A new version's snapshot follows; its columns may differ.
+            "replaced" => {
+                self.rows.clear();
+                self.columns.clear();
+            }
             "error" => bail!(
                 "{}",
                 data["error"]["message"]
@@ -119,18 +124,19 @@ pub async fn run(target: Target, args: SubscribeArgs) -> anyhow::Result<ExitCode
                 None => FeedStart::Now,
             };
             let mut feed = opened.engine.subscribe(&args.view, start).await?;
-            let schema = feed.schema().clone();
-            let row = |v: &Option<Vec<datafusion::common::ScalarValue>>| match v {
-                None => Value::Null,
-                Some(values) => Value::Object(
-                    schema
-                        .fields()
-                        .iter()
-                        .zip(values)
-                        .map(|(f, v)| (f.name().clone(), kappa_server::format::scalar(v)))
-                        .collect(),
-                ),
-            };
+            let row =
+                |schema: &datafusion::arrow::datatypes::SchemaRef,
+                 v: &Option<Vec<datafusion::common::ScalarValue>>| match v {
+                    None => Value::Null,
+                    Some(values) => Value::Object(
+                        schema
+                            .fields()
+                            .iter()
+                            .zip(values)
+                            .map(|(f, v)| (f.name().clone(), kappa_server::format::scalar(v)))
+                            .collect(),
+                    ),
+                };
             loop {
                 let event = tokio::select! {
                     e = feed.next() => e?,
@@ -139,12 +145,15 @@ pub async fn run(target: Target, args: SubscribeArgs) -> anyhow::Result<ExitCode
                 match event {
                     FeedEvent::Snapshot { at, rows } => screen.event(
                         "snapshot",
-                        json!({ "at": at.to_rfc3339(), "rows": kappa_server::format::objects(&schema, &rows), "last": true }),
+                        json!({ "at": at.to_rfc3339(), "rows": kappa_server::format::objects(feed.schema(), &rows), "last": true }),
                     )?,
                     FeedEvent::Change { log_time, before, after, .. } => screen.event(
                         "change",
-                        json!({ "log_time": log_time.to_rfc3339(), "id": log_time.0, "before": row(&before), "after": row(&after) }),
+                        json!({ "log_time": log_time.to_rfc3339(), "id": log_time.0, "before": row(feed.schema(), &before), "after": row(feed.schema(), &after) }),
                     )?,
+                    FeedEvent::Replaced { version } => {
+                        screen.event("replaced", json!({ "version": version }))?
+                    }
                     FeedEvent::Progress { frontier } => screen.event(
                         "progress",
                         json!({ "frontier": frontier.to_rfc3339(), "id": frontier.0 }),

@@ -256,7 +256,7 @@ fn now_micros() -> u64 {
 }
 
 async fn pump_feed(mut feed: Feed, out: Sender) {
-    let schema = feed.schema().clone();
+    let mut schema = feed.schema().clone();
     loop {
         let event = tokio::select! {
             e = feed.next() => e,
@@ -271,6 +271,16 @@ async fn pump_feed(mut feed: Feed, out: Sender) {
             }
         };
         match event {
+            FeedEvent::Replaced { version } => {
+                // The new version's snapshot follows (its columns may differ).
+                schema = feed.schema().clone();
+                let e = Event::default()
+                    .event("replaced")
+                    .data(json!({ "version": version }).to_string());
+                if let Sent::Stop = out.send(e, None).await {
+                    return;
+                }
+            }
             FeedEvent::Snapshot { at, rows } => {
                 let chunks = snapshot_chunks(&schema, &rows);
                 let n = chunks.len();

@@ -227,6 +227,15 @@ impl Rows {
                 .await
                 .map_err(|e| super::error::to_pg(crate::error::ApiError::from(e), ""))?;
             match event {
+                FeedEvent::Replaced { version } => {
+                    // Its columns may differ from the ones described.
+                    return Err(super::error::user_error(
+                        "55000",
+                        format!(
+                            "the view was replaced by version {version}; SUBSCRIBE again for its rows"
+                        ),
+                    ));
+                }
                 FeedEvent::Snapshot { at, rows } => {
                     for i in 0..rows.num_rows() {
                         let values = rows

@@ -1,0 +1,230 @@
+//! Regeneration: CREATE OR REPLACE VIEW builds the next version beside
+//! the live one while appends go on; the swap is atomic (every answer
+//! comes wholly from one version); the new version equals a batch
+//! evaluation of its definition; rollback brings the previous one back;
+//! a restart mid-build resumes it.
+
+mod common;
+
+use common::{open, rows, table};
+use kappa_engine::{Engine, Output};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const V1: &str = "SELECT a, SUM(x) AS s FROM t GROUP BY a";
+const V2: &str = "SELECT a, SUM(x) AS s, COUNT(*) AS n FROM t GROUP BY a";
+
+async fn append(engine: &Engine, from: i64, n: i64) {
+    let lines: Vec<String> = (from..from + n)
+        .map(|i| format!("{{\"a\":\"k{}\",\"x\":{i}}}", i % 50))
+        .collect();
+    let refs: Vec<&[u8]> = lines.iter().map(|l| l.as_bytes()).collect();
+    engine.append_json("t", &refs).await.unwrap();
+}
+
+async fn setup(dir: &std::path::Path) -> Arc<Engine> {
+    let engine = Arc::new(open(dir));
+    engine
+        .execute("CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 2, key = 'a')")
+        .await
+        .unwrap();
+    engine
+        .execute(&format!("CREATE VIEW v AS {V1}"))
+        .await
+        .unwrap();
+    engine
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_while_appending_swaps_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = setup(dir.path()).await;
+    for b in 0..40 {
+        append(&engine, b * 1000, 1000).await;
+    }
+    let maintenance = engine.maintain();
+    let mut feed = engine
+        .subscribe("v", kappa_engine::feed::FeedStart::Now)
+        .await
+        .unwrap();
+    // Appends go on at a steady rate through the replace.
+    let writer = {
+        let engine = engine.clone();
+        tokio::spawn(async move {
+            for b in 40..80 {
+                append(&engine, b * 1000, 200).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let out = engine
+        .execute(&format!("CREATE OR REPLACE VIEW v AS {V2}"))
+        .await
+        .unwrap();
+    let Output::Done(message) = out else { panic!() };
+    assert!(message.contains("version 2"), "{message}");
+    // Queries meanwhile: each answer is wholly version 1 (2 columns) or
+    // wholly version 2 (3 columns), never failing, and never back to 1
+    // once 2 has answered.
+    let started = Instant::now();
+    let mut seen_two = false;
+    loop {
+        let answer = engine.execute("SELECT * FROM v").await.unwrap();
+        let Output::Rows(batches) = answer else {
+            panic!()
+        };
+        let columns = batches.first().map_or(0, |b| b.num_columns());
+        match columns {
+            2 => assert!(!seen_two, "version 1 answered after version 2 had"),
+            3 => seen_two = true,
+            0 => {}
+            other => panic!("an answer with {other} columns"),
+        }
+        if seen_two && writer.is_finished() {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the swap never happened"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    writer.await.unwrap();
+    // A subscriber is told, then gets the new version's rows.
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the feed moves")
+            .unwrap();
+        if let kappa_engine::feed::FeedEvent::Replaced { version } = event {
+            assert_eq!(version, 2);
+            break;
+        }
+    }
+    match feed.next().await.unwrap() {
+        kappa_engine::feed::FeedEvent::Snapshot { rows, .. } => assert_eq!(rows.num_columns(), 3),
+        other => panic!("after Replaced: {other:?}"),
+    }
+    let status = engine.view_status("v").await.unwrap();
+    assert_eq!(status.version, 2);
+    assert_eq!(status.previous_version, Some(1));
+    assert!(status.replacing.is_none());
+    // Caught up, version 2 equals its definition evaluated as one batch.
+    engine.catch_up().await.unwrap();
+    let frontier = engine.frontier("v").await.unwrap().0;
+    let live = rows(&engine, "SELECT * FROM v ORDER BY a").await;
+    let oracle = table(
+        &engine
+            .evaluate_batch(&format!("{V2} ORDER BY a"), frontier)
+            .await
+            .unwrap(),
+    );
+    assert_eq!(live, oracle);
+    assert_eq!(live.len(), 50);
+
+    // Rollback: version 1 catches up from where it stopped, then serves.
+    engine.rollback_view("v").await.unwrap();
+    let started = Instant::now();
+    while engine.view_status("v").await.unwrap().version != 1 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "rollback never swapped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    append(&engine, 1_000_000, 10).await;
+    engine.catch_up().await.unwrap();
+    let frontier = engine.frontier("v").await.unwrap().0;
+    assert_eq!(
+        rows(&engine, "SELECT * FROM v ORDER BY a").await,
+        table(
+            &engine
+                .evaluate_batch(&format!("{V1} ORDER BY a"), frontier)
+                .await
+                .unwrap()
+        )
+    );
+    assert_eq!(
+        engine.view_status("v").await.unwrap().previous_version,
+        Some(2)
+    );
+    maintenance.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_build_interrupted_by_a_restart_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = setup(dir.path()).await;
+        for b in 0..20 {
+            append(&engine, b * 1000, 1000).await;
+        }
+        engine.catch_up_view("v").await.unwrap();
+        // Replaced, not built: no maintenance task runs.
+        engine
+            .execute(&format!("CREATE OR REPLACE VIEW v AS {V2}"))
+            .await
+            .unwrap();
+        let status = engine.view_status("v").await.unwrap();
+        assert_eq!(status.version, 1);
+        assert_eq!(status.replacing.map(|r| r.version), Some(2));
+    }
+    let engine = Arc::new(open(dir.path()));
+    // Version 1 still serves after the restart; version 2 is pending.
+    let status = engine.view_status("v").await.unwrap();
+    assert_eq!(
+        (status.version, status.replacing.map(|r| r.version)),
+        (1, Some(2))
+    );
+    assert_eq!(rows(&engine, "SELECT * FROM v LIMIT 1").await[0].len(), 2);
+    engine.catch_up().await.unwrap();
+    let status = engine.view_status("v").await.unwrap();
+    assert_eq!((status.version, status.replacing), (2, None));
+    let frontier = engine.frontier("v").await.unwrap().0;
+    assert_eq!(
+        rows(&engine, "SELECT * FROM v ORDER BY a").await,
+        table(
+            &engine
+                .evaluate_batch(&format!("{V2} ORDER BY a"), frontier)
+                .await
+                .unwrap()
+        )
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replace_is_refused_when_views_read_it_or_the_sql_is_bad() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = setup(dir.path()).await;
+    engine
+        .execute("CREATE VIEW w AS SELECT COUNT(*) AS n FROM v")
+        .await
+        .unwrap();
+    let err = engine
+        .execute(&format!("CREATE OR REPLACE VIEW v AS {V2}"))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("views read it (w)"), "{err}");
+    engine.execute("DROP VIEW w").await.unwrap();
+    let err = engine
+        .execute("CREATE OR REPLACE VIEW v AS SELECT nope FROM t")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let status = engine.view_status("v").await.unwrap();
+    assert_eq!((status.version, status.replacing), (1, None));
+    // Rebuild: the same definition, a new version.
+    engine.rebuild_view("v").await.unwrap();
+    engine.catch_up().await.unwrap();
+    assert_eq!(engine.view_status("v").await.unwrap().version, 2);
+    // CREATE OR REPLACE of a view that does not exist creates it.
+    engine
+        .execute("CREATE OR REPLACE VIEW fresh AS SELECT COUNT(*) AS n FROM t")
+        .await
+        .unwrap();
+    assert_eq!(engine.view_status("fresh").await.unwrap().version, 1);
+    // Dropping a view drops its versions too.
+    engine.execute("DROP VIEW v").await.unwrap();
+    let err = engine.rollback_view("v").await.unwrap_err();
+    assert!(err.to_string().contains("\"v\""), "{err}");
+}
