@@ -351,3 +351,93 @@ fn quickstart_runs_embedded_then_again_through_the_server() {
     assert!(second.contains(" acc-000 | 140.0   | 20"), "{second}");
     assert!(second.contains("psql -h 127.0.0.1"), "{second}");
 }
+
+#[test]
+fn view_replace_rollback_and_rebuild_through_the_server_and_embedded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    ok(
+        &dir,
+        &[
+            "sql",
+            "CREATE TOPIC tx (account TEXT, amount DOUBLE) WITH (key = 'account')",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "CREATE VIEW bal AS SELECT account, SUM(amount) AS balance FROM tx GROUP BY account",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "INSERT INTO tx VALUES ('a', 5), ('b', 7.5), ('a', 1)",
+        ],
+    );
+    let s = Served::start(&dir, &[]);
+    let out = kappa(
+        &dir,
+        &[
+            "view",
+            "replace",
+            "bal",
+            "SELECT account, SUM(amount) AS balance, COUNT(*) AS n FROM tx GROUP BY account",
+        ],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("version 2 is being built") && err.contains("now serves version 2"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(
+            &dir,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT * FROM bal ORDER BY account"
+            ]
+        ),
+        "account,balance,n\na,6.0,2\nb,7.5,1\n"
+    );
+    let out = kappa(&dir, &["view", "rollback", "bal"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("now serves version 1"));
+    let status = ok(&dir, &["status"]);
+    assert!(status.contains("bal"), "{status}");
+    let bad = kappa(&dir, &["view", "replace", "bal", "SELECT nope FROM tx"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("nope"));
+    drop(s);
+    // Embedded: this process builds the new version, then it serves.
+    let out = kappa(&dir, &["view", "rebuild", "bal"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("rebuilding view bal: version 3") && err.contains("now serves version 3"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(
+            &dir,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT * FROM bal ORDER BY account"
+            ]
+        ),
+        "account,balance\na,6.0\nb,7.5\n"
+    );
+    let none = kappa(&dir, &["view", "rollback", "nope"]);
+    assert!(!none.status.success());
+}

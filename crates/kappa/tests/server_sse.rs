@@ -305,8 +305,9 @@ fn slow_subscribers_are_disconnected() {
     });
     let waiting = Instant::now();
     while metric(&s, "kappa_subscribers") < 2 {
+        // Generous: the whole suite may be running beside it.
         assert!(
-            waiting.elapsed() < Duration::from_secs(10),
+            waiting.elapsed() < Duration::from_secs(30),
             "the subscriptions never started"
         );
         std::thread::sleep(Duration::from_millis(20));

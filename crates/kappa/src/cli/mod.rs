@@ -5,6 +5,7 @@ pub mod consume;
 pub mod engine;
 pub mod produce;
 pub mod quickstart;
+pub mod regen;
 pub mod serve;
 pub mod sql;
 pub mod subscribe;

@@ -1,5 +1,6 @@
-//! `kappa view list|describe` and `kappa status`: each view's version,
-//! frontier, lag, rate (records/s) and dead letters.
+//! `kappa view list|describe|replace|rebuild|rollback` and `kappa
+//! status`: each view's version, frontier, lag, rate (records/s) and dead
+//! letters.
 
 use super::target::Target;
 use clap::Subcommand;
@@ -12,6 +13,29 @@ pub enum ViewCommand {
     List,
     /// One view: its definition, status and recent dead letters (JSON).
     Describe { name: String },
+    /// Give a view a new definition: the next version is built from the
+    /// log beside the live one, which serves until it has caught up.
+    Replace {
+        name: String,
+        /// The new SELECT.
+        sql: String,
+        /// Return once started, without following the build.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Rebuild a view from the log (the same definition, a new version
+    /// built beside the live one).
+    Rebuild {
+        name: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Bring back a view's previous version (kept after each replace).
+    Rollback {
+        name: String,
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 async fn views(target: &Target) -> anyhow::Result<Vec<Value>> {
@@ -41,21 +65,46 @@ fn status_table(views: &[Value]) -> String {
                 v["lag_ms"],
                 v["rate"],
                 v["dead_letters"],
-                v["late_records"]
+                v["late_records"],
+                v["replacing"]["version"]
             ])
         })
         .collect();
     super::table::render(&json!({
-        "columns": [{"name": "view"}, {"name": "version"}, {"name": "frontier"}, {"name": "lag_ms"}, {"name": "rate"}, {"name": "dead_letters"}, {"name": "late_records"}],
+        "columns": [{"name": "view"}, {"name": "version"}, {"name": "frontier"}, {"name": "lag_ms"}, {"name": "rate"}, {"name": "dead_letters"}, {"name": "late_records"}, {"name": "building"}],
         "rows": rows,
     }))
 }
 
 pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
+    use super::regen::Start;
+    let regen = match cmd {
+        ViewCommand::Replace { name, sql, no_wait } => {
+            Some((name, Start::Replace { sql }, no_wait))
+        }
+        ViewCommand::Rebuild { name, no_wait } => Some((name, Start::Rebuild, no_wait)),
+        ViewCommand::Rollback { name, no_wait } => Some((name, Start::Rollback, no_wait)),
+        other => {
+            list_or_describe(&target, other).await?;
+            None
+        }
+    };
+    if let Some((name, start, no_wait)) = regen {
+        let done = super::regen::run(&target, &name, start, !no_wait).await;
+        close(target);
+        done?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    close(target);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn list_or_describe(target: &Target, cmd: ViewCommand) -> anyhow::Result<()> {
+    let target = &target;
     match cmd {
-        ViewCommand::List => print!("{}", status_table(&views(&target).await?)),
+        ViewCommand::List => print!("{}", status_table(&views(target).await?)),
         ViewCommand::Describe { name } => {
-            let v = match &target {
+            let v = match target {
                 Target::Server(http) => {
                     http.json(
                         "GET",
@@ -85,9 +134,11 @@ pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
             };
             println!("{}", serde_json::to_string_pretty(&v)?);
         }
+        ViewCommand::Replace { .. }
+        | ViewCommand::Rebuild { .. }
+        | ViewCommand::Rollback { .. } => {}
     }
-    close(target);
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// `kappa status`: where the answers come from, and every view.

@@ -46,6 +46,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/views/{view}/subscribe", get(stream::subscribe))
         .route("/v1/views", get(views::list))
         .route("/v1/views/{view}", get(views::describe))
+        .route("/v1/views/{view}/rebuild", post(views::rebuild))
+        .route("/v1/views/{view}/rollback", post(views::rollback))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

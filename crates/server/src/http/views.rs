@@ -39,6 +39,33 @@ pub async fn describe(
     Ok(Json(body))
 }
 
+/// `POST /v1/views/{view}/rebuild`: the same definition, a new version
+/// built from the log beside the live one.
+pub async fn rebuild(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let out = state.engine.rebuild_view(&view).await?;
+    Ok(Json(message(out)))
+}
+
+/// `POST /v1/views/{view}/rollback`: the previous version catches up and
+/// serves again.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let out = state.engine.rollback_view(&view).await?;
+    Ok(Json(message(out)))
+}
+
+fn message(out: kappa_engine::Output) -> Value {
+    match out {
+        kappa_engine::Output::Done(m) => json!({ "message": m }),
+        kappa_engine::Output::Rows(_) => json!({}),
+    }
+}
+
 async fn view_json(state: &AppState, def: &ViewDef) -> Result<Value, ApiError> {
     Ok(crate::status::view_json(&state.engine, def).await?)
 }
