@@ -24,6 +24,7 @@ pub mod regen;
 pub mod schema;
 pub mod sql;
 pub mod value;
+pub mod verify;
 pub mod view;
 pub mod window_table;
 

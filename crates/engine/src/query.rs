@@ -82,6 +82,7 @@ impl TableProvider for TopicTable {
 }
 
 /// A view's rows at a point: `None` is now (the frontier).
+#[derive(Clone)]
 pub struct StoredView {
     pub name: String,
     pub id: ViewId,

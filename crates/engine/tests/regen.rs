@@ -228,3 +228,37 @@ async fn replace_is_refused_when_views_read_it_or_the_sql_is_bad() {
     let err = engine.rollback_view("v").await.unwrap_err();
     assert!(err.to_string().contains("\"v\""), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_says_identical_then_names_a_damaged_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = setup(dir.path()).await;
+    for b in 0..10 {
+        append(&engine, b * 1000, 1000).await;
+    }
+    engine.catch_up().await.unwrap();
+    let report = engine.verify_view("v").await.unwrap();
+    assert!(report.identical(), "{report:?}");
+    assert_eq!(report.rows, 50);
+    engine.damage_for_test("v").await.unwrap();
+    let report = engine.verify_view("v").await.unwrap();
+    assert!(!report.identical());
+    assert_eq!(
+        (report.differing, report.only_live, report.only_rebuilt),
+        (2, 0, 0),
+        "{report:?}"
+    );
+    let first = &report.first[0];
+    let (live, rebuilt) = (first.live.clone().unwrap(), first.rebuilt.clone().unwrap());
+    assert_ne!(live, rebuilt);
+    // The rebuilt row is the true one: the batch evaluation agrees.
+    let frontier = report.frontier.0;
+    let oracle = table(&engine.evaluate_batch(V1, frontier).await.unwrap());
+    assert!(oracle.contains(&rebuilt), "{rebuilt:?} in {oracle:?}");
+    // The damaged row holds another key's values.
+    assert_ne!(live[0], rebuilt[0]);
+    // A rebuild repairs it.
+    engine.rebuild_view("v").await.unwrap();
+    engine.catch_up().await.unwrap();
+    assert!(engine.verify_view("v").await.unwrap().identical());
+}

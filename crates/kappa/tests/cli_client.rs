@@ -440,4 +440,9 @@ fn view_replace_rollback_and_rebuild_through_the_server_and_embedded() {
     );
     let none = kappa(&dir, &["view", "rollback", "nope"]);
     assert!(!none.status.success());
+    let verified = ok(&dir, &["view", "verify", "bal"]);
+    assert!(
+        verified.starts_with("identical: view bal version 3 (2 rows"),
+        "{verified}"
+    );
 }

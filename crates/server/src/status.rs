@@ -74,3 +74,21 @@ fn schema_json(def: &TopicDef) -> Value {
         "event_time": def.event_time,
     })
 }
+
+/// What `verify` found, as JSON.
+pub fn verify_json(view: &str, r: &kappa_engine::verify::VerifyReport) -> Value {
+    json!({
+        "view": view,
+        "version": r.version,
+        "frontier": r.frontier.to_rfc3339(),
+        "identical": r.identical(),
+        "rows": r.rows,
+        "only_live": r.only_live,
+        "only_rebuilt": r.only_rebuilt,
+        "differing": r.differing,
+        "first_differences": r.first.iter().map(|d| json!({
+            "live": d.live,
+            "rebuilt": d.rebuilt,
+        })).collect::<Vec<_>>(),
+    })
+}

@@ -36,6 +36,10 @@ pub enum ViewCommand {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Rebuild a view from the log up to its frontier, beside it, and
+    /// compare: "identical", or counts and the first differing rows (exit
+    /// status 1).
+    Verify { name: String },
 }
 
 async fn views(target: &Target) -> anyhow::Result<Vec<Value>> {
@@ -84,6 +88,15 @@ pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
         }
         ViewCommand::Rebuild { name, no_wait } => Some((name, Start::Rebuild, no_wait)),
         ViewCommand::Rollback { name, no_wait } => Some((name, Start::Rollback, no_wait)),
+        ViewCommand::Verify { name } => {
+            let identical = verify(&target, &name).await;
+            close(target);
+            return Ok(if identical? {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
+        }
         other => {
             list_or_describe(&target, other).await?;
             None
@@ -136,9 +149,45 @@ async fn list_or_describe(target: &Target, cmd: ViewCommand) -> anyhow::Result<(
         }
         ViewCommand::Replace { .. }
         | ViewCommand::Rebuild { .. }
-        | ViewCommand::Rollback { .. } => {}
+        | ViewCommand::Rollback { .. }
+        | ViewCommand::Verify { .. } => {}
     }
     Ok(())
+}
+
+/// Prints what verify found; whether the view is identical to its rebuild.
+async fn verify(target: &Target, name: &str) -> anyhow::Result<bool> {
+    let report = match target {
+        Target::Server(http) => {
+            let path = format!("/v1/views/{}/verify", super::target::segment(name));
+            http.json("POST", &path, None, &[]).await?
+        }
+        Target::Embedded(o) => {
+            kappa_server::status::verify_json(name, &o.engine.verify_view(name).await?)
+        }
+    };
+    if report["identical"] == true {
+        println!(
+            "identical: view {name} version {} ({} rows at {}) equals its rebuild from the log",
+            report["version"],
+            report["rows"],
+            report["frontier"].as_str().unwrap_or_default()
+        );
+        return Ok(true);
+    }
+    println!(
+        "DIFFERENT: view {name} version {} at {}: {} rows differ, {} only in the view, {} only in the rebuild",
+        report["version"],
+        report["frontier"].as_str().unwrap_or_default(),
+        report["differing"],
+        report["only_live"],
+        report["only_rebuilt"]
+    );
+    for d in report["first_differences"].as_array().into_iter().flatten() {
+        println!("  view:    {}\n  rebuilt: {}", d["live"], d["rebuilt"]);
+    }
+    println!("(kappa view rebuild {name} builds a fresh version from the log)");
+    Ok(false)
 }
 
 /// `kappa status`: where the answers come from, and every view.

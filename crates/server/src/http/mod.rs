@@ -48,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/views/{view}", get(views::describe))
         .route("/v1/views/{view}/rebuild", post(views::rebuild))
         .route("/v1/views/{view}/rollback", post(views::rollback))
+        .route("/v1/views/{view}/verify", post(views::verify))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

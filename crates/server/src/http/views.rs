@@ -59,6 +59,16 @@ pub async fn rollback(
     Ok(Json(message(out)))
 }
 
+/// `POST /v1/views/{view}/verify`: rebuilds the view from the log up to
+/// its frontier beside it and compares.
+pub async fn verify(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let report = state.engine.verify_view(&view).await?;
+    Ok(Json(crate::status::verify_json(&view, &report)))
+}
+
 fn message(out: kappa_engine::Output) -> Value {
     match out {
         kappa_engine::Output::Done(m) => json!({ "message": m }),

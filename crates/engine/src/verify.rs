@@ -1,0 +1,186 @@
+//! Verify: a view's rows against a shadow rebuilt from the log. The
+//! shadow is the view's definition applied from offset 0 up to the live
+//! version's frontier (read at one moment); the live rows are read AS OF
+//! that same point, so appends meanwhile change nothing. The shadow's
+//! state is dropped afterwards.
+
+use crate::engine::ViewDef;
+use crate::value::decode_row;
+use crate::{Engine, EngineError};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::ScalarValue;
+use kappa_log::{LogTime, ReadLimits};
+use std::collections::BTreeMap;
+
+/// At most this many differing rows are reported.
+const FIRST_DIFFERENCES: usize = 10;
+
+/// What verify found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VerifyReport {
+    pub version: u32,
+    /// The point both sides were compared at.
+    pub frontier: LogTime,
+    /// Rows of the live version at that point.
+    pub rows: u64,
+    /// Keys only the live version has, only the rebuilt one has, and in
+    /// both with different rows.
+    pub only_live: u64,
+    pub only_rebuilt: u64,
+    pub differing: u64,
+    /// The first differences, in key order.
+    pub first: Vec<Difference>,
+}
+
+impl VerifyReport {
+    pub fn identical(&self) -> bool {
+        self.only_live == 0 && self.only_rebuilt == 0 && self.differing == 0
+    }
+}
+
+/// One key whose rows differ (`None`: absent on that side).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Difference {
+    pub live: Option<Vec<String>>,
+    pub rebuilt: Option<Vec<String>>,
+}
+
+impl Engine {
+    /// Rebuilds `view` from the log beside the live version, up to the
+    /// live frontier, and compares.
+    pub async fn verify_view(&self, view: &str) -> Result<VerifyReport, EngineError> {
+        let (live, shadow_def, mut shadow) = {
+            let mut inner = self.inner.lock().await;
+            let live = inner
+                .views
+                .get(view)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
+            let shadow_def = ViewDef {
+                id: inner.next_view_id,
+                ..live.clone()
+            };
+            let shadow = self.runtime(&inner, &shadow_def).await?;
+            inner.next_view_id += 1;
+            (live, shadow_def, shadow)
+        };
+        let frontier = self.frontier(view).await?.0;
+        let result = async {
+            let limits = ReadLimits {
+                max_records: self.options.batch_records.max(1),
+                max_bytes: 32 << 20,
+            };
+            shadow
+                .catch_up(&self.log, &self.store, frontier, limits)
+                .await?;
+            let stored_live = self.stored_view(view, Some(frontier)).await?;
+            let stored_shadow = crate::query::StoredView {
+                id: shadow_def.id,
+                as_of: None,
+                ..stored_live.clone()
+            };
+            let types: Vec<DataType> = stored_live
+                .schema
+                .fields()
+                .iter()
+                .map(|f| f.data_type().clone())
+                .collect();
+            Ok::<_, EngineError>(compare(
+                &stored_live.rows()?,
+                &stored_shadow.rows()?,
+                &types,
+                live.version,
+                frontier,
+            ))
+        }
+        .await;
+        drop(shadow);
+        let mut w = self.store.write()?;
+        w.drop_view(shadow_def.id)?;
+        w.commit()?;
+        result
+    }
+
+    /// Test-only: damages the live version's stored rows (swaps the values
+    /// of its first two rows, or deletes its only row), so that tests can
+    /// check that verify reports it.
+    #[doc(hidden)]
+    pub async fn damage_for_test(&self, view: &str) -> Result<(), EngineError> {
+        let id = self
+            .view(view)
+            .await
+            .ok_or_else(|| EngineError::NotFound(view.to_string()))?
+            .id;
+        let read = self.store.read()?;
+        let meta = read.meta(id)?.unwrap_or_default();
+        let mut first = Vec::new();
+        read.rows(id, &mut |k, v| {
+            first.push((k.to_vec(), v.to_vec()));
+            first.len() < 2
+        })?;
+        drop(read);
+        let mut rows = kappa_store::Puts::default();
+        match first.as_slice() {
+            [(k1, v1), (k2, v2)] => {
+                rows.push(k1, Some(v2));
+                rows.push(k2, Some(v1));
+            }
+            [(k, _)] => rows.push(k, None),
+            _ => return Ok(()),
+        }
+        let mut commit = kappa_store::ViewCommit {
+            view: id,
+            rows,
+            frontier: meta.frontier,
+            history_start: meta.history_start,
+            ..Default::default()
+        };
+        let mut w = self.store.write()?;
+        w.apply(&mut commit)?;
+        w.commit()?;
+        Ok(())
+    }
+}
+
+fn render(bytes: &[u8], types: &[DataType]) -> Vec<String> {
+    match decode_row(bytes, types) {
+        Some(values) => values.iter().map(ScalarValue::to_string).collect(),
+        None => vec!["<does not decode>".to_string()],
+    }
+}
+
+fn compare(
+    live: &BTreeMap<Vec<u8>, Vec<u8>>,
+    rebuilt: &BTreeMap<Vec<u8>, Vec<u8>>,
+    types: &[DataType],
+    version: u32,
+    frontier: u64,
+) -> VerifyReport {
+    let mut report = VerifyReport {
+        version,
+        frontier: LogTime(frontier),
+        rows: live.len() as u64,
+        only_live: 0,
+        only_rebuilt: 0,
+        differing: 0,
+        first: Vec::new(),
+    };
+    let keys: std::collections::BTreeSet<&Vec<u8>> = live.keys().chain(rebuilt.keys()).collect();
+    for key in keys {
+        let (l, r) = (live.get(key), rebuilt.get(key));
+        match (l, r) {
+            (Some(a), Some(b)) if a == b => continue,
+            (Some(_), Some(_)) => report.differing += 1,
+            (Some(_), None) => report.only_live += 1,
+            (None, Some(_)) => report.only_rebuilt += 1,
+            (None, None) => continue,
+        }
+        if report.first.len() < FIRST_DIFFERENCES {
+            report.first.push(Difference {
+                live: l.map(|b| render(b, types)),
+                rebuilt: r.map(|b| render(b, types)),
+            });
+        }
+    }
+    report
+}
