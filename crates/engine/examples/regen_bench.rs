@@ -148,10 +148,7 @@ async fn main() -> anyhow::Result<()> {
         times.extend(r.await?);
     }
     maintenance.stop().await;
-    let applied = engine
-        .view_status("balances")
-        .await?
-        .records_applied;
+    let applied = engine.view_status("balances").await?.records_applied;
     println!(
         "backfill of version 2 (1 worker) beside version 1: {:.1} s ({:.0} records/s, {:.2}x the first-time replay)",
         backfill,

@@ -81,7 +81,9 @@ async fn check(engine: &Engine, when: &str) {
     let def = engine.view("v").await.expect("one version is live");
     let frontier = engine.frontier("v").await.unwrap().0;
     let Output::Rows(live) = engine
-        .execute(&format!("SELECT * FROM v ORDER BY account AS OF TOKEN 'kt1-{frontier:x}'"))
+        .execute(&format!(
+            "SELECT * FROM v ORDER BY account AS OF TOKEN 'kt1-{frontier:x}'"
+        ))
         .await
         .unwrap()
     else {
@@ -91,7 +93,12 @@ async fn check(engine: &Engine, when: &str) {
         .evaluate_batch(&format!("{} ORDER BY account", def.sql), frontier)
         .await
         .unwrap();
-    assert_eq!(table(&live), table(&oracle), "{when}: version {}", def.version);
+    assert_eq!(
+        table(&live),
+        table(&oracle),
+        "{when}: version {}",
+        def.version
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,7 +123,10 @@ async fn kill_9_during_backfill_and_swap_leaves_one_good_version() {
         let mut line = String::new();
         loop {
             line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "worker stopped early");
+            assert!(
+                out.read_line(&mut line).unwrap() > 0,
+                "worker stopped early"
+            );
             if line.starts_with("replacing") {
                 break;
             }
