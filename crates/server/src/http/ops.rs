@@ -46,6 +46,12 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP kappa_view_records_applied_total Records the view has applied since the server started.\n\
          # TYPE kappa_view_records_applied_total counter\n",
     );
+    let mut building = String::from(
+        "# HELP kappa_view_build_lag_seconds How far a view's next version (being built by replace, rebuild or rollback) is behind the log's head.\n\
+         # TYPE kappa_view_build_lag_seconds gauge\n\
+         # HELP kappa_view_build_records_applied_total Records applied to a view's next version while it is built.\n\
+         # TYPE kappa_view_build_records_applied_total counter\n",
+    );
     let mut dead = String::from(
         "# HELP kappa_view_dead_letters Records the view could not evaluate.\n\
          # TYPE kappa_view_dead_letters gauge\n",
@@ -58,6 +64,17 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 "kappa_view_lag_seconds{{view=\"{name}\"}} {}",
                 status.lag_micros as f64 / 1e6
             );
+            if let Some(r) = status.replacing {
+                let _ = writeln!(
+                    building,
+                    "kappa_view_build_lag_seconds{{view=\"{name}\",version=\"{}\"}} {}\n\
+                     kappa_view_build_records_applied_total{{view=\"{name}\",version=\"{}\"}} {}",
+                    r.version,
+                    r.lag_micros as f64 / 1e6,
+                    r.version,
+                    r.records_applied
+                );
+            }
             let _ = writeln!(
                 applied,
                 "kappa_view_records_applied_total{{view=\"{name}\"}} {}",
@@ -71,6 +88,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
     }
     out += &applied;
+    out += &building;
     out += &dead;
     (
         [(
