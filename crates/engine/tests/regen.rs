@@ -262,3 +262,53 @@ async fn verify_says_identical_then_names_a_damaged_row() {
     engine.catch_up().await.unwrap();
     assert!(engine.verify_view("v").await.unwrap().identical());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_previous_version_is_freed_after_keep_previous() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = kappa_engine::EngineOptions {
+        keep_previous: Duration::from_millis(50),
+        ..Default::default()
+    };
+    let engine = common::open_tuned(dir.path(), options, None);
+    engine
+        .execute("CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 2, key = 'a')")
+        .await
+        .unwrap();
+    engine
+        .execute(&format!("CREATE VIEW v AS {V1}"))
+        .await
+        .unwrap();
+    append(&engine, 0, 100).await;
+    engine
+        .execute(&format!("CREATE OR REPLACE VIEW v AS {V2}"))
+        .await
+        .unwrap();
+    engine.catch_up().await.unwrap();
+    assert_eq!(
+        engine.view_status("v").await.unwrap().previous_version,
+        Some(1)
+    );
+    // Still within the period: kept.
+    engine.advance_replacements().await.unwrap();
+    assert_eq!(
+        engine.view_status("v").await.unwrap().previous_version,
+        Some(1)
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    engine.advance_replacements().await.unwrap();
+    assert_eq!(
+        engine.view_status("v").await.unwrap().previous_version,
+        None
+    );
+    let err = engine.rollback_view("v").await.unwrap_err();
+    assert!(err.to_string().contains("no previous version"), "{err}");
+    // After a restart too.
+    drop(engine);
+    let engine = open(dir.path());
+    assert_eq!(
+        engine.view_status("v").await.unwrap().previous_version,
+        None
+    );
+    assert_eq!(engine.view_status("v").await.unwrap().version, 2);
+}

@@ -29,6 +29,11 @@ impl Opened {
 
 /// Opens the data directory's log (taking its lock) and view store.
 pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
+    open_with(data_dir, kappa_engine::EngineOptions::default())
+}
+
+/// [`open`] with engine options (the server's flags).
+pub fn open_with(data_dir: &Path, options: kappa_engine::EngineOptions) -> anyhow::Result<Opened> {
     let log = Arc::new(super::open(data_dir)?);
     let state = data_dir.join(STATE_FILE);
     if let Some(parent) = state.parent() {
@@ -37,7 +42,7 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
     }
     let store = RedbStore::open(&state, &StoreOptions::default())
         .with_context(|| format!("cannot open the view store {}", state.display()))?;
-    let engine = Engine::open(log.clone(), Arc::new(store))
+    let engine = Engine::open_with(log.clone(), Arc::new(store), options)
         .with_context(|| format!("cannot open the views in {}", data_dir.display()))?;
     Ok(Opened {
         log,

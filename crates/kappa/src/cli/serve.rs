@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// disconnected.
     #[arg(long, default_value_t = Limits::default().subscriber_max_lag.as_millis() as u64)]
     pub subscriber_max_lag_ms: u64,
+    /// How long a view's previous version is kept for `kappa view
+    /// rollback` after a replace or rebuild (then its state is freed).
+    #[arg(long, default_value = "1d", value_parser = crate::parse::duration_ms)]
+    pub keep_previous: u64,
     /// Seconds to let requests in flight finish at shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
@@ -70,7 +74,13 @@ pub struct ServeArgs {
 }
 
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let opened = super::engine::open(data_dir)?;
+    let opened = super::engine::open_with(
+        data_dir,
+        kappa_engine::EngineOptions {
+            keep_previous: Duration::from_millis(args.keep_previous),
+            ..Default::default()
+        },
+    )?;
     let engine = opened.engine.clone();
     let adopted = engine
         .adopt_log_topics()
