@@ -33,6 +33,9 @@ pub struct ViewDef {
     /// 1 at creation; each replacement (or rebuild) makes the next.
     #[serde(default = "first_version")]
     pub version: u32,
+    /// Verify the view against a rebuild this often (`verify_every`).
+    #[serde(default)]
+    pub verify_every_micros: Option<u64>,
 }
 
 fn first_version() -> u32 {
@@ -63,6 +66,8 @@ pub struct ViewStatus {
     pub replacing: Option<crate::regen::Replacing>,
     /// The previous version, kept for rollback.
     pub previous_version: Option<u32>,
+    /// The last verify against a rebuild from the log.
+    pub last_verify: Option<crate::verify::VerifyOutcome>,
 }
 
 /// How an engine runs.
@@ -176,6 +181,8 @@ pub(crate) struct Inner {
     pub(crate) pending: BTreeMap<String, ViewDef>,
     /// The version each view had before its last swap, kept for rollback.
     pub(crate) retired: BTreeMap<String, crate::regen::Retired>,
+    /// Each view's last verify.
+    pub(crate) verified: BTreeMap<String, crate::verify::VerifyOutcome>,
 }
 
 impl Inner {
@@ -222,6 +229,9 @@ impl Engine {
                 let def: ViewDef = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.next_view_id = inner.next_view_id.max(def.id + 1);
                 inner.pending.insert(view.to_string(), def);
+            } else if let Some(view) = name.strip_prefix(crate::verify::VERIFIED_PREFIX) {
+                let o = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.verified.insert(view.to_string(), o);
             } else if let Some(view) = name.strip_prefix(crate::regen::RETIRED_PREFIX) {
                 let r: crate::regen::Retired = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.next_view_id = inner.next_view_id.max(r.def.id + 1);
@@ -267,11 +277,14 @@ impl Engine {
                 query,
                 history_micros,
                 or_replace,
+                verify_every_micros,
             } => {
                 if or_replace && self.inner.lock().await.views.contains_key(&name) {
-                    self.replace_view(name, query, history_micros).await
+                    self.replace_view(name, query, history_micros, verify_every_micros)
+                        .await
                 } else {
-                    self.create_view(name, query, history_micros).await
+                    self.create_view(name, query, history_micros, verify_every_micros)
+                        .await
                 }
             }
             Statement::Drop {
@@ -403,6 +416,7 @@ impl Engine {
         name: String,
         query: String,
         history_micros: u64,
+        verify_every_micros: Option<u64>,
     ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
         if inner.views.contains_key(&name) || inner.topics.contains_key(&name) {
@@ -414,6 +428,7 @@ impl Engine {
             sql: query,
             history_micros,
             version: 1,
+            verify_every_micros,
         };
         // Plan it now: an unsupported definition is refused here.
         let runtime = self.runtime(&inner, &def).await?;
@@ -1085,6 +1100,7 @@ impl Engine {
         let (id, def_history, version) = (def.id, def.history_micros, def.version);
         let replacing = self.replacing(view).await?;
         let previous_version = self.previous_version(view).await;
+        let last_verify = self.last_verify(view).await;
         let (rate, records_applied) = self
             .inner
             .lock()
@@ -1105,6 +1121,7 @@ impl Engine {
             .and_then(|b| crate::ops::window::WindowState::decode(&b))
             .map_or(0, |s| s.late);
         Ok(ViewStatus {
+            last_verify,
             version,
             replacing,
             previous_version,

@@ -82,10 +82,14 @@ impl Engine {
         let (regen_stop, mut regen_rx) = oneshot::channel();
         let regen = tokio::spawn(async move {
             loop {
-                let wait = match engine.advance_replacements().await {
-                    Ok(_) => IDLE_WAIT,
+                let advanced = match engine.advance_replacements().await {
+                    Ok(_) => engine.verify_due().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                let wait = match advanced {
+                    Ok(()) => IDLE_WAIT,
                     Err(e) => {
-                        tracing::warn!(error = %e, "building a view's next version failed; retrying");
+                        tracing::warn!(error = %e, "building a view's next version (or verifying one) failed; retrying");
                         RETRY_AFTER
                     }
                 };

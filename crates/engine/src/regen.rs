@@ -66,6 +66,7 @@ impl Engine {
         name: String,
         query: String,
         history_micros: u64,
+        verify_every_micros: Option<u64>,
     ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
         let live = inner
@@ -97,6 +98,7 @@ impl Engine {
             sql: query,
             history_micros,
             version,
+            verify_every_micros,
         };
         // Planned now: an unsupported definition is refused here, and the
         // live version is untouched.
@@ -126,7 +128,12 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
         self.bump_catalog();
         let done = self
-            .replace_view(live.name, live.sql, live.history_micros)
+            .replace_view(
+                live.name,
+                live.sql,
+                live.history_micros,
+                live.verify_every_micros,
+            )
             .await;
         self.bump_catalog();
         done.map(|o| match o {
@@ -198,12 +205,15 @@ impl Engine {
         name: &str,
     ) -> Result<(), EngineError> {
         self.abandon_pending(inner, name).await?;
+        let mut w = self.store.write()?;
         if let Some(r) = inner.retired.remove(name) {
-            let mut w = self.store.write()?;
             w.delete_catalog(&format!("{RETIRED_PREFIX}{name}"))?;
             w.drop_view(r.def.id)?;
-            w.commit()?;
         }
+        if inner.verified.remove(name).is_some() {
+            w.delete_catalog(&format!("{}{name}", crate::verify::VERIFIED_PREFIX))?;
+        }
+        w.commit()?;
         Ok(())
     }
 

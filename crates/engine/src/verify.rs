@@ -12,6 +12,21 @@ use datafusion::common::ScalarValue;
 use kappa_log::{LogTime, ReadLimits};
 use std::collections::BTreeMap;
 
+pub(crate) const VERIFIED_PREFIX: &str = "verified:";
+
+/// The last verify of a view, as status shows it (kept in the catalog).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct VerifyOutcome {
+    /// When it ran, in microseconds since the epoch.
+    pub at: u64,
+    pub version: u32,
+    pub frontier: u64,
+    pub identical: bool,
+    pub differing: u64,
+    pub only_live: u64,
+    pub only_rebuilt: u64,
+}
+
 /// At most this many differing rows are reported.
 const FIRST_DIFFERENCES: usize = 10;
 
@@ -98,7 +113,78 @@ impl Engine {
         let mut w = self.store.write()?;
         w.drop_view(shadow_def.id)?;
         w.commit()?;
-        result
+        let report = result?;
+        self.record_verify(view, &report).await?;
+        Ok(report)
+    }
+
+    /// Keeps the outcome for status (and across restarts).
+    async fn record_verify(&self, view: &str, r: &VerifyReport) -> Result<(), EngineError> {
+        let outcome = VerifyOutcome {
+            at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros() as u64),
+            version: r.version,
+            frontier: r.frontier.0,
+            identical: r.identical(),
+            differing: r.differing,
+            only_live: r.only_live,
+            only_rebuilt: r.only_rebuilt,
+        };
+        let mut inner = self.inner.lock().await;
+        if !inner.views.contains_key(view) {
+            return Ok(());
+        }
+        let mut w = self.store.write()?;
+        w.put_catalog(
+            &format!("{VERIFIED_PREFIX}{view}"),
+            &serde_json::to_vec(&outcome).expect("outcomes serialize"),
+        )?;
+        w.commit()?;
+        inner.verified.insert(view.to_string(), outcome);
+        Ok(())
+    }
+
+    /// Verifies every view whose `verify_every` has passed since its last
+    /// verify (or that was never verified). Returns the views verified.
+    pub async fn verify_due(&self) -> Result<Vec<String>, EngineError> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_micros() as u64);
+        let due: Vec<String> = {
+            let inner = self.inner.lock().await;
+            inner
+                .views
+                .values()
+                .filter(|v| {
+                    v.verify_every_micros.is_some_and(|every| {
+                        inner
+                            .verified
+                            .get(&v.name)
+                            .is_none_or(|o| now.saturating_sub(o.at) >= every)
+                    })
+                })
+                .map(|v| v.name.clone())
+                .collect()
+        };
+        for name in &due {
+            let report = self.verify_view(name).await?;
+            if !report.identical() {
+                tracing::warn!(
+                    view = %name,
+                    differing = report.differing,
+                    only_live = report.only_live,
+                    only_rebuilt = report.only_rebuilt,
+                    "scheduled verify: the view differs from its rebuild from the log; `kappa view rebuild` repairs it"
+                );
+            }
+        }
+        Ok(due)
+    }
+
+    /// The last verify of `view`, if any.
+    pub async fn last_verify(&self, view: &str) -> Option<VerifyOutcome> {
+        self.inner.lock().await.verified.get(view).copied()
     }
 
     /// Test-only: damages the live version's stored rows (swaps the values

@@ -312,3 +312,62 @@ async fn the_previous_version_is_freed_after_keep_previous() {
     );
     assert_eq!(engine.view_status("v").await.unwrap().version, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_on_a_schedule_keeps_its_outcome_in_status() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let engine = Arc::new(open(dir.path()));
+        engine
+            .execute("CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 2, key = 'a')")
+            .await
+            .unwrap();
+        let err = engine
+            .execute(&format!(
+                "CREATE VIEW v WITH (verify_every = '5 s') AS {V1}"
+            ))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("at least '1 minute'"), "{err}");
+        engine
+            .execute(&format!(
+                "CREATE VIEW v WITH (verify_every = '1 hour') AS {V1}"
+            ))
+            .await
+            .unwrap();
+        append(&engine, 0, 500).await;
+        assert_eq!(engine.view_status("v").await.unwrap().last_verify, None);
+        // Never verified: due at once (the maintenance task runs it).
+        let maintenance = engine.maintain();
+        let started = Instant::now();
+        let outcome = loop {
+            if let Some(o) = engine.view_status("v").await.unwrap().last_verify {
+                break o;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "never verified"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(outcome.identical);
+        maintenance.stop().await;
+        // Not due again within the hour; a verify by hand records its
+        // outcome.
+        engine.damage_for_test("v").await.unwrap();
+        assert!(engine.verify_due().await.unwrap().is_empty());
+        assert!(
+            engine
+                .view_status("v")
+                .await
+                .unwrap()
+                .last_verify
+                .unwrap()
+                .identical
+        );
+        engine.verify_view("v").await.unwrap();
+    }
+    let engine = open(dir.path());
+    let last = engine.view_status("v").await.unwrap().last_verify.unwrap();
+    assert!(!last.identical && last.differing == 2, "{last:?}");
+}

@@ -14,6 +14,16 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
         "sql": def.sql,
         "version": status.version,
         "previous_version": status.previous_version,
+        "verify_every_seconds": def.verify_every_micros.map(|m| m as f64 / 1e6),
+        "last_verify": status.last_verify.map(|v| json!({
+            "at": kappa_log::LogTime(v.at).to_rfc3339(),
+            "version": v.version,
+            "frontier": kappa_log::LogTime(v.frontier).to_rfc3339(),
+            "identical": v.identical,
+            "differing": v.differing,
+            "only_live": v.only_live,
+            "only_rebuilt": v.only_rebuilt,
+        })),
         "replacing": status.replacing.map(|r| json!({
             "version": r.version,
             "frontier": r.frontier.to_rfc3339(),

@@ -31,6 +31,8 @@ pub enum Statement {
         query: String,
         /// CREATE OR REPLACE: build a new version beside the live one.
         or_replace: bool,
+        /// `WITH (verify_every = '1 day')`: verify on a schedule.
+        verify_every_micros: Option<u64>,
         /// How long history is kept for AS OF, in microseconds.
         history_micros: u64,
     },
@@ -131,12 +133,22 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
         ast::Statement::CreateView(v) => {
             // Every view is materialized: CREATE MATERIALIZED VIEW is the same.
             let mut history_micros = DEFAULT_HISTORY_MICROS;
+            let mut verify_every_micros = None;
             for (key, value) in options(&v.options)? {
                 match key.as_str() {
                     "history" => history_micros = parse_interval_micros(&value)?,
+                    "verify_every" => {
+                        let every = parse_interval_micros(&value)?;
+                        if every < 60_000_000 {
+                            return Err(EngineError::Plan(format!(
+                                "verify_every = '{value}': at least '1 minute' (each verify rebuilds the view from the log)"
+                            )));
+                        }
+                        verify_every_micros = Some(every);
+                    }
                     other => {
                         return Err(EngineError::Plan(format!(
-                            "unknown view option {other:?} (known: history)"
+                            "unknown view option {other:?} (known: history, verify_every)"
                         )));
                     }
                 }
@@ -146,6 +158,7 @@ pub fn parse(sql: &str) -> Result<Statement, EngineError> {
                 query: v.query.to_string(),
                 history_micros,
                 or_replace: v.or_replace,
+                verify_every_micros,
             })
         }
         ast::Statement::Insert(i) => Ok(Statement::Insert(super::insert::insert(&i)?)),
@@ -493,6 +506,7 @@ mod tests {
             query,
             history_micros,
             or_replace: false,
+            verify_every_micros: None,
         } = parse(
             "CREATE VIEW v WITH (history = '2 hours') AS SELECT a, count(*) FROM t GROUP BY a",
         )

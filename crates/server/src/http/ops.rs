@@ -50,7 +50,11 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP kappa_view_build_lag_seconds How far a view's next version (being built by replace, rebuild or rollback) is behind the log's head.\n\
          # TYPE kappa_view_build_lag_seconds gauge\n\
          # HELP kappa_view_build_records_applied_total Records applied to a view's next version while it is built.\n\
-         # TYPE kappa_view_build_records_applied_total counter\n",
+         # TYPE kappa_view_build_records_applied_total counter\n\
+         # HELP kappa_view_verify_identical Whether the view's last verify found it equal to its rebuild from the log (1) or not (0).\n\
+         # TYPE kappa_view_verify_identical gauge\n\
+         # HELP kappa_view_verify_time_seconds When the view was last verified (seconds since the epoch).\n\
+         # TYPE kappa_view_verify_time_seconds gauge\n",
     );
     let mut dead = String::from(
         "# HELP kappa_view_dead_letters Records the view could not evaluate.\n\
@@ -64,6 +68,15 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                 "kappa_view_lag_seconds{{view=\"{name}\"}} {}",
                 status.lag_micros as f64 / 1e6
             );
+            if let Some(v) = status.last_verify {
+                let _ = writeln!(
+                    building,
+                    "kappa_view_verify_identical{{view=\"{name}\"}} {}\n\
+                     kappa_view_verify_time_seconds{{view=\"{name}\"}} {}",
+                    u8::from(v.identical),
+                    v.at as f64 / 1e6
+                );
+            }
             if let Some(r) = status.replacing {
                 let _ = writeln!(
                     building,
