@@ -129,3 +129,19 @@ pub(crate) fn dead_letter(
     });
     out.push(&key, Some(letter.to_string().as_bytes()));
 }
+
+impl crate::Engine {
+    /// The records a view could not evaluate, oldest first: each with its
+    /// topic, partition, offset, log time and the reason.
+    pub async fn dead_letters(&self, view: &str) -> Result<Vec<serde_json::Value>, EngineError> {
+        let id = self.view_id(view).await?;
+        let mut out = Vec::new();
+        self.store
+            .read()?
+            .state_prefix(id, &[crate::view::DEAD_LETTER_PREFIX], &mut |_, v| {
+                out.push(serde_json::from_slice(v).unwrap_or(serde_json::Value::Null));
+                true
+            })?;
+        Ok(out)
+    }
+}

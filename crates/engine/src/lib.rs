@@ -10,6 +10,7 @@
 //! TUMBLE and HOP;
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
+mod append;
 pub mod dead_letters;
 pub mod decode;
 mod engine;
@@ -28,5 +29,6 @@ pub mod verify;
 pub mod view;
 pub mod window_table;
 
-pub use engine::{Engine, EngineOptions, JsonAppend, Output, QueryOptions, ViewDef, ViewStatus};
+pub use append::JsonAppend;
+pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef, ViewStatus};
 pub use error::EngineError;
