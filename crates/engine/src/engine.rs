@@ -227,6 +227,14 @@ impl Engine {
                 let def: ViewDef = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.next_view_id = inner.next_view_id.max(def.id + 1);
                 inner.pending.insert(view.to_string(), def);
+            } else if name.starts_with(crate::verify::SHADOW_PREFIX) {
+                // A verify was cut short: its shadow's state goes.
+                let id: ViewId = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.next_view_id = inner.next_view_id.max(id + 1);
+                let mut w = store.write()?;
+                w.drop_view(id)?;
+                w.delete_catalog(&name)?;
+                w.commit()?;
             } else if let Some(view) = name.strip_prefix(crate::verify::VERIFIED_PREFIX) {
                 let o = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.verified.insert(view.to_string(), o);

@@ -13,6 +13,9 @@ use kappa_log::{LogTime, ReadLimits};
 use std::collections::BTreeMap;
 
 pub(crate) const VERIFIED_PREFIX: &str = "verified:";
+/// A shadow being built (its id), so that a crash mid-verify does not
+/// leave its state behind: the next open drops it.
+pub(crate) const SHADOW_PREFIX: &str = "shadow:";
 
 /// The last verify of a view, as status shows it (kept in the catalog).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -76,6 +79,12 @@ impl Engine {
                 ..live.clone()
             };
             let shadow = self.runtime(&inner, &shadow_def).await?;
+            let mut w = self.store.write()?;
+            w.put_catalog(
+                &format!("{SHADOW_PREFIX}{}", shadow_def.id),
+                &serde_json::to_vec(&shadow_def.id).expect("ids serialize"),
+            )?;
+            w.commit()?;
             inner.next_view_id += 1;
             (live, shadow_def, shadow)
         };
@@ -112,6 +121,7 @@ impl Engine {
         drop(shadow);
         let mut w = self.store.write()?;
         w.drop_view(shadow_def.id)?;
+        w.delete_catalog(&format!("{SHADOW_PREFIX}{}", shadow_def.id))?;
         w.commit()?;
         let report = result?;
         self.record_verify(view, &report).await?;

@@ -371,3 +371,44 @@ async fn verify_on_a_schedule_keeps_its_outcome_in_status() {
     let last = engine.view_status("v").await.unwrap().last_verify.unwrap();
     assert!(!last.identical && last.differing == 2, "{last:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shadow_left_by_a_cut_short_verify_is_dropped_at_open() {
+    use kappa_store::{RedbStore, StateStore, StoreOptions};
+    let dir = tempfile::tempdir().unwrap();
+    drop(setup(dir.path()).await);
+    {
+        // What a verify leaves when killed mid-build: the catalog entry and
+        // some of the shadow's state.
+        let store =
+            RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default()).unwrap();
+        let mut rows = kappa_store::Puts::default();
+        rows.push(b"k", Some(b"v"));
+        let mut commit = kappa_store::ViewCommit {
+            view: 99,
+            rows,
+            frontier: 7,
+            ..Default::default()
+        };
+        let mut w = store.write().unwrap();
+        w.apply(&mut commit).unwrap();
+        w.put_catalog("shadow:99", b"99").unwrap();
+        w.commit().unwrap();
+        assert!(store.read().unwrap().meta(99).unwrap().is_some());
+    }
+    drop(open(dir.path()));
+    let store = RedbStore::open(&dir.path().join("state.redb"), &StoreOptions::default()).unwrap();
+    let read = store.read().unwrap();
+    assert!(
+        read.meta(99).unwrap().is_none(),
+        "the shadow's state is gone"
+    );
+    assert!(read.row(99, b"k").unwrap().is_none());
+    assert!(
+        !read
+            .catalog()
+            .unwrap()
+            .iter()
+            .any(|(n, _)| n.starts_with("shadow:"))
+    );
+}
