@@ -436,15 +436,9 @@ impl Engine {
             version: 1,
             verify_every_micros,
         };
-        // Plan it now: an unsupported definition is refused here.
-        let runtime = self.runtime(&inner, &def).await?;
-        let mut w = self.store.write()?;
-        w.put_catalog(
-            &format!("{VIEW_PREFIX}{name}"),
-            &serde_json::to_vec(&def).expect("view definitions serialize"),
-        )?;
-        w.commit()?;
-        inner.next_view_id += 1;
+        let runtime = self
+            .plan_and_record(&mut inner, &format!("{VIEW_PREFIX}{name}"), &def)
+            .await?;
         inner.views.insert(name.clone(), def);
         inner.install(&name, runtime);
         self.kick.notify_one();
@@ -589,6 +583,26 @@ impl Engine {
             .expect("not poisoned")
             .insert(def.name.clone(), shape.clone());
         Ok(shape)
+    }
+
+    /// Plans a new view (or version) `def` (an unsupported definition is
+    /// refused here, before anything is written), records it in the
+    /// catalog under `catalog_key`, and takes its id.
+    pub(crate) async fn plan_and_record(
+        &self,
+        inner: &mut Inner,
+        catalog_key: &str,
+        def: &ViewDef,
+    ) -> Result<ViewRuntime, EngineError> {
+        let runtime = self.runtime(inner, def).await?;
+        let mut w = self.store.write()?;
+        w.put_catalog(
+            catalog_key,
+            &serde_json::to_vec(def).expect("view definitions serialize"),
+        )?;
+        w.commit()?;
+        inner.next_view_id = inner.next_view_id.max(def.id + 1);
+        Ok(runtime)
     }
 
     pub(crate) async fn runtime(
@@ -940,52 +954,6 @@ impl Engine {
             .get(view)
             .ok_or_else(|| EngineError::NotFound(view.to_string()))?
             .id)
-    }
-
-    /// A view's status: where it is, how far behind the log, how much
-    /// history it keeps, how many records it could not evaluate, and how
-    /// many came too late for their window.
-    pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
-        let def = self
-            .view(view)
-            .await
-            .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
-        let (id, def_history, version) = (def.id, def.history_micros, def.version);
-        let replacing = self.replacing(view).await?;
-        let previous_version = self.previous_version(view).await;
-        let last_verify = self.last_verify(view).await;
-        let (rate, records_applied) = self
-            .inner
-            .lock()
-            .await
-            .meters
-            .get(view)
-            .map_or((0.0, 0), |m| (m.per_second(), m.total()));
-        let head = self.log.head().await?.log_time();
-        let read = self.store.read()?;
-        let meta = read.meta(id)?.unwrap_or_default();
-        let mut dead_letters = 0;
-        read.state_prefix(id, &[crate::view::DEAD_LETTER_PREFIX], &mut |_, _| {
-            dead_letters += 1;
-            true
-        })?;
-        let late_records = read
-            .state(id, crate::ops::window::WINDOW_STATE_KEY)?
-            .and_then(|b| crate::ops::window::WindowState::decode(&b))
-            .map_or(0, |s| s.late);
-        Ok(ViewStatus {
-            last_verify,
-            version,
-            replacing,
-            previous_version,
-            rate,
-            records_applied,
-            late_records,
-            frontier: LogTime(meta.frontier),
-            lag_micros: head.0.saturating_sub(meta.frontier),
-            history_start: LogTime(crate::query::window_start(&meta, def_history)),
-            dead_letters,
-        })
     }
 
     /// The log time a view has applied the log up to.

@@ -24,6 +24,7 @@ pub mod rate;
 pub mod regen;
 pub mod schema;
 pub mod sql;
+mod status;
 pub mod value;
 pub mod verify;
 pub mod view;

@@ -100,16 +100,10 @@ impl Engine {
             version,
             verify_every_micros,
         };
-        // Planned now: an unsupported definition is refused here, and the
-        // live version is untouched.
-        let runtime = self.runtime(&inner, &def).await?;
-        let mut w = self.store.write()?;
-        w.put_catalog(
-            &format!("{PENDING_PREFIX}{name}"),
-            &serde_json::to_vec(&def).expect("view definitions serialize"),
-        )?;
-        w.commit()?;
-        inner.next_view_id += 1;
+        // A definition refused here leaves the live version untouched.
+        let runtime = self
+            .plan_and_record(&mut inner, &format!("{PENDING_PREFIX}{name}"), &def)
+            .await?;
         inner.pending.insert(name.clone(), def);
         inner.install(&runtime_key(&name), runtime);
         self.regen_kick.notify_one();

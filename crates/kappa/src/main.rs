@@ -82,56 +82,45 @@ fn main() -> ExitCode {
     .enable_all()
     .build()
     .expect("tokio runtime");
+    let (server, data_dir) = (args.server.clone(), args.data_dir.clone());
+    let target = |views| {
+        let (server, data_dir) = (server.clone(), data_dir.clone());
+        async move { cli::target::resolve(server.as_deref(), &data_dir, views).await }
+    };
     let result = runtime.block_on(async {
         match args.command {
             Command::Topic(cmd) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
-                        .await?;
+                let target = target(Views::AsTheyAre).await?;
                 cli::topic::run(target, cmd).await
             }
             Command::Produce(a) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
-                        .await?;
+                let target = target(Views::AsTheyAre).await?;
                 cli::produce::run(target, a).await
             }
             Command::Consume(a) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
-                        .await?;
+                let target = target(Views::AsTheyAre).await?;
                 cli::consume::run(target, a).await
             }
             Command::Log(cmd) => cli::check::run(&args.data_dir, cmd),
             Command::Quickstart => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::AsTheyAre)
-                        .await?;
+                let target = target(Views::AsTheyAre).await?;
                 cli::quickstart::run(target).await
             }
             Command::Serve(a) => cli::serve::run(&args.data_dir, a).await,
             Command::Sql(a) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
-                        .await?;
+                let target = target(Views::CaughtUp).await?;
                 cli::sql::run(target, a).await
             }
             Command::View(cmd) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
-                        .await?;
+                let target = target(Views::CaughtUp).await?;
                 cli::view::run(target, cmd).await
             }
             Command::Status => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
-                        .await?;
+                let target = target(Views::CaughtUp).await?;
                 cli::view::status(target).await
             }
             Command::Subscribe(a) => {
-                let target =
-                    cli::target::resolve(args.server.as_deref(), &args.data_dir, Views::CaughtUp)
-                        .await?;
+                let target = target(Views::CaughtUp).await?;
                 cli::subscribe::run(target, a).await
             }
         }

@@ -1,0 +1,53 @@
+//! A view's status: what `kappa status`, `GET /v1/views/{view}` and the
+//! metrics report.
+
+use crate::{Engine, EngineError, ViewStatus};
+use kappa_log::LogTime;
+
+impl Engine {
+    /// A view's status: where it is, how far behind the log, how much
+    /// history it keeps, how many records it could not evaluate, and how
+    /// many came too late for their window.
+    pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
+        let def = self
+            .view(view)
+            .await
+            .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
+        let (id, def_history, version) = (def.id, def.history_micros, def.version);
+        let replacing = self.replacing(view).await?;
+        let previous_version = self.previous_version(view).await;
+        let last_verify = self.last_verify(view).await;
+        let (rate, records_applied) = self
+            .inner
+            .lock()
+            .await
+            .meters
+            .get(view)
+            .map_or((0.0, 0), |m| (m.per_second(), m.total()));
+        let head = self.log.head().await?.log_time();
+        let read = self.store.read()?;
+        let meta = read.meta(id)?.unwrap_or_default();
+        let mut dead_letters = 0;
+        read.state_prefix(id, &[crate::view::DEAD_LETTER_PREFIX], &mut |_, _| {
+            dead_letters += 1;
+            true
+        })?;
+        let late_records = read
+            .state(id, crate::ops::window::WINDOW_STATE_KEY)?
+            .and_then(|b| crate::ops::window::WindowState::decode(&b))
+            .map_or(0, |s| s.late);
+        Ok(ViewStatus {
+            last_verify,
+            version,
+            replacing,
+            previous_version,
+            rate,
+            records_applied,
+            late_records,
+            frontier: LogTime(meta.frontier),
+            lag_micros: head.0.saturating_sub(meta.frontier),
+            history_start: LogTime(crate::query::window_start(&meta, def_history)),
+            dead_letters,
+        })
+    }
+}
