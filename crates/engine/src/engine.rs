@@ -34,6 +34,9 @@ pub struct ViewDef {
     /// Verify the view against a rebuild this often (`verify_every`).
     #[serde(default)]
     pub verify_every_micros: Option<u64>,
+    /// A version that starts from this snapshot, not loaded yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<std::path::PathBuf>,
 }
 
 fn first_version() -> u32 {
@@ -69,7 +72,7 @@ pub struct ViewStatus {
 }
 
 /// How an engine runs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct EngineOptions {
     /// Memory for view state (groups in memory and changes not yet
     /// committed), shared equally by the views. The store's page cache is
@@ -82,6 +85,8 @@ pub struct EngineOptions {
     /// How long a view's previous version is kept for rollback after a
     /// replace, before its state is freed.
     pub keep_previous: Duration,
+    /// Where `kappa view snapshot` writes snapshots not given a path.
+    pub snapshot_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineOptions {
@@ -90,6 +95,7 @@ impl Default for EngineOptions {
             memory_budget: 1 << 30,
             batch_records: 50_000,
             keep_previous: Duration::from_secs(24 * 3600),
+            snapshot_dir: None,
         }
     }
 }
@@ -193,7 +199,7 @@ impl Inner {
     }
 }
 
-const TOPIC_PREFIX: &str = "topic:";
+pub(crate) const TOPIC_PREFIX: &str = "topic:";
 pub(crate) const VIEW_PREFIX: &str = "view:";
 
 impl Engine {
@@ -425,7 +431,10 @@ impl Engine {
         verify_every_micros: Option<u64>,
     ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
-        if inner.views.contains_key(&name) || inner.topics.contains_key(&name) {
+        if inner.views.contains_key(&name)
+            || inner.topics.contains_key(&name)
+            || inner.pending.contains_key(&name)
+        {
             return Err(EngineError::Exists(name));
         }
         let def = ViewDef {
@@ -435,6 +444,7 @@ impl Engine {
             history_micros,
             version: 1,
             verify_every_micros,
+            seed: None,
         };
         let runtime = self
             .plan_and_record(&mut inner, &format!("{VIEW_PREFIX}{name}"), &def)
@@ -455,6 +465,11 @@ impl Engine {
         match kind {
             DropKind::View => {
                 let Some(def) = inner.views.remove(&name) else {
+                    if inner.pending.contains_key(&name) {
+                        // Being restored, or rebuilt in place.
+                        self.forget_versions(&mut inner, &name).await?;
+                        return Ok(Output::Done(format!("dropped view {name}")));
+                    }
                     return if if_exists {
                         Ok(Output::Done(format!("no view {name}")))
                     } else {
@@ -690,8 +705,17 @@ impl Engine {
         let inner = self.inner.lock().await;
         let ctx = self.session(&inner, false, as_of).await?;
         let view_names: BTreeSet<String> = inner.views.keys().cloned().collect();
+        let building: Vec<String> = inner
+            .pending
+            .keys()
+            .filter(|n| !inner.views.contains_key(*n))
+            .cloned()
+            .collect();
         drop(inner);
-        let mut df = ctx.sql(sql).await?;
+        let mut df = match ctx.sql(sql).await {
+            Ok(df) => df,
+            Err(e) => return Err(crate::regen::unavailable(sql, &building).unwrap_or(e.into())),
+        };
         let views = read_tables(df.logical_plan())
             .into_iter()
             .filter(|t| view_names.contains(t))

@@ -41,6 +41,16 @@ pub enum EngineError {
     Store(#[from] StoreError),
     #[error("query failed: {0}")]
     Query(String),
+    /// An operation refused because of the state things are in (what
+    /// blocks it, and what to do, in the message).
+    #[error("{0}")]
+    Refused(String),
+    /// A view that cannot answer for now (rebuilt in place).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A snapshot file that cannot be written, read or used.
+    #[error("snapshot {path}: {reason}")]
+    Snapshot { path: String, reason: String },
 }
 
 impl From<datafusion::arrow::error::ArrowError> for EngineError {

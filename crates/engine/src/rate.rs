@@ -17,6 +17,9 @@ pub struct RateMeter {
     /// (when, total then), oldest first; one sample older than the
     /// window is kept as its base.
     samples: Mutex<VecDeque<(Instant, u64)>>,
+    /// The next offset of each partition after the records counted so
+    /// far: what is left to count, for an ETA.
+    next_offsets: Mutex<std::collections::BTreeMap<u32, u64>>,
 }
 
 impl Default for RateMeter {
@@ -24,6 +27,7 @@ impl Default for RateMeter {
         RateMeter {
             total: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::from([(Instant::now(), 0)])),
+            next_offsets: Mutex::default(),
         }
     }
 }
@@ -42,6 +46,39 @@ impl RateMeter {
                 samples.pop_front();
             }
         }
+    }
+
+    /// The counted records reached these (partition, next offset).
+    pub fn reached(&self, next_offsets: &[(u32, u64)]) {
+        let mut at = self.next_offsets.lock().expect("rate offsets");
+        for (p, o) in next_offsets {
+            let e = at.entry(*p).or_default();
+            *e = (*e).max(*o);
+        }
+    }
+
+    /// Records left before a topic whose partitions end at `ends`
+    /// (partition, start offset, end offset) is counted in full; `None`
+    /// before anything was counted.
+    pub fn remaining(&self, ends: &[(u32, u64, u64)]) -> Option<u64> {
+        let at = self.next_offsets.lock().expect("rate offsets");
+        if at.is_empty() {
+            return None;
+        }
+        Some(
+            ends.iter()
+                .map(|(p, start, end)| {
+                    let from = at.get(p).copied().unwrap_or(0).max(*start);
+                    end.saturating_sub(from)
+                })
+                .sum(),
+        )
+    }
+
+    /// Seconds until what is `remaining` is counted, at the current rate.
+    pub fn eta_seconds(&self, remaining: u64) -> Option<f64> {
+        let rate = self.per_second();
+        (rate > 0.0).then(|| remaining as f64 / rate)
     }
 
     /// Everything counted so far.
@@ -89,6 +126,17 @@ mod tests {
         let r = m.per_second();
         // 2,000 records in ~0.3 s (a slow machine stretches the span).
         assert!(r > 1000.0 && r < 10_000.0, "{r}");
+    }
+
+    #[test]
+    fn remaining_counts_what_is_past_each_partitions_position() {
+        let m = RateMeter::default();
+        let ends = [(0, 0, 100), (1, 10, 50), (2, 0, 30)];
+        assert_eq!(m.remaining(&ends), None, "nothing counted yet");
+        m.reached(&[(0, 40), (1, 5)]);
+        m.reached(&[(0, 30)]);
+        // 60 left of partition 0, 40 of 1 (from its start), 30 of 2.
+        assert_eq!(m.remaining(&ends), Some(130));
     }
 
     #[test]

@@ -45,6 +45,34 @@ pub struct Replacing {
     pub rate: f64,
     /// Records applied so far.
     pub records_applied: u64,
+    /// Records of the log left to apply, once the build has read some.
+    pub records_remaining: Option<u64>,
+    /// Seconds until it catches up, at the current rate.
+    pub eta_seconds: Option<f64>,
+}
+
+/// Why a query that failed to plan could not read a view that has only a
+/// version being built (restored from a snapshot, or rebuilt in place).
+pub(crate) fn unavailable(sql: &str, building: &[String]) -> Option<EngineError> {
+    use datafusion::sql::parser::DFParser;
+    use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
+    if building.is_empty() {
+        return None;
+    }
+    let statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {}).ok()?;
+    for statement in &statements {
+        let (tables, _) =
+            datafusion::sql::resolve::resolve_table_references(statement, true).ok()?;
+        if let Some(name) = building
+            .iter()
+            .find(|b| tables.iter().any(|t| t.table() == b.as_str()))
+        {
+            return Some(EngineError::Unavailable(format!(
+                "view {name} is being rebuilt in place (or restored from a snapshot) and answers no query until it has caught up with the log; `kappa view status {name}` shows how far it has got"
+            )));
+        }
+    }
+    None
 }
 
 /// Where a version being built keeps its runtime (and rate meter).
@@ -68,6 +96,29 @@ impl Engine {
         history_micros: u64,
         verify_every_micros: Option<u64>,
     ) -> Result<Output, EngineError> {
+        self.replace_view_with(
+            name,
+            query,
+            history_micros,
+            verify_every_micros,
+            None,
+            false,
+        )
+        .await
+    }
+
+    /// The next version of a view: from the log, or from a snapshot
+    /// (`seed`); beside the live one, or (`in_place`) in its place, the
+    /// live one dropped first.
+    pub(crate) async fn replace_view_with(
+        &self,
+        name: String,
+        query: String,
+        history_micros: u64,
+        verify_every_micros: Option<u64>,
+        seed: Option<std::path::PathBuf>,
+        in_place: bool,
+    ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
         let live = inner
             .views
@@ -81,6 +132,25 @@ impl Engine {
                 readers.join(", ")
             )));
         }
+        let def = ViewDef {
+            id: inner.next_view_id,
+            name: name.clone(),
+            sql: query,
+            history_micros,
+            version: 0,
+            verify_every_micros,
+            seed,
+        };
+        // A definition refused here leaves the live version untouched.
+        let runtime = self.runtime(&inner, &def).await?;
+        let truncated = self.truncated_before(&runtime.topic.name)?;
+        if truncated > 0 && def.seed.is_none() {
+            return Err(EngineError::Refused(format!(
+                "cannot build view {name} from topic {}'s log: its history before {} was truncated, so a new definition would miss those records (a rebuild of the same definition starts from a snapshot instead)",
+                runtime.topic.name,
+                LogTime(truncated).to_rfc3339()
+            )));
+        }
         let abandoned = self.abandon_pending(&mut inner, &name).await?;
         let version = [
             Some(live.version),
@@ -92,48 +162,58 @@ impl Engine {
         .max()
         .unwrap_or(1)
             + 1;
-        let def = ViewDef {
-            id: inner.next_view_id,
-            name: name.clone(),
-            sql: query,
-            history_micros,
-            version,
-            verify_every_micros,
-        };
-        // A definition refused here leaves the live version untouched.
-        let runtime = self
-            .plan_and_record(&mut inner, &format!("{PENDING_PREFIX}{name}"), &def)
-            .await?;
+        let def = ViewDef { version, ..def };
+        if in_place {
+            // The live version stops first (a pass in flight finishes).
+            if let Some(rt) = inner.runtimes.remove(&name) {
+                let _quiet = rt.lock().await;
+            }
+            inner.meters.remove(&name);
+        }
+        let mut w = self.store.write()?;
+        w.put_catalog(
+            &format!("{PENDING_PREFIX}{name}"),
+            &serde_json::to_vec(&def).expect("view definitions serialize"),
+        )?;
+        if in_place {
+            // Its state (and the previous version's) goes in the same
+            // transaction.
+            w.delete_catalog(&format!("{VIEW_PREFIX}{name}"))?;
+            w.drop_view(live.id)?;
+            if let Some(r) = inner.retired.get(&name) {
+                w.delete_catalog(&format!("{RETIRED_PREFIX}{name}"))?;
+                w.drop_view(r.def.id)?;
+            }
+        }
+        w.commit()?;
+        inner.next_view_id = inner.next_view_id.max(def.id + 1);
+        if in_place {
+            inner.views.remove(&name);
+            inner.retired.remove(&name);
+            self.shapes.lock().expect("not poisoned").remove(&name);
+        }
         inner.pending.insert(name.clone(), def);
         inner.install(&runtime_key(&name), runtime);
         self.regen_kick.notify_one();
-        Ok(Output::Done(format!(
-            "replacing view {name}: version {version} is being built from the log beside version {}, which serves until the new one has caught up",
-            live.version
-        )))
+        Ok(Output::Done(if in_place {
+            format!(
+                "replacing view {name} in place: version {} was dropped, and the view answers no query until version {version} has caught up with the log (downtime)",
+                live.version
+            )
+        } else {
+            format!(
+                "replacing view {name}: version {version} is being built from the log beside version {}, which serves until the new one has caught up",
+                live.version
+            )
+        }))
     }
 
-    /// Builds a view's next version from the log with the same
-    /// definition (after an engine upgrade, or suspected damage).
+    /// Builds a view's next version with the same definition (after an
+    /// engine upgrade, or suspected damage): from the log, or from its
+    /// newest snapshot if the topic's history was truncated.
     pub async fn rebuild_view(&self, name: &str) -> Result<Output, EngineError> {
-        let live = self
-            .view(name)
+        self.rebuild_view_with(name, &crate::snapshot::RebuildOptions::default())
             .await
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-        self.bump_catalog();
-        let done = self
-            .replace_view(
-                live.name,
-                live.sql,
-                live.history_micros,
-                live.verify_every_micros,
-            )
-            .await;
-        self.bump_catalog();
-        done.map(|o| match o {
-            Output::Done(m) => Output::Done(m.replacen("replacing", "rebuilding", 1)),
-            other => other,
-        })
     }
 
     /// Brings back the version a view had before its last swap: it
@@ -149,8 +229,24 @@ impl Engine {
                 "view {name} has no previous version to roll back to (one is kept for a while after each replace)"
             )));
         };
-        self.abandon_pending(&mut inner, name).await?;
         let runtime = self.runtime(&inner, &previous.def).await?;
+        let truncated = self.truncated_before(&runtime.topic.name)?;
+        let stopped_at = self
+            .store
+            .read()?
+            .meta(previous.def.id)?
+            .unwrap_or_default()
+            .frontier;
+        if stopped_at.saturating_add(1) < truncated {
+            return Err(EngineError::Refused(format!(
+                "cannot roll view {name} back to version {}: it stopped at {}, and topic {}'s history before {} was truncated since",
+                previous.def.version,
+                LogTime(stopped_at).to_rfc3339(),
+                runtime.topic.name,
+                LogTime(truncated).to_rfc3339()
+            )));
+        }
+        self.abandon_pending(&mut inner, name).await?;
         let mut w = self.store.write()?;
         w.put_catalog(
             &format!("{PENDING_PREFIX}{name}"),
@@ -272,6 +368,7 @@ impl Engine {
     /// One pass of a version being built, up to the head as it is now;
     /// returns the records it applied.
     async fn build_pass(&self, name: &str) -> Result<u64, EngineError> {
+        self.seed_pending(name).await?;
         let Some(rt) = self.pending_runtime(name).await? else {
             return Ok(0);
         };
@@ -392,13 +489,61 @@ impl Engine {
             .meta(def.id)?
             .unwrap_or_default()
             .frontier;
+        let topic = self.pending_topic(view).await;
+        let records_remaining = match (&meter, topic) {
+            (Some(m), Some(t)) => match self.log.describe_topic(&t).await {
+                Ok(d) => {
+                    let ends: Vec<(u32, u64, u64)> = d
+                        .partitions
+                        .iter()
+                        .map(|p| (p.partition, p.start_offset, p.end_offset))
+                        .collect();
+                    m.remaining(&ends)
+                }
+                Err(_) => None,
+            },
+            _ => None,
+        };
+        let eta_seconds = match (&meter, records_remaining) {
+            (Some(m), Some(r)) => m.eta_seconds(r),
+            _ => None,
+        };
         Ok(Some(Replacing {
+            records_remaining,
+            eta_seconds,
             version: def.version,
             frontier: LogTime(frontier),
             lag_micros: head.saturating_sub(frontier),
             rate: meter.as_ref().map_or(0.0, |m| m.per_second()),
             records_applied: meter.as_ref().map_or(0, |m| m.total()),
         }))
+    }
+
+    /// The topic `view`'s version being built reads.
+    async fn pending_topic(&self, view: &str) -> Option<String> {
+        let inner = self.inner.lock().await;
+        let def = inner.pending.get(view)?.clone();
+        if let Some(rt) = inner.runtimes.get(&runtime_key(view))
+            && let Ok(rt) = rt.try_lock()
+        {
+            return Some(rt.topic.name.clone());
+        }
+        // Busy with a pass: plan it again.
+        self.runtime(&inner, &def)
+            .await
+            .ok()
+            .map(|r| r.topic.name.clone())
+    }
+
+    /// `name`'s live definition, or, while it has none (restored from a
+    /// snapshot, or rebuilt in place), the one being built.
+    pub async fn view_or_building(&self, name: &str) -> Option<ViewDef> {
+        let inner = self.inner.lock().await;
+        inner
+            .views
+            .get(name)
+            .or_else(|| inner.pending.get(name))
+            .cloned()
     }
 
     /// The previous version kept for rollback, if any.

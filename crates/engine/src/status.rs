@@ -9,10 +9,19 @@ impl Engine {
     /// history it keeps, how many records it could not evaluate, and how
     /// many came too late for their window.
     pub async fn view_status(&self, view: &str) -> Result<ViewStatus, EngineError> {
-        let def = self
-            .view(view)
-            .await
-            .ok_or_else(|| EngineError::NotFound(view.to_string()))?;
+        let def = match self.view(view).await {
+            Some(def) => def,
+            // Restored from a snapshot, or rebuilt in place: the version
+            // being built is all there is.
+            None => self
+                .inner
+                .lock()
+                .await
+                .pending
+                .get(view)
+                .cloned()
+                .ok_or_else(|| EngineError::NotFound(view.to_string()))?,
+        };
         let (id, def_history, version) = (def.id, def.history_micros, def.version);
         let replacing = self.replacing(view).await?;
         let previous_version = self.previous_version(view).await;

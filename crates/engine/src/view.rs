@@ -444,6 +444,7 @@ impl ViewRuntime {
             let decoded = decoded?;
             progress.records += decoded.records as u64;
             self.meter.add(decoded.records as u64);
+            self.meter.reached(&decoded.next_offsets);
             self.step(store, &decoded, &mut pending)?;
             uncommitted = Some(decoded.position);
             // A commit briefly holds a second copy of what it writes, and
@@ -756,6 +757,8 @@ struct Decoded {
     records: usize,
     /// The log time the view reaches with this batch.
     position: u64,
+    /// (partition, next offset) after this batch.
+    next_offsets: Vec<(u32, u64)>,
 }
 
 /// Reads the topic from `frontier` to `head` and decodes it, a batch at a
@@ -805,11 +808,19 @@ fn decode(topic: &TopicDef, records: &[Record], position: u64) -> Decoded {
             &reason,
         );
     }
+    let mut next_offsets: Vec<(u32, u64)> = Vec::new();
+    for r in records {
+        match next_offsets.iter_mut().find(|(p, _)| *p == r.partition) {
+            Some(e) => e.1 = e.1.max(r.offset + 1),
+            None => next_offsets.push((r.partition, r.offset + 1)),
+        }
+    }
     Decoded {
         batch,
         dead,
         records: records.len(),
         position,
+        next_offsets,
     }
 }
 

@@ -138,7 +138,8 @@ async fn run(seed: u64) {
     let slow = rng
         .random_bool(0.5)
         .then(|| std::time::Duration::from_micros(rng.random_range(100..3000)));
-    let open_with = |dir: &std::path::Path, _: usize| common::open_tuned(dir, options, slow);
+    let open_with =
+        |dir: &std::path::Path, _: usize| common::open_tuned(dir, options.clone(), slow);
     let mut engine = open_with(dir.path(), budget);
     engine
         .execute("CREATE TOPIC t (account TEXT NOT NULL, amount DOUBLE, kind TEXT, qty BIGINT, ts TIMESTAMP) WITH (partitions = 3, key = 'account')")

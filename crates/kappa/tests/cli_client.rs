@@ -446,3 +446,102 @@ fn view_replace_rollback_and_rebuild_through_the_server_and_embedded() {
         "{verified}"
     );
 }
+
+#[test]
+fn snapshot_truncate_and_rebuild_from_the_snapshot_through_the_server_and_embedded() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    ok(
+        &dir,
+        &[
+            "sql",
+            "CREATE TOPIC tx (account TEXT, amount DOUBLE) WITH (key = 'account')",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "CREATE VIEW bal AS SELECT account, SUM(amount) AS balance FROM tx GROUP BY account",
+        ],
+    );
+    ok(
+        &dir,
+        &[
+            "sql",
+            "INSERT INTO tx VALUES ('a', 5), ('b', 7.5), ('a', 1)",
+        ],
+    );
+    let s = Served::start(&dir, &[]);
+    // Refused while the view has no snapshot, naming it.
+    let now = "2200-01-01 00:00:00";
+    let refused = kappa(&dir, &["topic", "truncate", "tx", "--before", now]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("view bal has no snapshot"), "{err}");
+    let wrote = ok(&dir, &["view", "snapshot", "bal"]);
+    assert!(
+        wrote.contains("wrote snapshot") && wrote.contains("2 rows"),
+        "{wrote}"
+    );
+    let token = wrote.rsplit(' ').next().unwrap().trim().to_string();
+    assert!(token.starts_with("kt1-"), "{wrote}");
+    let truncated = ok(&dir, &["topic", "truncate", "tx", "--before", &token]);
+    assert!(truncated.contains("truncated topic tx"), "{truncated}");
+    ok(&dir, &["sql", "INSERT INTO tx VALUES ('b', 0.5)"]);
+    // The rebuild starts from the snapshot on its own.
+    let out = kappa(&dir, &["view", "rebuild", "bal"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("starts from snapshot"), "{err}");
+    assert_eq!(
+        ok(
+            &dir,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT * FROM bal ORDER BY account"
+            ]
+        ),
+        "account,balance\na,6.0\nb,8.0\n"
+    );
+    let described = ok(&dir, &["view", "describe", "bal"]);
+    assert!(described.contains("\"snapshots\""), "{described}");
+    drop(s);
+    // Embedded: a damaged file is refused; an in-place rebuild from the
+    // latest snapshot works without a server.
+    let bad = tmp.path().join("bad.ksnap");
+    std::fs::write(&bad, b"KSNP\x01\x00\x00\x00garbage").unwrap();
+    let out = kappa(
+        &dir,
+        &[
+            "view",
+            "rebuild",
+            "bal",
+            "--from-snapshot",
+            bad.to_str().unwrap(),
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("damaged"));
+    let out = kappa(&dir, &["view", "rebuild", "bal", "--in-place"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("downtime") && err.contains("now serves version 3"),
+        "{err}"
+    );
+    assert_eq!(
+        ok(
+            &dir,
+            &[
+                "sql",
+                "--format",
+                "csv",
+                "SELECT * FROM bal ORDER BY account"
+            ]
+        ),
+        "account,balance\na,6.0\nb,8.0\n"
+    );
+}

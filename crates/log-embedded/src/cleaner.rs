@@ -209,7 +209,10 @@ fn apply_retention(shared: &Shared) -> Result<usize, LogError> {
 
 /// Records start offsets and next-offset floors (and the log-time floor) in
 /// the catalog, durably, before any record goes.
-fn persist_floors(shared: &Shared, changes: &[(PartitionId, u64, u64)]) -> Result<(), LogError> {
+pub(crate) fn persist_floors(
+    shared: &Shared,
+    changes: &[(PartitionId, u64, u64)],
+) -> Result<(), LogError> {
     let head = shared.state.read().expect("state lock").head;
     let mut catalog = shared.catalog.write().expect("catalog lock");
     for (pid, start, next) in changes {

@@ -20,6 +20,7 @@ mod read;
 mod recovery;
 pub mod segment;
 mod state;
+mod truncate;
 mod writer;
 
 pub use cleaner::CleanerReport;

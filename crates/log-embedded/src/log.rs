@@ -232,6 +232,16 @@ impl EmbeddedLog {
         LogTime(*self.shared.head_tx.borrow())
     }
 
+    /// [`Log::truncate_before`], on this thread.
+    pub fn truncate_before_blocking(
+        &self,
+        topic: &str,
+        before: LogTime,
+    ) -> Result<Vec<(u32, u64)>, LogError> {
+        let meta = self.shared.topic(topic)?;
+        crate::truncate::truncate_before(&self.shared, &meta, before)
+    }
+
     /// Runs one retention and compaction pass now.
     pub fn run_cleaner(&self) -> Result<crate::cleaner::CleanerReport, LogError> {
         crate::cleaner::run_once(&self.shared)
@@ -378,6 +388,14 @@ impl Log for EmbeddedLog {
         limits: ReadLimits,
     ) -> Result<Vec<Record>, LogError> {
         self.read_blocking(topic, partition, from, limits)
+    }
+
+    async fn truncate_before(
+        &self,
+        topic: &str,
+        before: LogTime,
+    ) -> Result<Vec<(u32, u64)>, LogError> {
+        self.truncate_before_blocking(topic, before)
     }
 
     async fn merged_reader(

@@ -46,6 +46,9 @@ struct Planned {
     cursor: usize,
     /// Records below this log time were returned before.
     min_log_time: u64,
+    /// Records below the partition's start offset were truncated (a
+    /// start raised mid-chunk; the cleaner has not rewritten it yet).
+    min_offset: u64,
 }
 
 impl EmbeddedMergedReader {
@@ -140,10 +143,12 @@ impl EmbeddedMergedReader {
                     limits.max_bytes,
                 );
                 truncated[i] = more;
+                let min_offset = state.partitions.get(&c.pid).map_or(0, |p| p.start_offset);
                 all.extend(chunks.into_iter().map(|read| Planned {
                     read,
                     cursor: i,
                     min_log_time: c.next_log_time,
+                    min_offset,
                 }));
             }
             all.sort_by_key(|p| (p.read.segment, p.read.loc.pos));
@@ -189,7 +194,7 @@ impl EmbeddedMergedReader {
                 let topic = &self.cursors[p.cursor].topic;
                 let _always_continues =
                     decode_chunk(read, span_slice(&buf, span, read), topic, |r| {
-                        if r.log_time.0 >= p.min_log_time {
+                        if r.log_time.0 >= p.min_log_time && r.offset >= p.min_offset {
                             fresh_bytes += record_size(&r);
                             fresh.push(r);
                         }

@@ -108,6 +108,16 @@ pub trait Log: Send + Sync {
 
     /// A consumer group's stored next offsets.
     async fn consumer_positions(&self, group: &str) -> Result<Vec<(String, u32, u64)>, LogError>;
+
+    /// Drops every record of `topic` with a log time before `before`
+    /// (Kafka's DeleteRecords): each partition's start offset rises to its
+    /// first record at or after it. Returns each partition's start offset
+    /// afterwards. Offsets and log times of kept records do not change.
+    async fn truncate_before(
+        &self,
+        topic: &str,
+        before: LogTime,
+    ) -> Result<Vec<(u32, u64)>, LogError>;
 }
 
 /// What a log has done since it was opened (see [`Log::stats`]).

@@ -53,6 +53,9 @@ impl From<EngineError> for ApiError {
             EngineError::Exists(_) => (StatusCode::CONFLICT, "already_exists"),
             EngineError::AsOf { .. } => (StatusCode::BAD_REQUEST, "as_of_out_of_range"),
             EngineError::Timeout { .. } => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
+            EngineError::Refused(_) => (StatusCode::CONFLICT, "refused"),
+            EngineError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            EngineError::Snapshot { .. } => (StatusCode::BAD_REQUEST, "bad_snapshot"),
             EngineError::Log(l) => return ApiError::from_log(l, message),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         };

@@ -30,7 +30,15 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
             "lag_ms": r.lag_micros as f64 / 1e3,
             "rate": (r.rate * 10.0).round() / 10.0,
             "records_applied": r.records_applied,
+            "records_remaining": r.records_remaining,
+            "eta_seconds": r.eta_seconds.map(|s| (s * 10.0).round() / 10.0),
         })),
+        "snapshots": engine
+            .snapshots(&def.name)
+            .await?
+            .iter()
+            .map(snapshot_json)
+            .collect::<Vec<_>>(),
         "history_seconds": def.history_micros as f64 / 1e6,
         "frontier": status.frontier.to_rfc3339(),
         "lag_ms": status.lag_micros as f64 / 1e3,
@@ -40,6 +48,20 @@ pub async fn view_json(engine: &Engine, def: &ViewDef) -> Result<Value, EngineEr
         "dead_letters": status.dead_letters,
         "late_records": status.late_records,
     }))
+}
+
+/// A snapshot file, as status and `POST .../snapshot` show it.
+pub fn snapshot_json(s: &kappa_engine::SnapshotInfo) -> Value {
+    json!({
+        "path": s.path.display().to_string(),
+        "version": s.version,
+        "frontier": kappa_log::LogTime(s.frontier).to_rfc3339(),
+        "token": kappa_log::Token::at(kappa_log::LogTime(s.frontier)).to_string(),
+        "rows": s.rows,
+        "state_entries": s.state_entries,
+        "bytes": s.bytes,
+        "created_at": kappa_log::LogTime(s.created_at).to_rfc3339(),
+    })
 }
 
 /// Every topic: name, partitions, policy and schema.

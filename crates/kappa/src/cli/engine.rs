@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 /// Where views keep their state, inside the data directory.
 const STATE_FILE: &str = "views/state.redb";
+/// Where `kappa view snapshot` writes, inside the data directory.
+const SNAPSHOT_DIR: &str = "snapshots";
 /// Written by `kappa serve` while it runs.
 const SERVER_FILE: &str = "server.json";
 
@@ -33,7 +35,13 @@ pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
 }
 
 /// [`open`] with engine options (the server's flags).
-pub fn open_with(data_dir: &Path, options: kappa_engine::EngineOptions) -> anyhow::Result<Opened> {
+pub fn open_with(
+    data_dir: &Path,
+    mut options: kappa_engine::EngineOptions,
+) -> anyhow::Result<Opened> {
+    if options.snapshot_dir.is_none() {
+        options.snapshot_dir = Some(data_dir.join(SNAPSHOT_DIR));
+    }
     let log = Arc::new(super::open(data_dir)?);
     let state = data_dir.join(STATE_FILE);
     if let Some(parent) = state.parent() {

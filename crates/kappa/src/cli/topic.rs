@@ -32,6 +32,16 @@ pub enum TopicCommand {
     Describe { name: String },
     /// Delete a topic and its records (refused while a view reads it).
     Delete { name: String },
+    /// Drop a topic's history before a point, once every view that reads
+    /// it has a snapshot past the point (`kappa view snapshot`); else it
+    /// is refused, naming the views that block it.
+    Truncate {
+        name: String,
+        /// A token (every record up to it goes; a snapshot prints its
+        /// own) or a timestamp (every record before it goes).
+        #[arg(long, value_name = "POSITION")]
+        before: String,
+    },
 }
 
 pub async fn run(target: Target, cmd: TopicCommand) -> anyhow::Result<ExitCode> {
@@ -116,6 +126,28 @@ async fn command(target: &Target, cmd: TopicCommand) -> anyhow::Result<ExitCode>
                     .statement(&format!("DROP TOPIC {}", ident(&name)))
                     .await?
             );
+        }
+        TopicCommand::Truncate { name, before } => {
+            let message = match target {
+                Target::Server(http) => {
+                    let body = serde_json::json!({ "before": before });
+                    http.json(
+                        "POST",
+                        &format!("/v1/topics/{}/truncate", segment(&name)),
+                        Some(body.to_string().into()),
+                        &[("content-type", "application/json")],
+                    )
+                    .await?["message"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                }
+                Target::Embedded(o) => match o.engine.truncate_topic(&name, &before).await? {
+                    kappa_engine::Output::Done(m) => m,
+                    kappa_engine::Output::Rows(_) => String::new(),
+                },
+            };
+            println!("{message}");
         }
     }
     Ok(ExitCode::SUCCESS)

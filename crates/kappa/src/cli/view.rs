@@ -24,9 +24,39 @@ pub enum ViewCommand {
         no_wait: bool,
     },
     /// Rebuild a view from the log (the same definition, a new version
-    /// built beside the live one).
+    /// built beside the live one). From a topic whose history was
+    /// truncated, it starts from the view's newest snapshot.
     Rebuild {
         name: String,
+        /// Start from a snapshot and replay only what follows it: the
+        /// newest one of the view (no value, or `latest`), or a file.
+        #[arg(long, value_name = "PATH", num_args = 0..=1, default_missing_value = "latest")]
+        from_snapshot: Option<String>,
+        /// Drop the live version first and rebuild in its place: no second
+        /// copy of the state on disk, but the view answers no query until
+        /// it has caught up (downtime).
+        #[arg(long)]
+        in_place: bool,
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Write a snapshot of a view: its rows and state at its frontier,
+    /// checksummed, to start a rebuild or another instance from, and to
+    /// let `kappa topic truncate` drop the history before it.
+    Snapshot {
+        name: String,
+        /// Where to write it (default: the data directory's snapshots/).
+        #[arg(long, value_name = "PATH")]
+        out: Option<std::path::PathBuf>,
+    },
+    /// Create a view from a snapshot (on a new state store over the same
+    /// log, say): it is loaded, catches up with the log, then serves.
+    Restore {
+        /// The snapshot file (on the server's machine, with --server).
+        path: std::path::PathBuf,
+        /// The view's name (default: the snapshot's).
+        #[arg(long = "as", value_name = "NAME")]
+        as_name: Option<String>,
         #[arg(long)]
         no_wait: bool,
     },
@@ -86,7 +116,36 @@ pub async fn run(target: Target, cmd: ViewCommand) -> anyhow::Result<ExitCode> {
         ViewCommand::Replace { name, sql, no_wait } => {
             Some((name, Start::Replace { sql }, no_wait))
         }
-        ViewCommand::Rebuild { name, no_wait } => Some((name, Start::Rebuild, no_wait)),
+        ViewCommand::Rebuild {
+            name,
+            from_snapshot,
+            in_place,
+            no_wait,
+        } => {
+            let options = kappa_engine::RebuildOptions {
+                from_snapshot: from_snapshot.map(|s| match s.as_str() {
+                    "latest" => kappa_engine::FromSnapshot::Latest,
+                    path => kappa_engine::FromSnapshot::Path(path.into()),
+                }),
+                in_place,
+            };
+            Some((name, Start::Rebuild(options), no_wait))
+        }
+        ViewCommand::Restore {
+            path,
+            as_name,
+            no_wait,
+        } => Some((
+            as_name.clone().unwrap_or_default(),
+            Start::Restore { path, as_name },
+            no_wait,
+        )),
+        ViewCommand::Snapshot { name, out } => {
+            let done = super::regen::snapshot(&target, &name, out).await;
+            close(target);
+            done?;
+            return Ok(ExitCode::SUCCESS);
+        }
         ViewCommand::Rollback { name, no_wait } => Some((name, Start::Rollback, no_wait)),
         ViewCommand::Verify { name } => {
             let identical = verify(&target, &name).await;
@@ -128,7 +187,7 @@ async fn list_or_describe(target: &Target, cmd: ViewCommand) -> anyhow::Result<(
                     .await?
                 }
                 Target::Embedded(opened) => {
-                    let def = opened.engine.view(&name).await.ok_or_else(|| {
+                    let def = opened.engine.view_or_building(&name).await.ok_or_else(|| {
                         anyhow::anyhow!("no view {name:?}; `kappa view list` shows them")
                     })?;
                     let mut v = kappa_server::status::view_json(&opened.engine, &def).await?;
@@ -149,6 +208,8 @@ async fn list_or_describe(target: &Target, cmd: ViewCommand) -> anyhow::Result<(
         }
         ViewCommand::Replace { .. }
         | ViewCommand::Rebuild { .. }
+        | ViewCommand::Snapshot { .. }
+        | ViewCommand::Restore { .. }
         | ViewCommand::Rollback { .. }
         | ViewCommand::Verify { .. } => {}
     }

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
             post(records::append).get(records::read),
         )
         .route("/v1/topics/{topic}/follow", get(stream::follow))
+        .route("/v1/topics/{topic}/truncate", post(topics::truncate))
         .route("/v1/sql", post(sql::run))
         .route("/v1/views/{view}/subscribe", get(stream::subscribe))
         .route("/v1/views", get(views::list))
@@ -49,6 +50,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/views/{view}/rebuild", post(views::rebuild))
         .route("/v1/views/{view}/rollback", post(views::rollback))
         .route("/v1/views/{view}/verify", post(views::verify))
+        .route("/v1/views/{view}/snapshot", post(views::snapshot))
+        .route("/v1/views/restore", post(views::restore))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/metrics", get(ops::metrics))
         .route("/healthz", get(ops::healthz))

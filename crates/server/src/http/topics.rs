@@ -106,6 +106,31 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(described)))
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Truncate {
+    /// A token (every record up to it goes) or a timestamp (every record
+    /// before it goes).
+    before: String,
+}
+
+/// `POST /v1/topics/{topic}/truncate`: drops the topic's history before
+/// a point, once every view that reads it has a snapshot past it.
+pub async fn truncate(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    body: Result<Json<Truncate>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(spec) = body
+        .map_err(|e| ApiError::bad_request(format!("bad truncate request: {}", e.body_text())))?;
+    let out = state.engine.truncate_topic(&topic, &spec.before).await?;
+    let message = match out {
+        kappa_engine::Output::Done(m) => m,
+        kappa_engine::Output::Rows(_) => String::new(),
+    };
+    Ok(Json(serde_json::json!({ "message": message })))
+}
+
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(crate::status::topics_json(&state.engine).await?))
 }

@@ -20,7 +20,7 @@ pub async fn describe(
     State(state): State<AppState>,
     Path(view): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let Some(def) = state.engine.view(&view).await else {
+    let Some(def) = state.engine.view_or_building(&view).await else {
         return Err(ApiError::not_found(format!(
             "no view {view:?}; list views at /v1/views"
         )));
@@ -39,14 +39,94 @@ pub async fn describe(
     Ok(Json(body))
 }
 
+/// How `POST /v1/views/{view}/rebuild` goes about it (an empty body:
+/// from the log, beside the live version).
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rebuild {
+    /// `"latest"`, or a snapshot file's path on the server.
+    #[serde(default)]
+    from_snapshot: Option<String>,
+    #[serde(default)]
+    in_place: bool,
+}
+
 /// `POST /v1/views/{view}/rebuild`: the same definition, a new version
-/// built from the log beside the live one.
+/// built from the log (or a snapshot) beside the live one, or in place.
 pub async fn rebuild(
     State(state): State<AppState>,
     Path(view): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let out = state.engine.rebuild_view(&view).await?;
+    let spec: Rebuild = if body.iter().all(u8::is_ascii_whitespace) {
+        Rebuild::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad rebuild options: {e}")))?
+    };
+    let options = kappa_engine::RebuildOptions {
+        from_snapshot: spec.from_snapshot.map(|s| match s.as_str() {
+            "latest" => kappa_engine::FromSnapshot::Latest,
+            path => kappa_engine::FromSnapshot::Path(path.into()),
+        }),
+        in_place: spec.in_place,
+    };
+    let out = state.engine.rebuild_view_with(&view, &options).await?;
     Ok(Json(message(out)))
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshot {
+    /// Where on the server to write it (default: the data directory's
+    /// `snapshots/`).
+    #[serde(default)]
+    path: Option<String>,
+}
+
+/// `POST /v1/views/{view}/snapshot`: writes a snapshot of the view.
+pub async fn snapshot(
+    State(state): State<AppState>,
+    Path(view): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let spec: Snapshot = if body.iter().all(u8::is_ascii_whitespace) {
+        Snapshot::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("bad snapshot options: {e}")))?
+    };
+    let info = state
+        .engine
+        .snapshot_view(&view, spec.path.map(Into::into))
+        .await?;
+    Ok(Json(crate::status::snapshot_json(&info)))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restore {
+    /// A snapshot file's path on the server.
+    path: String,
+    /// The view's name (default: the one in the snapshot).
+    #[serde(default)]
+    name: Option<String>,
+}
+
+/// `POST /v1/views/restore`: creates a view from a snapshot.
+pub async fn restore(
+    State(state): State<AppState>,
+    body: Result<Json<Restore>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(spec) =
+        body.map_err(|e| ApiError::bad_request(format!("bad restore request: {}", e.body_text())))?;
+    let (name, out) = state
+        .engine
+        .restore_view(std::path::Path::new(&spec.path), spec.name.as_deref())
+        .await?;
+    let mut body = message(out);
+    body["view"] = Value::String(name);
+    Ok(Json(body))
 }
 
 /// `POST /v1/views/{view}/rollback`: the previous version catches up and

@@ -21,6 +21,10 @@ pub fn sqlstate(e: &ApiError) -> &'static str {
         "timeout" => "57014",
         "too_many_records" => "54000",
         "bad_request" => "22023",
+        // object_not_in_prerequisite_state; cannot_connect_now.
+        "refused" => "55000",
+        "unavailable" => "57P03",
+        "bad_snapshot" => "22023",
         _ => "XX000",
     }
 }
