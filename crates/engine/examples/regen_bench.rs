@@ -11,7 +11,10 @@
 //!    (the same GROUP BY plus MIN and MAX): how fast the next version is
 //!    built beside the live one (the baseline: the first-time replay of
 //!    the same log), and the query latency before the replace, during the
-//!    backfill, and around the swap (the worst query that overlapped it).
+//!    backfill, and around the swap (the worst query that overlapped it);
+//! 3. rebuilds from the log with 1 and with 2 workers, alone: the scaling;
+//! 4. a snapshot, N/10 more records, then a rebuild from the log and one
+//!    from the snapshot (which replays only the N/10).
 
 use kappa_engine::Engine;
 use kappa_log_embedded::{EmbeddedLog, LogOptions};
@@ -162,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         n as f64 / alone
     );
     println!(
-        "backfill of version 2 (1 worker) beside version 1, queries and appends: {:.1} s ({:.0} records/s, {:.2}x the same definition replayed alone, {:.2}x version 1's first-time replay)",
+        "backfill of version 2 (2 workers) beside version 1, queries and appends: {:.1} s ({:.0} records/s, {:.2}x the same definition replayed alone, {:.2}x version 1's first-time replay)",
         backfill,
         n as f64 / backfill,
         alone / backfill,
@@ -207,5 +210,80 @@ async fn main() -> anyhow::Result<()> {
         worst_before.as_secs_f64() * 1e3
     );
     println!("(records applied to version 2, backfill and live: {applied})");
+    workers(&engine).await?;
+    snapshot(&engine, dir.path(), n).await
+}
+
+/// Rebuilds of the view from the log with 1 and then 2 workers, nothing
+/// else running: the scaling ratio.
+async fn workers(engine: &Arc<Engine>) -> anyhow::Result<()> {
+    let mut rates = Vec::new();
+    for workers in [1, 2] {
+        engine.set_workers(workers);
+        let started = Instant::now();
+        engine.rebuild_view("balances").await?;
+        engine.catch_up().await?;
+        let took = started.elapsed().as_secs_f64();
+        let applied = engine.view_status("balances").await?.records_applied;
+        let rate = applied as f64 / took;
+        println!(
+            "rebuild from the log with {workers} worker(s): {applied} records in {took:.1} s ({rate:.0} records/s)"
+        );
+        rates.push(rate);
+    }
+    println!("2 workers / 1 worker: {:.2}x", rates[1] / rates[0]);
+    engine.set_workers(2);
+    Ok(())
+}
+
+/// A snapshot of the view, 10% more records, then rebuilds from the log
+/// and from the snapshot: the latter replays only what follows it.
+async fn snapshot(engine: &Arc<Engine>, dir: &std::path::Path, n: usize) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let info = engine
+        .snapshot_view("balances", Some(dir.join("balances.ksnap")))
+        .await?;
+    println!(
+        "snapshot: {} rows, {} state entries, {:.1} MB in {:.2} s",
+        info.rows,
+        info.state_entries,
+        info.bytes as f64 / 1e6,
+        started.elapsed().as_secs_f64()
+    );
+    let more = (n / 10).max(1);
+    let records = kappa_log_bench::workload::generate(more, 100_000, 7);
+    for batch in records.chunks(10_000) {
+        let values: Vec<&[u8]> = batch.iter().map(|(_, v)| v.as_ref()).collect();
+        engine.append_json("transactions", &values).await?;
+    }
+    let mut took = Vec::new();
+    for from_snapshot in [None, Some(kappa_engine::FromSnapshot::Latest)] {
+        let label = if from_snapshot.is_some() {
+            "from the snapshot"
+        } else {
+            "from the log"
+        };
+        let started = Instant::now();
+        engine
+            .rebuild_view_with(
+                "balances",
+                &kappa_engine::RebuildOptions {
+                    from_snapshot,
+                    in_place: false,
+                },
+            )
+            .await?;
+        engine.catch_up().await?;
+        let t = started.elapsed().as_secs_f64();
+        let applied = engine.view_status("balances").await?.records_applied;
+        println!(
+            "rebuild {label} after {more} more records: {applied} records replayed in {t:.1} s"
+        );
+        took.push(t);
+    }
+    println!(
+        "the rebuild from the snapshot took {:.2}x the time of the one from the log",
+        took[1] / took[0]
+    );
     Ok(())
 }

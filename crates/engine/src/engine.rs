@@ -87,6 +87,11 @@ pub struct EngineOptions {
     pub keep_previous: Duration,
     /// Where `kappa view snapshot` writes snapshots not given a path.
     pub snapshot_dir: Option<std::path::PathBuf>,
+    /// Threads a view's catch-up (a first replay, a version being built)
+    /// keeps busy: one reads, decodes, applies and commits in turn; more
+    /// decode ahead of the operators and commit behind them. Default: one
+    /// per core.
+    pub workers: usize,
 }
 
 impl Default for EngineOptions {
@@ -96,6 +101,7 @@ impl Default for EngineOptions {
             batch_records: 50_000,
             keep_previous: Duration::from_secs(24 * 3600),
             snapshot_dir: None,
+            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
         }
     }
 }
@@ -159,6 +165,8 @@ pub struct Engine {
     /// Bumped by every statement that may change the catalog: what a
     /// cached description of a statement is checked against.
     catalog_version: std::sync::atomic::AtomicU64,
+    /// `EngineOptions::workers`, changeable while running.
+    workers: std::sync::atomic::AtomicUsize,
 }
 
 /// What queries need to know of a view.
@@ -260,8 +268,16 @@ impl Engine {
             maintained: std::sync::atomic::AtomicBool::new(false),
             shapes: std::sync::Mutex::new(HashMap::new()),
             catalog_version: std::sync::atomic::AtomicU64::new(0),
+            workers: std::sync::atomic::AtomicUsize::new(options.workers.max(1)),
             options,
         })
+    }
+
+    /// Sets how many threads catch-ups started from now on keep busy
+    /// (see `EngineOptions::workers`).
+    pub fn set_workers(&self, workers: usize) {
+        self.workers
+            .store(workers.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     pub fn log(&self) -> &Arc<dyn Log> {
@@ -633,14 +649,16 @@ impl Engine {
             .get(&pipeline.topic)
             .cloned()
             .ok_or_else(|| EngineError::NotFound(pipeline.topic.clone()))?;
-        Ok(ViewRuntime::new(
+        let mut runtime = ViewRuntime::new(
             def.id,
             def.name.clone(),
             topic,
             pipeline,
             def.history_micros,
             self.options.memory_budget,
-        ))
+        );
+        runtime.workers = self.workers.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(runtime)
     }
 
     /// The columns a statement would return, planned without running it:

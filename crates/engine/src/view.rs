@@ -49,6 +49,11 @@ pub struct ViewRuntime {
     /// Records applied, for the view's rate (shared with status readers,
     /// who must not wait for this runtime's lock).
     pub meter: Arc<crate::rate::RateMeter>,
+    /// Threads a catch-up keeps busy. With one, it reads, decodes,
+    /// applies and commits in turn; with more, reading and decoding run
+    /// ahead of the operators (decoding `workers - 1` batches at once)
+    /// and commits are written behind them.
+    pub workers: usize,
 }
 
 impl ViewRuntime {
@@ -72,6 +77,7 @@ impl ViewRuntime {
             inflight: None,
             spare: None,
             meter: Arc::default(),
+            workers: 2,
         }
     }
 }
@@ -426,21 +432,39 @@ impl ViewRuntime {
         let reader = log
             .merged_reader(&[self.topic.name.as_str()], LogTime(frontier))
             .await?;
-        // Reading and decoding run as their own task, a batch ahead of
-        // the operators (on another core when the runtime has one).
-        let (tx, mut rx) = tokio::sync::mpsc::channel(2);
-        let producer = tokio::spawn(produce(
-            reader,
-            self.topic.clone(),
-            frontier,
-            head,
-            limits,
-            tx,
-        ));
+        let serial = self.workers <= 1;
+        let (mut source, producer) = if serial {
+            (
+                Source::Inline(Reading {
+                    reader,
+                    topic: self.topic.clone(),
+                    position: frontier,
+                    head,
+                    limits,
+                }),
+                None,
+            )
+        } else {
+            // Reading and decoding run as their own task, ahead of the
+            // operators (on another core when the runtime has one).
+            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let reading = Reading {
+                reader,
+                topic: self.topic.clone(),
+                position: frontier,
+                head,
+                limits,
+            };
+            let decoders = self.workers - 1;
+            (
+                Source::Channel(rx),
+                Some(tokio::spawn(produce(reading, decoders, tx))),
+            )
+        };
         let mut pending = Pending::default();
         let mut uncommitted = None;
         let mut since_commit = std::time::Instant::now();
-        while let Some(decoded) = rx.recv().await {
+        while let Some(decoded) = source.next().await {
             let decoded = decoded?;
             progress.records += decoded.records as u64;
             self.meter.add(decoded.records as u64);
@@ -453,16 +477,23 @@ impl ViewRuntime {
             let inflight = self.inflight.as_ref().map_or(0, |f| f.bytes);
             let memory = pending.bytes() + self.groups_memory() + inflight;
             if since_commit.elapsed() >= COMMIT_INTERVAL || memory >= self.memory_budget / 2 {
-                self.commit_behind(store, &mut pending, decoded.position, head)
-                    .await?;
+                if serial {
+                    self.commit(store, &mut pending, decoded.position, head)
+                        .await?;
+                } else {
+                    self.commit_behind(store, &mut pending, decoded.position, head)
+                        .await?;
+                }
                 progress.commits += 1;
                 uncommitted = None;
                 since_commit = std::time::Instant::now();
             }
         }
-        producer
-            .await
-            .map_err(|e| EngineError::Query(format!("the view's reader failed: {e}")))?;
+        if let Some(producer) = producer {
+            producer
+                .await
+                .map_err(|e| EngineError::Query(format!("the view's reader failed: {e}")))?;
+        }
         if let Some(position) = uncommitted {
             self.commit(store, &mut pending, position, head).await?;
             progress.commits += 1;
@@ -761,35 +792,116 @@ struct Decoded {
     next_offsets: Vec<(u32, u64)>,
 }
 
-/// Reads the topic from `frontier` to `head` and decodes it, a batch at a
-/// time, into `tx`. Stops at the head, at an error, or when the receiver
-/// is gone.
-async fn produce(
-    mut reader: Box<dyn kappa_log::MergedReader>,
+/// The topic from a view's frontier to `head`, read a batch at a time.
+struct Reading {
+    reader: Box<dyn kappa_log::MergedReader>,
     topic: TopicDef,
-    frontier: u64,
+    /// The log time reached so far.
+    position: u64,
     head: u64,
     limits: ReadLimits,
-    tx: tokio::sync::mpsc::Sender<Result<Decoded, EngineError>>,
-) {
-    let mut position = frontier;
-    while position < head {
-        let result = match reader.next_batch(limits).await {
+}
+
+impl Reading {
+    /// The next batch of records and the log time the view reaches with
+    /// it; `None` once `head` is reached.
+    async fn next(&mut self) -> Option<Result<(Vec<Record>, u64), EngineError>> {
+        if self.position >= self.head {
+            return None;
+        }
+        Some(match self.reader.next_batch(self.limits).await {
             Err(e) => Err(EngineError::from(e)),
             Ok(records) => {
                 // Nothing more: every record of the topic up to `head` has
                 // been read, so the view reaches `head`.
-                position = if records.is_empty() {
-                    head
+                self.position = if records.is_empty() {
+                    self.head
                 } else {
-                    reader.position().0
+                    self.reader.position().0
                 };
-                Ok(decode(&topic, &records, position))
+                Ok((records, self.position))
             }
+        })
+    }
+}
+
+/// A batch this small (a live step) is decoded where it was read.
+const SMALL_BATCH: usize = 4096;
+
+/// Where a catch-up's decoded batches come from.
+enum Source {
+    /// Read and decoded on the catch-up's own task, in turn.
+    Inline(Reading),
+    /// From the producer task, ahead.
+    Channel(tokio::sync::mpsc::Receiver<Result<Decoded, EngineError>>),
+}
+
+impl Source {
+    async fn next(&mut self) -> Option<Result<Decoded, EngineError>> {
+        match self {
+            Source::Inline(r) => {
+                let read = r.next().await?;
+                Some(read.map(|(records, position)| decode(&r.topic, &records, position)))
+            }
+            Source::Channel(rx) => rx.recv().await,
+        }
+    }
+}
+
+/// Reads the topic and decodes it into `tx`, with up to `decoders`
+/// batches being decoded at once (on blocking threads), in order. Stops
+/// at the head, at an error, or when the receiver is gone.
+async fn produce(
+    mut reading: Reading,
+    decoders: usize,
+    tx: tokio::sync::mpsc::Sender<Result<Decoded, EngineError>>,
+) {
+    let topic = Arc::new(reading.topic.clone());
+    let mut decoding: std::collections::VecDeque<tokio::task::JoinHandle<Decoded>> =
+        std::collections::VecDeque::new();
+    let mut reading_done = false;
+    // A batch read and not yet decoding.
+    let mut ahead: Option<(Vec<Record>, u64)> = None;
+    loop {
+        // Start decoding what is read, while decoders are free; then read
+        // the next batch while they work.
+        loop {
+            if ahead.is_none() && !reading_done {
+                match reading.next().await {
+                    None => reading_done = true,
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                    Some(Ok(batch)) => ahead = Some(batch),
+                }
+            }
+            if decoding.len() >= decoders.max(1) {
+                break;
+            }
+            let Some((records, position)) = ahead.take() else {
+                break;
+            };
+            let topic = topic.clone();
+            let small = records.len() < SMALL_BATCH;
+            let decode_it = move || decode(&topic, &records, position);
+            decoding.push_back(if small {
+                // A live step: not worth a thread hop.
+                let decoded = decode_it();
+                tokio::spawn(async move { decoded })
+            } else {
+                tokio::task::spawn_blocking(decode_it)
+            });
+        }
+        let Some(next) = decoding.pop_front() else {
+            return;
         };
-        let stop = result.is_err();
-        if tx.send(result).await.is_err() || stop {
-            break;
+        let decoded = next
+            .await
+            .map_err(|e| EngineError::Query(format!("the view's decoder failed: {e}")));
+        let stop = decoded.is_err();
+        if tx.send(decoded).await.is_err() || stop {
+            return;
         }
     }
 }

@@ -64,6 +64,10 @@ pub struct ServeArgs {
     /// rollback` after a replace or rebuild (then its state is freed).
     #[arg(long, default_value = "1d", value_parser = crate::parse::duration_ms)]
     pub keep_previous: u64,
+    /// Threads a view's replay or rebuild keeps busy (default: one per
+    /// core). With one, it reads, decodes, applies and commits in turn.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub view_workers: Option<u32>,
     /// Seconds to let requests in flight finish at shutdown.
     #[arg(long, default_value_t = 10)]
     pub drain_secs: u64,
@@ -78,6 +82,10 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
         data_dir,
         kappa_engine::EngineOptions {
             keep_previous: Duration::from_millis(args.keep_previous),
+            workers: args.view_workers.map_or_else(
+                || kappa_engine::EngineOptions::default().workers,
+                |w| w as usize,
+            ),
             ..Default::default()
         },
     )?;

@@ -51,6 +51,10 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
          # TYPE kappa_view_build_lag_seconds gauge\n\
          # HELP kappa_view_build_records_applied_total Records applied to a view's next version while it is built.\n\
          # TYPE kappa_view_build_records_applied_total counter\n\
+         # HELP kappa_view_build_records_remaining Records of the log a view's next version has still to apply.\n\
+         # TYPE kappa_view_build_records_remaining gauge\n\
+         # HELP kappa_view_build_eta_seconds When a view's next version is expected to catch up, at its current rate.\n\
+         # TYPE kappa_view_build_eta_seconds gauge\n\
          # HELP kappa_view_verify_identical Whether the view's last verify found it equal to its rebuild from the log (1) or not (0).\n\
          # TYPE kappa_view_verify_identical gauge\n\
          # HELP kappa_view_verify_time_seconds When the view was last verified (seconds since the epoch).\n\
@@ -87,6 +91,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
                     r.version,
                     r.records_applied
                 );
+                if let Some(left) = r.records_remaining {
+                    let _ = writeln!(
+                        building,
+                        "kappa_view_build_records_remaining{{view=\"{name}\",version=\"{}\"}} {left}",
+                        r.version
+                    );
+                }
+                if let Some(eta) = r.eta_seconds {
+                    let _ = writeln!(
+                        building,
+                        "kappa_view_build_eta_seconds{{view=\"{name}\",version=\"{}\"}} {eta:.1}",
+                        r.version
+                    );
+                }
             }
             let _ = writeln!(
                 applied,
