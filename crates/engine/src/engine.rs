@@ -17,7 +17,6 @@ use kappa_store::{StateStore, ViewId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// A view as the catalog keeps it.
@@ -71,59 +70,6 @@ pub struct ViewStatus {
     pub last_verify: Option<crate::verify::VerifyOutcome>,
 }
 
-/// How an engine runs.
-#[derive(Clone, Debug)]
-pub struct EngineOptions {
-    /// Memory for view state (groups in memory and changes not yet
-    /// committed), shared equally by the views. The store's page cache is
-    /// set apart, in its own options.
-    pub memory_budget: usize,
-    /// A view applies the log in batches of at most this many records
-    /// (and 32 MiB): large batches make replay fast, and a live step is
-    /// whatever arrived since the last one.
-    pub batch_records: usize,
-    /// How long a view's previous version is kept for rollback after a
-    /// replace, before its state is freed.
-    pub keep_previous: Duration,
-    /// Where `kappa view snapshot` writes snapshots not given a path.
-    pub snapshot_dir: Option<std::path::PathBuf>,
-    /// Threads a view's catch-up (a first replay, a version being built)
-    /// keeps busy: one reads, decodes, applies and commits in turn; more
-    /// decode ahead of the operators and commit behind them. Default: one
-    /// per core.
-    pub workers: usize,
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions {
-            memory_budget: 1 << 30,
-            batch_records: 50_000,
-            keep_previous: Duration::from_secs(24 * 3600),
-            snapshot_dir: None,
-            workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
-        }
-    }
-}
-
-/// How a query waits for the log.
-#[derive(Clone, Copy, Debug)]
-pub struct QueryOptions {
-    /// Answer only once the views read have applied the log up to this.
-    pub after: Option<Token>,
-    /// How long to wait for that.
-    pub timeout: Duration,
-}
-
-impl Default for QueryOptions {
-    fn default() -> Self {
-        QueryOptions {
-            after: None,
-            timeout: Duration::from_secs(10),
-        }
-    }
-}
-
 /// The tables a plan reads, subqueries included.
 pub(crate) fn read_tables(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
     use datafusion::common::tree_node::TreeNodeRecursion;
@@ -144,6 +90,8 @@ pub enum Output {
     /// A statement that changed the catalog, with a message.
     Done(String),
 }
+
+pub use crate::options::{EngineOptions, QueryOptions};
 
 pub struct Engine {
     pub(crate) log: Arc<dyn Log>,
@@ -195,9 +143,26 @@ pub(crate) struct Inner {
     pub(crate) retired: BTreeMap<String, crate::regen::Retired>,
     /// Each view's last verify.
     pub(crate) verified: BTreeMap<String, crate::verify::VerifyOutcome>,
+    /// The snapshots written of each view, oldest first.
+    pub(crate) snapshots: BTreeMap<String, Vec<crate::SnapshotInfo>>,
+    /// How far each topic's history was truncated (records before this
+    /// log time are gone).
+    pub(crate) truncated: BTreeMap<String, u64>,
 }
 
 impl Inner {
+    /// The live definition of view `name`.
+    pub(crate) fn live(&self, name: &str) -> Result<ViewDef, EngineError> {
+        self.views
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(name.to_string()))
+    }
+
+    /// Records of `topic` before this log time were truncated (0: none).
+    pub(crate) fn truncated_before(&self, topic: &str) -> u64 {
+        self.truncated.get(topic).copied().unwrap_or(0)
+    }
     /// Makes `runtime` the one that maintains view `name`, counting into
     /// the view's rate meter.
     pub(crate) fn install(&mut self, name: &str, mut runtime: ViewRuntime) {
@@ -252,6 +217,12 @@ impl Engine {
             } else if let Some(view) = name.strip_prefix(crate::verify::VERIFIED_PREFIX) {
                 let o = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.verified.insert(view.to_string(), o);
+            } else if let Some(view) = name.strip_prefix(crate::snapshot::SNAPSHOTS_PREFIX) {
+                let list = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.snapshots.insert(view.to_string(), list);
+            } else if let Some(topic) = name.strip_prefix(crate::snapshot::TRUNCATED_PREFIX) {
+                let before = serde_json::from_slice(&bytes).map_err(corrupt)?;
+                inner.truncated.insert(topic.to_string(), before);
             } else if let Some(view) = name.strip_prefix(crate::regen::RETIRED_PREFIX) {
                 let r: crate::regen::Retired = serde_json::from_slice(&bytes).map_err(corrupt)?;
                 inner.next_view_id = inner.next_view_id.max(r.def.id + 1);
@@ -518,7 +489,7 @@ impl Engine {
                 }
                 let mut readers = Vec::new();
                 for v in inner.views.values() {
-                    if self.runtime(&inner, v).await?.topic.name == name {
+                    if self.topic_of(&inner, v).await?.name == name {
                         readers.push(v.name.as_str());
                     }
                 }
@@ -531,8 +502,11 @@ impl Engine {
                 self.log.delete_topic(&name).await?;
                 let mut w = self.store.write()?;
                 w.delete_catalog(&format!("{TOPIC_PREFIX}{name}"))?;
+                // A topic made again under this name starts whole.
+                w.delete_catalog(&format!("{}{name}", crate::snapshot::TRUNCATED_PREFIX))?;
                 w.commit()?;
                 inner.topics.remove(&name);
+                inner.truncated.remove(&name);
                 Ok(Output::Done(format!("dropped topic {name}")))
             }
         }
@@ -641,14 +615,7 @@ impl Engine {
         inner: &Inner,
         def: &ViewDef,
     ) -> Result<ViewRuntime, EngineError> {
-        let ctx = self.session(inner, true, None).await?;
-        let logical = ctx.state().create_logical_plan(&def.sql).await?;
-        let pipeline = plan::compile(&ctx.state(), &logical)?;
-        let topic = inner
-            .topics
-            .get(&pipeline.topic)
-            .cloned()
-            .ok_or_else(|| EngineError::NotFound(pipeline.topic.clone()))?;
+        let (pipeline, topic) = self.plan_view(inner, def).await?;
         let mut runtime = ViewRuntime::new(
             def.id,
             def.name.clone(),
@@ -659,6 +626,37 @@ impl Engine {
         );
         runtime.workers = self.workers.load(std::sync::atomic::Ordering::Relaxed);
         Ok(runtime)
+    }
+
+    /// A view definition's stages, and the topic they read.
+    async fn plan_view(
+        &self,
+        inner: &Inner,
+        def: &ViewDef,
+    ) -> Result<(plan::Pipeline, TopicDef), EngineError> {
+        let ctx = self.session(inner, true, None).await?;
+        let logical = ctx.state().create_logical_plan(&def.sql).await?;
+        let pipeline = plan::compile(&ctx.state(), &logical)?;
+        let topic = inner
+            .topics
+            .get(&pipeline.topic)
+            .cloned()
+            .ok_or_else(|| EngineError::NotFound(pipeline.topic.clone()))?;
+        Ok((pipeline, topic))
+    }
+
+    /// The topic view definition `def` reads (planned again).
+    pub(crate) async fn topic_of(
+        &self,
+        inner: &Inner,
+        def: &ViewDef,
+    ) -> Result<TopicDef, EngineError> {
+        Ok(self.plan_view(inner, def).await?.1)
+    }
+
+    /// The frontier committed for view (or version) `id`.
+    pub(crate) fn committed_frontier(&self, id: ViewId) -> Result<u64, EngineError> {
+        Ok(self.store.read()?.meta(id)?.unwrap_or_default().frontier)
     }
 
     /// The columns a statement would return, planned without running it:
@@ -851,11 +849,7 @@ impl Engine {
         as_of: Option<u64>,
     ) -> Result<StoredView, EngineError> {
         let inner = self.inner.lock().await;
-        let def = inner
-            .views
-            .get(name)
-            .cloned()
-            .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
+        let def = inner.live(name)?;
         let shape = self.shape(&inner, &def).await?;
         drop(inner);
         Ok(self.stored(&def, shape, as_of))

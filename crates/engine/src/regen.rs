@@ -80,7 +80,7 @@ pub(crate) fn runtime_key(name: &str) -> String {
     format!("{name}\u{0}next")
 }
 
-fn now_micros() -> u64 {
+pub(crate) fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_micros() as u64)
@@ -120,11 +120,7 @@ impl Engine {
         in_place: bool,
     ) -> Result<Output, EngineError> {
         let mut inner = self.inner.lock().await;
-        let live = inner
-            .views
-            .get(&name)
-            .cloned()
-            .ok_or_else(|| EngineError::NotFound(name.clone()))?;
+        let live = inner.live(&name)?;
         let readers = self.readers_of(&inner, &name).await?;
         if !readers.is_empty() {
             return Err(EngineError::Plan(format!(
@@ -143,7 +139,7 @@ impl Engine {
         };
         // A definition refused here leaves the live version untouched.
         let runtime = self.runtime(&inner, &def).await?;
-        let truncated = self.truncated_before(&runtime.topic.name)?;
+        let truncated = inner.truncated_before(&runtime.topic.name);
         if truncated > 0 && def.seed.is_none() {
             return Err(EngineError::Refused(format!(
                 "cannot build view {name} from topic {}'s log: its history before {} was truncated, so a new definition would miss those records (a rebuild of the same definition starts from a snapshot instead)",
@@ -230,13 +226,8 @@ impl Engine {
             )));
         };
         let runtime = self.runtime(&inner, &previous.def).await?;
-        let truncated = self.truncated_before(&runtime.topic.name)?;
-        let stopped_at = self
-            .store
-            .read()?
-            .meta(previous.def.id)?
-            .unwrap_or_default()
-            .frontier;
+        let truncated = inner.truncated_before(&runtime.topic.name);
+        let stopped_at = self.committed_frontier(previous.def.id)?;
         if stopped_at.saturating_add(1) < truncated {
             return Err(EngineError::Refused(format!(
                 "cannot roll view {name} back to version {}: it stopped at {}, and topic {}'s history before {} was truncated since",
@@ -483,12 +474,7 @@ impl Engine {
             (def, inner.meters.get(&runtime_key(view)).cloned())
         };
         let head = self.log.head().await?.log_time().0;
-        let frontier = self
-            .store
-            .read()?
-            .meta(def.id)?
-            .unwrap_or_default()
-            .frontier;
+        let frontier = self.committed_frontier(def.id)?;
         let topic = self.pending_topic(view).await;
         let records_remaining = match (&meter, topic) {
             (Some(m), Some(t)) => match self.log.describe_topic(&t).await {
@@ -529,10 +515,7 @@ impl Engine {
             return Some(rt.topic.name.clone());
         }
         // Busy with a pass: plan it again.
-        self.runtime(&inner, &def)
-            .await
-            .ok()
-            .map(|r| r.topic.name.clone())
+        self.topic_of(&inner, &def).await.ok().map(|t| t.name)
     }
 
     /// `name`'s live definition, or, while it has none (restored from a

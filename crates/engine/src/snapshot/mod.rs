@@ -45,12 +45,6 @@ pub struct RebuildOptions {
     pub in_place: bool,
 }
 
-fn now_micros() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as u64)
-}
-
 impl Engine {
     /// Writes a snapshot of `name`'s live version: to `path`, or to the
     /// engine's snapshot directory as `NAME-vVERSION-FRONTIER.ksnap`.
@@ -61,12 +55,8 @@ impl Engine {
     ) -> Result<SnapshotInfo, EngineError> {
         let (def, topic) = {
             let inner = self.inner.lock().await;
-            let def = inner
-                .views
-                .get(name)
-                .cloned()
-                .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-            let topic = self.runtime(&inner, &def).await?.topic.clone();
+            let def = inner.live(name)?;
+            let topic = self.topic_of(&inner, &def).await?;
             (def, topic)
         };
         let dir = self.options.snapshot_dir.clone();
@@ -97,7 +87,7 @@ impl Engine {
                 topic_def: Some(topic),
                 frontier: meta.frontier,
                 state_format: STATE_FORMAT,
-                created_at: now_micros(),
+                created_at: crate::regen::now_micros(),
                 kappa_version: env!("CARGO_PKG_VERSION").to_string(),
             };
             file::write(&*read, def.id, &header, &path)
@@ -105,11 +95,17 @@ impl Engine {
         .await
         .map_err(|e| EngineError::Query(format!("the snapshot writer failed: {e}")))??;
         let mut inner = self.inner.lock().await;
-        let mut list = self.snapshot_list(&inner, &def.name)?;
+        let mut list = inner.snapshots.get(&def.name).cloned().unwrap_or_default();
         list.retain(|s| s.path != info.path);
         list.push(info.clone());
         list.sort_by_key(|s| (s.frontier, s.created_at));
-        self.put_snapshot_list(&mut inner, &def.name, &list)?;
+        let mut w = self.store.write()?;
+        w.put_catalog(
+            &format!("{SNAPSHOTS_PREFIX}{}", def.name),
+            &serde_json::to_vec(&list).expect("snapshot lists serialize"),
+        )?;
+        w.commit()?;
+        inner.snapshots.insert(def.name.clone(), list);
         Ok(info)
     }
 
@@ -117,50 +113,14 @@ impl Engine {
     /// first.
     pub async fn snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>, EngineError> {
         let inner = self.inner.lock().await;
-        Ok(self
-            .snapshot_list(&inner, name)?
+        Ok(inner
+            .snapshots
+            .get(name)
             .into_iter()
+            .flatten()
             .filter(|s| s.path.exists())
+            .cloned()
             .collect())
-    }
-
-    fn snapshot_list(&self, _inner: &Inner, name: &str) -> Result<Vec<SnapshotInfo>, EngineError> {
-        let key = format!("{SNAPSHOTS_PREFIX}{name}");
-        let read = self.store.read()?;
-        Ok(read
-            .catalog()?
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| serde_json::from_slice(&v).ok())
-            .unwrap_or_default())
-    }
-
-    fn put_snapshot_list(
-        &self,
-        _inner: &mut Inner,
-        name: &str,
-        list: &[SnapshotInfo],
-    ) -> Result<(), EngineError> {
-        let mut w = self.store.write()?;
-        w.put_catalog(
-            &format!("{SNAPSHOTS_PREFIX}{name}"),
-            &serde_json::to_vec(list).expect("snapshot lists serialize"),
-        )?;
-        w.commit()?;
-        Ok(())
-    }
-
-    /// Records before this log time of `topic` were truncated (0: none).
-    pub(crate) fn truncated_before(&self, topic: &str) -> Result<u64, EngineError> {
-        let key = format!("{TRUNCATED_PREFIX}{topic}");
-        Ok(self
-            .store
-            .read()?
-            .catalog()?
-            .into_iter()
-            .find(|(k, _)| *k == key)
-            .and_then(|(_, v)| serde_json::from_slice(&v).ok())
-            .unwrap_or(0))
     }
 
     /// The snapshot to start `def` from: the one named, or the newest of
@@ -213,17 +173,13 @@ impl Engine {
         name: &str,
         options: &RebuildOptions,
     ) -> Result<Output, EngineError> {
-        let (live, topic) = {
+        let (live, topic, truncated) = {
             let inner = self.inner.lock().await;
-            let live = inner
-                .views
-                .get(name)
-                .cloned()
-                .ok_or_else(|| EngineError::NotFound(name.to_string()))?;
-            let topic = self.runtime(&inner, &live).await?.topic.name.clone();
-            (live, topic)
+            let live = inner.live(name)?;
+            let topic = self.topic_of(&inner, &live).await?.name;
+            let truncated = inner.truncated_before(&topic);
+            (live, topic, truncated)
         };
-        let truncated = self.truncated_before(&topic)?;
         let from = match (&options.from_snapshot, truncated) {
             (Some(f), _) => Some(f.clone()),
             // The log alone no longer holds the view's whole input.
@@ -311,8 +267,8 @@ impl Engine {
             verify_every_micros: None,
             seed: Some(path.to_path_buf()),
         };
-        let runtime = self.runtime(&inner, &def).await?;
-        fits(&header, &def, &runtime.topic.name, path)?;
+        let topic = self.topic_of(&inner, &def).await?;
+        fits(&header, &def, &topic.name, path)?;
         let runtime = self
             .plan_and_record(&mut inner, &format!("{PENDING_PREFIX}{name}"), &def)
             .await?;
@@ -347,7 +303,7 @@ impl Engine {
         }
         let mut read_by_a_view = false;
         for v in inner.views.values().chain(inner.pending.values()) {
-            if self.runtime(inner, v).await?.topic.name == header.topic {
+            if self.topic_of(inner, v).await?.name == header.topic {
                 read_by_a_view = true;
             }
         }
@@ -411,18 +367,20 @@ impl Engine {
     /// the topic has a snapshot that covers them.
     pub async fn truncate_topic(&self, topic: &str, position: &str) -> Result<Output, EngineError> {
         let before = parse_position(position)?;
-        let inner = self.inner.lock().await;
+        let mut inner = self.inner.lock().await;
         if !inner.topics.contains_key(topic) {
             return Err(EngineError::NotFound(topic.to_string()));
         }
         let mut blockers = Vec::new();
         for def in inner.views.values() {
-            if self.runtime(&inner, def).await?.topic.name != topic {
+            if self.topic_of(&inner, def).await?.name != topic {
                 continue;
             }
-            let covering = self
-                .snapshot_list(&inner, &def.name)?
+            let covering = inner
+                .snapshots
+                .get(&def.name)
                 .into_iter()
+                .flatten()
                 .filter(|s| s.version == def.version && s.frontier.saturating_add(1) >= before)
                 .filter(|s| s.path.exists())
                 .max_by_key(|s| s.frontier);
@@ -445,15 +403,10 @@ impl Engine {
             }
         }
         for (name, def) in &inner.pending {
-            if self.runtime(&inner, def).await?.topic.name != topic {
+            if self.topic_of(&inner, def).await?.name != topic {
                 continue;
             }
-            let frontier = self
-                .store
-                .read()?
-                .meta(def.id)?
-                .unwrap_or_default()
-                .frontier;
+            let frontier = self.committed_frontier(def.id)?;
             if def.seed.is_some() || frontier.saturating_add(1) < before {
                 blockers.push(format!(
                     "version {} of view {name} is being built and has not passed that point",
@@ -469,13 +422,14 @@ impl Engine {
             )));
         }
         let starts = self.log.truncate_before(topic, LogTime(before)).await?;
-        let previous = self.truncated_before(topic)?;
+        let truncated = inner.truncated_before(topic).max(before);
         let mut w = self.store.write()?;
         w.put_catalog(
             &format!("{TRUNCATED_PREFIX}{topic}"),
-            &serde_json::to_vec(&previous.max(before)).expect("numbers serialize"),
+            &serde_json::to_vec(&truncated).expect("numbers serialize"),
         )?;
         w.commit()?;
+        inner.truncated.insert(topic.to_string(), truncated);
         let starts: Vec<String> = starts.iter().map(|(p, s)| format!("{p}: {s}")).collect();
         Ok(Output::Done(format!(
             "truncated topic {topic} before {}; partitions now start at offsets {{{}}}",
