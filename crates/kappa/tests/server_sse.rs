@@ -306,10 +306,18 @@ fn slow_subscribers_are_disconnected() {
     let waiting = Instant::now();
     while metric(&s, "kappa_subscribers") < 2 {
         // Generous: the whole suite may be running beside it.
-        assert!(
-            waiting.elapsed() < Duration::from_secs(30),
-            "the subscriptions never started"
-        );
+        if waiting.elapsed() > Duration::from_secs(30) {
+            // What the stalled one was sent says why (an error response?).
+            stalled.set_nonblocking(true).unwrap();
+            let mut got = vec![0u8; 64 << 10];
+            let n = stalled.read(&mut got).unwrap_or(0);
+            panic!(
+                "the subscriptions never started ({} open); the stalled subscriber got: {}\nserver stderr:\n{}",
+                metric(&s, "kappa_subscribers"),
+                String::from_utf8_lossy(&got[..n]),
+                s.stderr()
+            );
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
     // Many changes, each row large enough to fill socket buffers fast.
