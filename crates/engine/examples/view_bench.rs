@@ -70,6 +70,12 @@ async fn main() -> anyhow::Result<()> {
             report("point query", &mut times);
             return Ok(());
         }
+        Some("workers") => {
+            // `workers N`: first-time replays of N records with 1 and 2
+            // workers, alternating, three times each: the scaling ratio.
+            let n = args.get(2).map_or(Ok(1_000_000), |s| s.parse())?;
+            return workers(n).await;
+        }
         Some("replay-in-child") => {
             return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
         }
@@ -399,4 +405,51 @@ fn peak_rss_mib() -> u64 {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb / 1024)
+}
+
+/// First-time replays of the same log with 1 and 2 workers, alternating.
+async fn workers(n: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let engine = open_engine(dir.path(), 1 << 30)?;
+    let mut appended = 0;
+    let mut first = true;
+    while appended < n {
+        let chunk = (n - appended).min(1_000_000);
+        let records = kappa_log_bench::workload::generate(chunk, 100_000, 42 + appended as u64);
+        if first {
+            append_workload(&engine, &records).await?;
+            first = false;
+        } else {
+            for batch in records.chunks(10_000) {
+                let values: Vec<&[u8]> = batch.iter().map(|(_, v)| v.as_ref()).collect();
+                engine.append_json("transactions", &values).await?;
+            }
+        }
+        appended += chunk;
+    }
+    let mut rates: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for round in 0..3 {
+        for workers in [1, 2] {
+            engine.set_workers(workers);
+            let started = Instant::now();
+            engine
+                .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+                .await?;
+            engine.catch_up().await?;
+            let rate = n as f64 / started.elapsed().as_secs_f64();
+            println!("round {round}: first-time replay, {workers} worker(s): {rate:.0} records/s");
+            rates[workers - 1].push(rate);
+            engine.execute("DROP VIEW balances").await?;
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (one, two) = (median(&mut rates[0]), median(&mut rates[1]));
+    println!(
+        "median: 1 worker {one:.0} records/s, 2 workers {two:.0} records/s: {:.2}x",
+        two / one
+    );
+    Ok(())
 }

@@ -4,7 +4,7 @@
 //! reason and the record's position); the view goes on.
 
 use crate::EngineError;
-use crate::ops::aggregate::StateSource;
+use crate::ops::aggregate::{Aggregate, StateSource};
 use crate::ops::{Delta, Keys, Stage};
 use crate::view::DEAD_LETTER_PREFIX;
 use kappa_store::Puts;
@@ -26,21 +26,18 @@ pub(crate) fn is_evaluation_error(e: &EngineError) -> bool {
     matches!(e, EngineError::Query(_) | EngineError::Plan(_))
 }
 
-/// Runs the stateless `stages` record by record: the output of the records
-/// that evaluate, and (log time, reason) of those that do not.
+/// Runs the stages before a view's first aggregate record by record, and
+/// evaluates that aggregate's expressions on each record's output (if
+/// given): the output of the records that evaluate (the aggregate's
+/// input, not folded in yet), and (log time, reason) of those that do not.
 pub(crate) fn isolate(
-    stages: &mut [Stage],
+    stateless: &mut [Stage],
+    aggregate: Option<&Aggregate>,
     delta: &Delta,
     source: &mut dyn StateSource,
 ) -> Result<(Delta, Vec<(u64, String)>), EngineError> {
     let mut outputs = Vec::new();
     let mut failed = Vec::new();
-    // The stateless stages run per record; a trailing aggregate only
-    // evaluates per record, then folds the records that pass, together.
-    let (stateless, aggregate) = match stages.split_last_mut() {
-        Some((Stage::Aggregate(a), before)) => (before, Some(a)),
-        _ => (stages, None),
-    };
     for i in 0..delta.len() {
         let mut keys = Keys::default();
         keys.push(delta.keys.get(i));
@@ -63,11 +60,7 @@ pub(crate) fn isolate(
     }
     let Some(first) = outputs.first() else {
         // Nothing evaluated: no rows, in the stages' output shape.
-        let empty = empty_output(stateless, delta);
-        return match aggregate {
-            Some(a) => Ok((a.apply(empty, source)?, failed)),
-            None => Ok((empty, failed)),
-        };
+        return Ok((empty_output(stateless, delta), failed));
     };
     let schema = first.batch.schema();
     let batches: Vec<_> = outputs.iter().map(|d| d.batch.clone()).collect();
@@ -84,10 +77,7 @@ pub(crate) fn isolate(
         out.log_times.extend(d.log_times);
         out.keys.extend(&d.keys);
     }
-    match aggregate {
-        Some(a) => Ok((a.apply(out, source)?, failed)),
-        None => Ok((out, failed)),
-    }
+    Ok((out, failed))
 }
 
 /// No rows in the shape the stages output (that of their last projection,

@@ -25,6 +25,7 @@ pub mod rate;
 mod reading;
 pub mod regen;
 pub mod schema;
+mod shards;
 pub mod snapshot;
 pub mod sql;
 mod status;

@@ -53,8 +53,14 @@ pub struct ViewRuntime {
     /// Threads a catch-up keeps busy. With one, it reads, decodes,
     /// applies and commits in turn; with more, reading and decoding run
     /// ahead of the operators (decoding `workers - 1` batches at once)
-    /// and commits are written behind them.
+    /// and commits are written behind them; and a view that groups
+    /// splits its groups into one shard per worker (by key), each shard
+    /// folding its rows of a batch on its own thread.
     pub workers: usize,
+    /// The shards of the groups beyond the first (whose stages are the
+    /// pipeline's): copies of the pipeline's stages, each with its own
+    /// groups. Empty with one worker, or for a view that cannot be split.
+    shards: Vec<Vec<Stage>>,
 }
 
 impl ViewRuntime {
@@ -79,6 +85,7 @@ impl ViewRuntime {
             spare: None,
             meter: Arc::default(),
             workers: 2,
+            shards: Vec::new(),
         }
     }
 }
@@ -112,18 +119,23 @@ struct Sealed {
     cutoff: u64,
     /// A live step: visible at once, durable within [`LIVE_SYNC_INTERVAL`].
     live: bool,
-    arena: Vec<u8>,
-    rows: Vec<PendingRow>,
-    changes: Vec<PendingChange>,
+    /// One per shard of the view's groups (their keys are disjoint).
+    parts: Vec<Part>,
     /// Operator state and dead letters.
     state: Puts,
 }
 
-/// A written commit's buffers, kept for the next pending work.
-pub struct Spare {
+/// A shard's changed rows and changes, taken from its [`Pending`].
+#[derive(Default)]
+struct Part {
     arena: Vec<u8>,
     rows: Vec<PendingRow>,
     changes: Vec<PendingChange>,
+}
+
+/// A written commit's buffers (emptied), kept for the next pending work.
+pub struct Spare {
+    parts: Vec<Part>,
 }
 
 impl Sealed {
@@ -133,9 +145,7 @@ impl Sealed {
             position,
             cutoff,
             live,
-            arena,
-            rows,
-            mut changes,
+            mut parts,
             state,
         } = self;
         let mut commit = ViewCommit {
@@ -144,12 +154,14 @@ impl Sealed {
             state,
             ..ViewCommit::default()
         };
-        let get = |s: Span| &arena[s.start..s.start + s.len];
         // Changes older than the retention window are not kept; history
         // then starts at the last one let go of (exactly: AS OF and feeds
-        // past it miss nothing).
+        // past it miss nothing). The shards' changes are merged in
+        // log-time order.
         let mut dropped = 0;
-        for c in changes.iter() {
+        for (p, c) in merged_changes(&parts) {
+            let arena = &parts[p].arena;
+            let get = |s: Span| &arena[s.start..s.start + s.len];
             let before = c.before.map(get);
             let after = c.after.map(get);
             if before == after {
@@ -162,12 +174,22 @@ impl Sealed {
             }
         }
         commit.history_start = dropped;
-        // The rows go to the store straight from the arena.
+        // The first shard's rows go to the store straight from its arena;
+        // the others' are copied after them.
+        let first = std::mem::take(&mut parts[0].arena);
         commit.rows = Puts::over(
-            arena,
-            rows.iter()
+            first,
+            parts[0]
+                .rows
+                .iter()
                 .map(|r| ((r.key.start, r.key.len), r.row.map(|s| (s.start, s.len)))),
         );
+        for part in &parts[1..] {
+            let get = |s: Span| &part.arena[s.start..s.start + s.len];
+            for r in &part.rows {
+                commit.rows.push(get(r.key), r.row.map(get));
+            }
+        }
         let mut w = store.write()?;
         w.apply(&mut commit)?;
         w.trim_history(view, cutoff)?;
@@ -176,22 +198,19 @@ impl Sealed {
         } else {
             w.commit()?;
         }
-        let mut arena = std::mem::take(&mut commit.rows).into_bytes();
-        let mut rows = rows;
-        arena.clear();
-        rows.clear();
-        changes.clear();
-        Ok(Spare {
-            arena,
-            rows,
-            changes,
-        })
+        parts[0].arena = std::mem::take(&mut commit.rows).into_bytes();
+        for part in &mut parts {
+            part.arena.clear();
+            part.rows.clear();
+            part.changes.clear();
+        }
+        Ok(Spare { parts })
     }
 }
 
-struct StoreSource<'a> {
-    read: Box<dyn StoreRead + 'a>,
-    view: ViewId,
+pub(crate) struct StoreSource<'a> {
+    pub(crate) read: Box<dyn StoreRead + 'a>,
+    pub(crate) view: ViewId,
 }
 
 impl StateSource for StoreSource<'_> {
@@ -219,6 +238,11 @@ pub struct Progress {
 /// next records are applied (measured: committing more often to overlap
 /// more costs more in rewritten rows than the overlap gains, on 2 cores).
 const COMMIT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The same with more than one worker, whose commits are written behind
+/// the operators: the last commit of a catch-up is not, so it is kept
+/// short.
+const COMMIT_INTERVAL_BEHIND: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A step of at most this many records is a live one: committed visible
 /// at once and durable within [`LIVE_SYNC_INTERVAL`].
@@ -263,7 +287,7 @@ const NO_GROUP: u32 = u32::MAX;
 /// What a view has applied since its last commit. Keys and rows live in
 /// one arena, so applying a change allocates nothing.
 #[derive(Default)]
-struct Pending {
+pub(crate) struct Pending {
     arena: Vec<u8>,
     /// The rows changed, found by key through `index`.
     rows: Vec<PendingRow>,
@@ -334,11 +358,8 @@ impl Pending {
     }
 
     /// Takes what is pending out for a commit, leaving it empty (with
-    /// `spare`'s buffers, if any).
-    fn take(
-        &mut self,
-        spare: Option<Spare>,
-    ) -> (Vec<u8>, Vec<PendingRow>, Vec<PendingChange>, Puts) {
+    /// `spare`'s buffers). Its dead letters go to `state`.
+    fn take(&mut self, spare: Part, state: &mut Puts) -> Part {
         for r in &self.rows {
             if r.group != NO_GROUP {
                 self.by_group[r.group as usize] = 0;
@@ -346,21 +367,12 @@ impl Pending {
         }
         self.index.clear();
         self.records = 0;
-        let Spare {
-            arena,
-            rows,
-            changes,
-        } = spare.unwrap_or_else(|| Spare {
-            arena: Vec::new(),
-            rows: Vec::new(),
-            changes: Vec::new(),
-        });
-        (
-            std::mem::replace(&mut self.arena, arena),
-            std::mem::replace(&mut self.rows, rows),
-            std::mem::replace(&mut self.changes, changes),
-            std::mem::take(&mut self.state),
-        )
+        state.append_puts(&std::mem::take(&mut self.state));
+        Part {
+            arena: std::mem::replace(&mut self.arena, spare.arena),
+            rows: std::mem::replace(&mut self.rows, spare.rows),
+            changes: std::mem::replace(&mut self.changes, spare.changes),
+        }
     }
 }
 
@@ -383,6 +395,13 @@ impl ViewRuntime {
         if self.interrupted {
             self.reset();
         }
+        let shards = crate::shards::count(&self.pipeline.stages, self.workers);
+        if shards != self.shards.len() + 1 {
+            // Groups in memory belong to the old split: they are read
+            // again from the store, into the new one.
+            self.reset();
+            self.shards = crate::shards::copies(&self.pipeline.stages, shards - 1);
+        }
         self.interrupted = true;
         let result = self.run_to(log, store, head, limits, &mut progress).await;
         if result.is_ok() {
@@ -395,12 +414,22 @@ impl ViewRuntime {
     /// store.
     fn reset(&mut self) {
         self.frontier = None;
-        for s in &mut self.pipeline.stages {
-            match s {
-                Stage::Aggregate(a) => a.reset(),
-                Stage::Window(w) => w.reset(),
-                _ => {}
-            }
+        self.each_stage(|s| match s {
+            Stage::Aggregate(a) => a.reset(),
+            Stage::Window(w) => w.reset(),
+            _ => {}
+        });
+    }
+
+    /// Calls `f` on every stage of every shard.
+    fn each_stage(&mut self, mut f: impl FnMut(&mut Stage)) {
+        for s in self
+            .pipeline
+            .stages
+            .iter_mut()
+            .chain(self.shards.iter_mut().flatten())
+        {
+            f(s);
         }
     }
 
@@ -462,22 +491,35 @@ impl ViewRuntime {
                 Some(tokio::spawn(produce(reading, decoders, tx))),
             )
         };
-        let mut pending = Pending::default();
+        let mut pending: Vec<Pending> = (0..=self.shards.len())
+            .map(|_| Pending::default())
+            .collect();
         let mut uncommitted = None;
         let mut since_commit = std::time::Instant::now();
+        let mut timing = Timing::default();
+        let mut mark = std::time::Instant::now();
         while let Some(decoded) = source.next().await {
+            timing.input += mark.elapsed();
+            mark = std::time::Instant::now();
             let decoded = decoded?;
             progress.records += decoded.records as u64;
             self.meter.add(decoded.records as u64);
             self.meter.reached(&decoded.next_offsets);
             self.step(store, &decoded, &mut pending)?;
+            timing.operators += mark.elapsed();
+            mark = std::time::Instant::now();
             uncommitted = Some(decoded.position);
             // A commit briefly holds a second copy of what it writes, and
             // the store its new pages: half the budget is the trigger. A
             // commit in flight counts until it lands.
             let inflight = self.inflight.as_ref().map_or(0, |f| f.bytes);
-            let memory = pending.bytes() + self.groups_memory() + inflight;
-            if since_commit.elapsed() >= COMMIT_INTERVAL || memory >= self.memory_budget / 2 {
+            let memory = pending_bytes(&pending) + self.groups_memory() + inflight;
+            let interval = if serial {
+                COMMIT_INTERVAL
+            } else {
+                COMMIT_INTERVAL_BEHIND
+            };
+            if since_commit.elapsed() >= interval || memory >= self.memory_budget / 2 {
                 if serial {
                     self.commit(store, &mut pending, decoded.position, head)
                         .await?;
@@ -489,17 +531,32 @@ impl ViewRuntime {
                 uncommitted = None;
                 since_commit = std::time::Instant::now();
             }
+            timing.committing += mark.elapsed();
+            mark = std::time::Instant::now();
         }
         if let Some(producer) = producer {
             producer
                 .await
                 .map_err(|e| EngineError::Query(format!("the view's reader failed: {e}")))?;
         }
+        let last = std::time::Instant::now();
         if let Some(position) = uncommitted {
             self.commit(store, &mut pending, position, head).await?;
             progress.commits += 1;
         }
         self.settle().await?;
+        timing.last_commit = last.elapsed();
+        // Where a long catch-up's time went (RUST_LOG=kappa_engine=debug).
+        if progress.records >= 100_000 {
+            tracing::debug!(
+                view = %self.name,
+                records = progress.records,
+                commits = progress.commits,
+                shards = self.shards.len() + 1,
+                "catch-up: waited {:.2?} for input, {:.2?} in the operators, {:.2?} committing, {:.2?} in the last commit",
+                timing.input, timing.operators, timing.committing, timing.last_commit
+            );
+        }
         progress.frontier = self.frontier.unwrap_or(frontier);
         Ok(())
     }
@@ -509,21 +566,29 @@ impl ViewRuntime {
     /// older than the retention before `head` is trimmed in the same
     /// transaction, and changes that old are not written at all (a long
     /// replay writes only the history it keeps).
-    fn seal(&mut self, pending: &mut Pending, position: u64, head: u64) -> Sealed {
+    fn seal(&mut self, pending: &mut [Pending], position: u64, head: u64) -> Sealed {
         // A live step (a few records) need not reach the disk before it is
         // visible: the log has its records, and a step lost in a crash is
         // applied again from there. Replay's big steps are durable at once.
-        let live = pending.records <= LIVE_STEP_RECORDS;
-        let (arena, rows, changes, mut state) = pending.take(self.spare.take());
+        let live = pending.iter().map(|p| p.records).sum::<u64>() <= LIVE_STEP_RECORDS;
+        let mut spare = self
+            .spare
+            .take()
+            .map(|s| s.parts)
+            .unwrap_or_default()
+            .into_iter();
+        let mut state = Puts::default();
+        let parts = pending
+            .iter_mut()
+            .map(|p| p.take(spare.next().unwrap_or_default(), &mut state))
+            .collect();
         self.take_state(&mut state);
         Sealed {
             view: self.id,
             position,
             cutoff: head.saturating_sub(self.history_micros),
             live,
-            arena,
-            rows,
-            changes,
+            parts,
             state,
         }
     }
@@ -533,7 +598,7 @@ impl ViewRuntime {
     async fn commit(
         &mut self,
         store: &Arc<dyn StateStore>,
-        pending: &mut Pending,
+        pending: &mut [Pending],
         position: u64,
         head: u64,
     ) -> Result<(), EngineError> {
@@ -550,12 +615,12 @@ impl ViewRuntime {
     async fn commit_behind(
         &mut self,
         store: &Arc<dyn StateStore>,
-        pending: &mut Pending,
+        pending: &mut [Pending],
         position: u64,
         head: u64,
     ) -> Result<(), EngineError> {
         self.settle().await?;
-        let bytes = 2 * pending.bytes();
+        let bytes = 2 * pending_bytes(pending);
         let sealed = self.seal(pending, position, head);
         let (tx, done) = tokio::sync::oneshot::channel();
         let store = store.clone();
@@ -603,11 +668,11 @@ impl ViewRuntime {
     fn committed(&mut self, position: u64, spare: Spare) {
         self.frontier = Some(position);
         self.spare = Some(spare);
-        for s in &mut self.pipeline.stages {
+        self.each_stage(|s| {
             if let Stage::Aggregate(a) = s {
                 a.forget_deleted();
             }
-        }
+        });
     }
 
     /// Drops the groups from memory if they take more than a quarter of
@@ -615,11 +680,11 @@ impl ViewRuntime {
     /// landed, with nothing changed since.
     fn evict_if_large(&mut self) {
         if self.groups_memory() > self.memory_budget / 4 {
-            for s in &mut self.pipeline.stages {
+            self.each_stage(|s| {
                 if let Stage::Aggregate(a) = s {
                     a.evict();
                 }
-            }
+            });
         }
     }
 
@@ -627,6 +692,13 @@ impl ViewRuntime {
     fn start(&mut self, store: &Arc<dyn StateStore>) -> Result<(), EngineError> {
         let mut delta = None;
         let mut rest = 0;
+        for s in self.shards.iter_mut().flatten() {
+            match s {
+                Stage::Window(w) => w.assume_empty_state(),
+                Stage::Aggregate(a) => a.assume_empty_state(),
+                _ => {}
+            }
+        }
         for (i, s) in self.pipeline.stages.iter_mut().enumerate() {
             if let Stage::Window(w) = s {
                 w.assume_empty_state();
@@ -640,29 +712,30 @@ impl ViewRuntime {
                 }
             }
         }
-        let mut pending = Pending::default();
+        let mut pending = [Pending::default()];
         if let Some(mut d) = delta {
             let mut source = crate::ops::aggregate::NoState;
             for s in &mut self.pipeline.stages[rest..] {
                 d = s.apply(d, &mut source)?;
             }
             // A change at log time 0 is the view's starting point.
-            sink(&mut pending, &d);
+            sink(&mut pending[0], &d);
         }
         let spare = self.seal(&mut pending, 0, 0).write(store.as_ref())?;
         self.committed(0, spare);
         Ok(())
     }
 
-    /// Pushes a decoded batch through the stages into `pending`.
+    /// Pushes a decoded batch through the stages into `pending` (one per
+    /// shard).
     fn step(
         &mut self,
         store: &Arc<dyn StateStore>,
         decoded: &Decoded,
-        pending: &mut Pending,
+        pending: &mut [Pending],
     ) -> Result<(), EngineError> {
-        pending.records += decoded.records as u64;
-        pending.state.append_puts(&decoded.dead);
+        pending[0].records += decoded.records as u64;
+        pending[0].state.append_puts(&decoded.dead);
         let batch = decoded.batch.clone();
         let n = batch.num_rows();
         if n == 0 {
@@ -680,7 +753,7 @@ impl ViewRuntime {
         for t in &log_times {
             keys.push(&t.to_be_bytes());
         }
-        let mut delta = Delta {
+        let delta = Delta {
             batch,
             weights: vec![1; n],
             log_times,
@@ -691,27 +764,41 @@ impl ViewRuntime {
             read: store.read()?,
             view: self.id,
         };
-        // The stateless stages before the first aggregate see the raw
-        // records: a record they cannot evaluate (a failed cast, say) is
-        // found by evaluating the batch record by record, and goes to the
-        // dead letters; the others go on.
+        let sharded = !self.shards.is_empty();
+        // The stages before the first aggregate see the raw records: a
+        // record they cannot evaluate (a failed cast, say) is found by
+        // evaluating the batch record by record, and goes to the dead
+        // letters; the others go on. The first aggregate evaluates its
+        // expressions before it changes any state, so its evaluation is
+        // part of the check.
         let split = self
             .pipeline
             .stages
             .iter()
             .position(|s| matches!(s, Stage::Aggregate(_)))
             .unwrap_or(self.pipeline.stages.len());
-        // The first aggregate evaluates its expressions before it changes
-        // any state, so its evaluation is part of the check.
-        let checked = (split + 1).min(self.pipeline.stages.len());
-        let (prefix, rest) = self.pipeline.stages.split_at_mut(checked);
-        let windows = save_windows(prefix);
-        delta = match run(prefix, delta.clone(), &mut source) {
-            Ok(d) => d,
+        let (before, rest) = self.pipeline.stages.split_at_mut(split);
+        let windows = save_windows(before);
+        // The delta, how many of `rest` it went through, and (split into
+        // shards) the aggregate's evaluated expressions.
+        let attempt =
+            run(before, delta.clone(), &mut source).and_then(|d| match rest.first_mut() {
+                Some(Stage::Aggregate(a)) if sharded => {
+                    a.evaluate(&d.batch).map(|e| (d, 0, Some(e)))
+                }
+                Some(s @ Stage::Aggregate(_)) => s.apply(d, &mut source).map(|d| (d, 1, None)),
+                _ => Ok((d, 0, None)),
+            });
+        let (mut delta, applied, evaluated) = match attempt {
+            Ok(done) => done,
             Err(e) if is_evaluation_error(&e) => {
                 // Redone record by record, from the state before the batch.
-                restore_windows(prefix, windows);
-                let (kept, failed) = isolate(prefix, &delta, &mut source)?;
+                restore_windows(before, windows);
+                let aggregate = match rest.first() {
+                    Some(Stage::Aggregate(a)) => Some(&**a),
+                    _ => None,
+                };
+                let (kept, failed) = isolate(before, aggregate, &delta, &mut source)?;
                 let at = &decoded.batch;
                 let w = at.num_columns();
                 let partitions = at.column(w - 4).as_primitive::<UInt32Type>();
@@ -719,7 +806,7 @@ impl ViewRuntime {
                 for (log_time, reason) in failed {
                     let i = delta.log_times.partition_point(|&t| t < log_time);
                     dead_letter(
-                        &mut pending.state,
+                        &mut pending[0].state,
                         &self.topic.name,
                         partitions.value(i),
                         offsets.value(i),
@@ -727,15 +814,25 @@ impl ViewRuntime {
                         &reason,
                     );
                 }
-                kept
+                let evaluated = match aggregate {
+                    Some(a) if sharded => Some(a.evaluate(&kept.batch)?),
+                    _ => None,
+                };
+                (kept, 0, evaluated)
             }
             Err(e) => return Err(e),
         };
-        for s in rest {
-            delta = s.apply(delta, &mut source)?;
-        }
-        sink(pending, &delta);
-        Ok(())
+        let Some(evaluated) = evaluated else {
+            for s in &mut rest[applied..] {
+                delta = s.apply(delta, &mut source)?;
+            }
+            sink(&mut pending[0], &delta);
+            return Ok(());
+        };
+        drop(source);
+        let mut shards: Vec<&mut [Stage]> = vec![rest];
+        shards.extend(self.shards.iter_mut().map(|s| &mut s[split..]));
+        crate::shards::apply(store, self.id, &delta, &evaluated, shards, pending)
     }
 
     /// Estimated bytes of the groups the view's aggregates hold.
@@ -743,6 +840,7 @@ impl ViewRuntime {
         self.pipeline
             .stages
             .iter()
+            .chain(self.shards.iter().flatten())
             .map(|s| match s {
                 Stage::Aggregate(a) => a.memory(),
                 _ => 0,
@@ -751,13 +849,11 @@ impl ViewRuntime {
     }
 
     fn take_state(&mut self, out: &mut Puts) {
-        for s in &mut self.pipeline.stages {
-            match s {
-                Stage::Aggregate(a) => a.take_dirty(out),
-                Stage::Window(w) => w.take_dirty(out),
-                _ => {}
-            }
-        }
+        self.each_stage(|s| match s {
+            Stage::Aggregate(a) => a.take_dirty(out),
+            Stage::Window(w) => w.take_dirty(out),
+            _ => {}
+        });
     }
 }
 
@@ -781,9 +877,38 @@ fn restore_windows(stages: &mut [Stage], saved: Vec<(usize, (Option<WindowState>
     }
 }
 
+/// Where a catch-up's time went.
+#[derive(Default)]
+struct Timing {
+    input: std::time::Duration,
+    operators: std::time::Duration,
+    committing: std::time::Duration,
+    last_commit: std::time::Duration,
+}
+
+/// Bytes pending in all shards.
+fn pending_bytes(pending: &[Pending]) -> usize {
+    pending.iter().map(Pending::bytes).sum()
+}
+
+/// The shards' changes in log-time order (each shard's are), with the
+/// shard each comes from.
+fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &PendingChange)> {
+    let mut next = vec![0usize; parts.len()];
+    std::iter::from_fn(move || {
+        let (p, c) = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(p, part)| part.changes.get(next[p]).map(|c| (p, c)))
+            .min_by_key(|(_, c)| c.log_time)?;
+        next[p] += 1;
+        Some((p, c))
+    })
+}
+
 /// Turns the last stage's delta into pending rows and changes, one change
 /// per (key, log time).
-fn sink(pending: &mut Pending, delta: &Delta) {
+pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
     let columns = delta.batch.columns();
     let width = (columns.len() as u16).to_le_bytes();
     // Encodes row `i` into the arena.

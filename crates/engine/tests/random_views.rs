@@ -130,9 +130,12 @@ async fn run(seed: u64) {
     };
     // Small batches make a catch-up many steps; a slow disk keeps a
     // background commit in flight while the next steps run.
+    // With more than one worker, grouped views split their groups into
+    // shards (one per worker).
     let options = kappa_engine::EngineOptions {
         memory_budget: budget,
         batch_records: *[1, 4, 50_000].choose(&mut rng).unwrap(),
+        workers: rng.random_range(1..=3),
         ..Default::default()
     };
     let slow = rng

@@ -54,6 +54,7 @@ pub enum AggKind {
     Earliest,
 }
 
+#[derive(Clone)]
 pub struct AggSpec {
     pub kind: AggKind,
     pub arg: Arc<dyn PhysicalExpr>,
@@ -337,6 +338,19 @@ impl Aggregate {
         }
     }
 
+    /// The same aggregate with no groups in memory: another shard of it.
+    pub fn empty_copy(&self) -> Aggregate {
+        let mut a = Aggregate::new(
+            self.group.clone(),
+            self.group_types.clone(),
+            self.aggs.clone(),
+            self.out_schema.clone(),
+            self.append_only,
+        );
+        a.state_prefix = self.state_prefix;
+        a
+    }
+
     /// A global aggregate (no GROUP BY) has its one row even with no input.
     pub fn is_global(&self) -> bool {
         self.group.is_empty()
@@ -493,16 +507,53 @@ impl Aggregate {
         delta: Delta,
         state: &mut dyn StateSource,
     ) -> Result<Delta, EngineError> {
-        let n = delta.batch.num_rows();
-        let (group_cols, arg_cols) = self.evaluate(&delta.batch)?;
+        let evaluated = self.evaluate(&delta.batch)?;
+        self.apply_evaluated(&delta, &evaluated, None, state)
+    }
+
+    /// Which of `shards` each row's group belongs to: the row numbers of
+    /// each shard, from the group columns [`Aggregate::evaluate`] gave. A
+    /// group's rows always go to the same shard (by the hash of the key
+    /// the groups are found by).
+    pub fn shard_rows(&self, group_cols: &[ArrayRef], n: usize, shards: usize) -> Vec<Vec<u32>> {
+        let mut out = vec![Vec::with_capacity(n / shards.max(1) + n / 8); shards.max(1)];
+        let hasher = foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
+        let mut key = Vec::new();
+        for i in 0..n {
+            key.clear();
+            for c in group_cols {
+                encode_cell(&mut key, c, i);
+            }
+            let h = hasher.hash_one(&key);
+            let shard = ((h as u128 * out.len() as u128) >> 64) as usize;
+            out[shard].push(i as u32);
+        }
+        out
+    }
+
+    /// Folds the rows of `delta` (those listed in `rows`, else all) into
+    /// the groups, with their expressions already evaluated (by
+    /// [`Aggregate::evaluate`] on the whole batch).
+    pub fn apply_evaluated(
+        &mut self,
+        delta: &Delta,
+        (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
+        rows: Option<&[u32]>,
+        state: &mut dyn StateSource,
+    ) -> Result<Delta, EngineError> {
+        let n = rows.map_or(delta.batch.num_rows(), |r| r.len());
         let mut out = self.out_rows(2 * n);
         let global = self.is_global();
         let mut key = Vec::new();
         let mut old = Vec::with_capacity(self.aggs.len());
         let mut new = Vec::with_capacity(self.aggs.len());
-        for i in 0..n {
+        for j in 0..n {
+            let i = match rows {
+                Some(r) => r[j] as usize,
+                None => j,
+            };
             key.clear();
-            for c in &group_cols {
+            for c in group_cols {
                 encode_cell(&mut key, c, i);
             }
             let w = delta.weights[i];
@@ -539,7 +590,7 @@ impl Aggregate {
                 old.extend(group.accs.iter().zip(&self.aggs).map(|(a, s)| output(a, s)));
             }
             group.rows += w;
-            for (acc, (spec, col)) in group.accs.iter_mut().zip(self.aggs.iter().zip(&arg_cols)) {
+            for (acc, (spec, col)) in group.accs.iter_mut().zip(self.aggs.iter().zip(arg_cols)) {
                 update(acc, spec, col, i, w, t)?;
             }
             let exists = group.rows > 0 || global;
@@ -566,7 +617,7 @@ impl Aggregate {
                 self.dirty.push(slot);
             }
         }
-        self.finish(out, &group_cols)
+        self.finish(out, group_cols)
     }
 
     /// Puts the groups changed since the last call into `out`, for the

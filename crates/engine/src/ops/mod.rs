@@ -122,6 +122,20 @@ pub enum Stage {
 }
 
 impl Stage {
+    /// The same stage with no state: for another shard of a view's
+    /// groups. `None` for a window (its state is not split by group).
+    pub fn empty_copy(&self) -> Option<Stage> {
+        Some(match self {
+            Stage::Filter(p) => Stage::Filter(p.clone()),
+            Stage::Project { exprs, schema } => Stage::Project {
+                exprs: exprs.clone(),
+                schema: schema.clone(),
+            },
+            Stage::Aggregate(a) => Stage::Aggregate(Box::new(a.empty_copy())),
+            Stage::Window(_) => return None,
+        })
+    }
+
     /// Turns one delta into the next. The aggregate reads and updates its
     /// state through `state`.
     pub fn apply(

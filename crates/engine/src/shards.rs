@@ -1,0 +1,114 @@
+//! A view's groups split by key into shards, one per worker: each shard
+//! holds its own groups and pending rows, and folds its rows of a batch
+//! on its own thread. The stages before the aggregate run once, on the
+//! whole batch; the aggregate's expressions are evaluated once; each row
+//! goes to the shard of its group (by the hash of the group's key), so
+//! the shards' groups and view rows never overlap and a commit writes
+//! them all together, at one frontier.
+
+use crate::EngineError;
+use crate::ops::{Delta, Stage};
+use crate::view::{Pending, StoreSource, sink};
+use datafusion::arrow::array::ArrayRef;
+use kappa_store::{StateStore, ViewId};
+use std::sync::Arc;
+
+/// A batch smaller than this is folded shard after shard on the calling
+/// thread (a live step: a thread hop would cost more than it saves).
+const PARALLEL_ROWS: usize = 4096;
+
+/// How many shards a view with `stages` gets with `workers`: one per
+/// worker when the view has exactly one aggregate, with GROUP BY, behind
+/// stateless stages only and followed by stateless stages only; else one.
+pub(crate) fn count(stages: &[Stage], workers: usize) -> usize {
+    let aggregates: Vec<_> = stages
+        .iter()
+        .filter_map(|s| match s {
+            Stage::Aggregate(a) => Some(a),
+            _ => None,
+        })
+        .collect();
+    let splittable = matches!(aggregates.as_slice(), [a] if !a.is_global())
+        && !stages.iter().any(|s| matches!(s, Stage::Window(_)));
+    if splittable { workers.max(1) } else { 1 }
+}
+
+/// `n` copies of `stages` with no state, for the shards beyond the first.
+pub(crate) fn copies(stages: &[Stage], n: usize) -> Vec<Vec<Stage>> {
+    (0..n)
+        .map(|_| stages.iter().filter_map(Stage::empty_copy).collect())
+        .collect()
+}
+
+/// Folds `delta` (the aggregate's input, its expressions `evaluated`)
+/// into the shards: `shards[k]` is shard k's stages from its aggregate
+/// on, `pending[k]` its pending rows.
+pub(crate) fn apply(
+    store: &Arc<dyn StateStore>,
+    view: ViewId,
+    delta: &Delta,
+    evaluated: &(Vec<ArrayRef>, Vec<ArrayRef>),
+    mut shards: Vec<&mut [Stage]>,
+    pending: &mut [Pending],
+) -> Result<(), EngineError> {
+    let Some(Stage::Aggregate(first)) = shards.first().and_then(|s| s.first()) else {
+        return Err(EngineError::Query(
+            "a sharded view has no aggregate to split by (a bug)".into(),
+        ));
+    };
+    let rows = first.shard_rows(&evaluated.0, delta.len(), shards.len());
+    let fold = |stages: &mut [Stage], rows: &[u32], pending: &mut Pending| {
+        let mut source = StoreSource {
+            read: store.read()?,
+            view,
+        };
+        let Some((Stage::Aggregate(a), after)) = stages.split_first_mut() else {
+            return Err(EngineError::Query(
+                "a shard has no aggregate (a bug)".into(),
+            ));
+        };
+        let mut out = a.apply_evaluated(delta, evaluated, Some(rows), &mut source)?;
+        for s in after {
+            out = s.apply(out, &mut source)?;
+        }
+        sink(pending, &out);
+        Ok(())
+    };
+    let work = shards.iter_mut().zip(&rows).zip(pending.iter_mut());
+    if delta.len() < PARALLEL_ROWS {
+        for ((stages, rows), pending) in work {
+            fold(stages, rows, pending)?;
+        }
+        return Ok(());
+    }
+    let fold = &fold;
+    std::thread::scope(|scope| {
+        let mut work = work;
+        let first = work.next();
+        let mut result = Ok(());
+        let mut handles = Vec::new();
+        for ((stages, rows), pending) in work {
+            let spawned = std::thread::Builder::new()
+                .name("kappa-shard".into())
+                .spawn_scoped(scope, move || fold(stages, rows, pending));
+            match spawned {
+                Ok(h) => handles.push(h),
+                Err(e) => {
+                    result = Err(EngineError::Query(format!(
+                        "cannot start a thread for a shard of the view: {e}"
+                    )));
+                }
+            }
+        }
+        if let Some(((stages, rows), pending)) = first {
+            result = result.and(fold(stages, rows, pending));
+        }
+        for h in handles {
+            let joined = h
+                .join()
+                .unwrap_or_else(|_| Err(EngineError::Query("a shard of the view failed".into())));
+            result = result.and(joined);
+        }
+        result
+    })
+}
