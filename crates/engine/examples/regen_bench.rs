@@ -31,6 +31,11 @@ const NEXT: &str = "SELECT account, SUM(amount) AS balance, COUNT(*) AS n, MIN(a
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let n: usize = std::env::args()
         .nth(1)
         .map_or(Ok(10_000_000), |s| s.parse())?;

@@ -23,6 +23,8 @@ use std::time::Instant;
 
 const VIEW: &str =
     "SELECT account, SUM(amount) AS balance, COUNT(*) AS n FROM transactions GROUP BY account";
+const WIDE: &str = "SELECT account, SUM(amount) AS balance, COUNT(*) AS n, MIN(amount) AS low, \
+     MAX(amount) AS high FROM transactions GROUP BY account";
 
 #[derive(serde::Deserialize)]
 struct Tx<'a> {
@@ -32,6 +34,11 @@ struct Tx<'a> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
         Some("memory") => {
@@ -71,10 +78,16 @@ async fn main() -> anyhow::Result<()> {
             return Ok(());
         }
         Some("workers") => {
-            // `workers N`: first-time replays of N records with 1 and 2
-            // workers, alternating, three times each: the scaling ratio.
+            // `workers N [wide]`: first-time replays of N records with 1
+            // and 2 workers, alternating, three times each: the scaling
+            // ratio (`wide`: the view with MIN and MAX too).
             let n = args.get(2).map_or(Ok(1_000_000), |s| s.parse())?;
-            return workers(n).await;
+            let view = if args.get(3).map(String::as_str) == Some("wide") {
+                WIDE
+            } else {
+                VIEW
+            };
+            return workers(n, view).await;
         }
         Some("replay-in-child") => {
             return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
@@ -408,7 +421,7 @@ fn peak_rss_mib() -> u64 {
 }
 
 /// First-time replays of the same log with 1 and 2 workers, alternating.
-async fn workers(n: usize) -> anyhow::Result<()> {
+async fn workers(n: usize, view: &str) -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let engine = open_engine(dir.path(), 1 << 30)?;
     let mut appended = 0;
@@ -433,7 +446,7 @@ async fn workers(n: usize) -> anyhow::Result<()> {
             engine.set_workers(workers);
             let started = Instant::now();
             engine
-                .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+                .execute(&format!("CREATE VIEW balances AS {view}"))
                 .await?;
             engine.catch_up().await?;
             let rate = n as f64 / started.elapsed().as_secs_f64();

@@ -1,12 +1,14 @@
 //! A view's groups split by key into shards, one per worker: each shard
 //! holds its own groups and pending rows, and folds its rows of a batch
 //! on its own thread. The stages before the aggregate run once, on the
-//! whole batch; the aggregate's expressions are evaluated once; each row
-//! goes to the shard of its group (by the hash of the group's key), so
-//! the shards' groups and view rows never overlap and a commit writes
-//! them all together, at one frontier.
+//! whole batch, and so does the evaluation of the aggregate's
+//! expressions; each shard then goes through the batch's group keys and
+//! folds the rows of the groups it owns (by a fixed hash of the key), so
+//! the shards' groups and view rows never overlap, no thread routes rows
+//! for the others, and a commit writes them all together, at one frontier.
 
 use crate::EngineError;
+use crate::ops::aggregate::Shard;
 use crate::ops::{Delta, Stage};
 use crate::view::{Pending, StoreSource, sink};
 use datafusion::arrow::array::ArrayRef;
@@ -51,13 +53,8 @@ pub(crate) fn apply(
     mut shards: Vec<&mut [Stage]>,
     pending: &mut [Pending],
 ) -> Result<(), EngineError> {
-    let Some(Stage::Aggregate(first)) = shards.first().and_then(|s| s.first()) else {
-        return Err(EngineError::Query(
-            "a sharded view has no aggregate to split by (a bug)".into(),
-        ));
-    };
-    let rows = first.shard_rows(&evaluated.0, delta.len(), shards.len());
-    let fold = |stages: &mut [Stage], rows: &[u32], pending: &mut Pending| {
+    let of = shards.len();
+    let fold = |stages: &mut [Stage], index: usize, pending: &mut Pending| {
         let mut source = StoreSource {
             read: store.read()?,
             view,
@@ -67,17 +64,18 @@ pub(crate) fn apply(
                 "a shard has no aggregate (a bug)".into(),
             ));
         };
-        let mut out = a.apply_evaluated(delta, evaluated, Some(rows), &mut source)?;
+        let shard = Shard { index, of };
+        let mut out = a.apply_evaluated(delta, evaluated, Some(shard), &mut source)?;
         for s in after {
             out = s.apply(out, &mut source)?;
         }
         sink(pending, &out);
         Ok(())
     };
-    let work = shards.iter_mut().zip(&rows).zip(pending.iter_mut());
+    let work = shards.iter_mut().enumerate().zip(pending.iter_mut());
     if delta.len() < PARALLEL_ROWS {
-        for ((stages, rows), pending) in work {
-            fold(stages, rows, pending)?;
+        for ((index, stages), pending) in work {
+            fold(stages, index, pending)?;
         }
         return Ok(());
     }
@@ -87,10 +85,10 @@ pub(crate) fn apply(
         let first = work.next();
         let mut result = Ok(());
         let mut handles = Vec::new();
-        for ((stages, rows), pending) in work {
+        for ((index, stages), pending) in work {
             let spawned = std::thread::Builder::new()
                 .name("kappa-shard".into())
-                .spawn_scoped(scope, move || fold(stages, rows, pending));
+                .spawn_scoped(scope, move || fold(stages, index, pending));
             match spawned {
                 Ok(h) => handles.push(h),
                 Err(e) => {
@@ -100,8 +98,8 @@ pub(crate) fn apply(
                 }
             }
         }
-        if let Some(((stages, rows), pending)) = first {
-            result = result.and(fold(stages, rows, pending));
+        if let Some(((index, stages), pending)) = first {
+            result = result.and(fold(stages, index, pending));
         }
         for h in handles {
             let joined = h

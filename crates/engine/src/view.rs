@@ -161,7 +161,7 @@ impl Sealed {
         let mut dropped = 0;
         for (p, c) in merged_changes(&parts) {
             let arena = &parts[p].arena;
-            let get = |s: Span| &arena[s.start..s.start + s.len];
+            let get = |s: Span| &arena[s.range()];
             let before = c.before.map(get);
             let after = c.after.map(get);
             if before == after {
@@ -182,10 +182,10 @@ impl Sealed {
             parts[0]
                 .rows
                 .iter()
-                .map(|r| ((r.key.start, r.key.len), r.row.map(|s| (s.start, s.len)))),
+                .map(|r| (r.key.pair(), r.row.map(Span::pair))),
         );
         for part in &parts[1..] {
-            let get = |s: Span| &part.arena[s.start..s.start + s.len];
+            let get = |s: Span| &part.arena[s.range()];
             for r in &part.rows {
                 commit.rows.push(get(r.key), r.row.map(get));
             }
@@ -253,12 +253,40 @@ const LIVE_STEP_RECORDS: u64 = 10_000;
 /// fsync per step would be most of a live step's time.
 const LIVE_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
 
-/// A range of [`Pending::arena`].
+/// A range of [`Pending::arena`], in 32 bits (a pending change is most
+/// of a replay's memory): the arena is committed before it reaches
+/// [`ARENA_LIMIT`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Span {
-    start: usize,
-    len: usize,
+    start: u32,
+    len: u32,
 }
+
+impl Span {
+    fn new(start: usize, len: usize) -> Span {
+        debug_assert!(
+            start + len <= u32::MAX as usize,
+            "the arena is committed before 4 GiB"
+        );
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+
+    fn pair(self) -> (usize, usize) {
+        (self.start as usize, self.len as usize)
+    }
+}
+
+/// A shard's pending rows are committed once its arena holds this much,
+/// whatever the memory budget (spans are 32-bit; one batch adds far less
+/// than the rest).
+const ARENA_LIMIT: usize = 2 << 30;
 
 #[derive(Clone, Copy, Debug)]
 struct PendingChange {
@@ -314,14 +342,11 @@ impl Pending {
     fn put(&mut self, bytes: &[u8]) -> Span {
         let start = self.arena.len();
         self.arena.extend_from_slice(bytes);
-        Span {
-            start,
-            len: bytes.len(),
-        }
+        Span::new(start, bytes.len())
     }
 
     fn get(&self, s: Span) -> &[u8] {
-        &self.arena[s.start..s.start + s.len]
+        &self.arena[s.range()]
     }
 
     /// The pending row with `key` (of `group`, if known), if any.
@@ -353,7 +378,7 @@ impl Pending {
         let (rows, arena, hasher) = (&self.rows, &self.arena, &self.hasher);
         self.index.insert_unique(hash, i, |&j| {
             let k = rows[j as usize].key;
-            hasher.hash_one(&arena[k.start..k.start + k.len])
+            hasher.hash_one(&arena[k.range()])
         });
     }
 
@@ -519,7 +544,14 @@ impl ViewRuntime {
             } else {
                 COMMIT_INTERVAL_BEHIND
             };
-            if since_commit.elapsed() >= interval || memory >= self.memory_budget / 2 {
+            let full = memory >= self.memory_budget / 2
+                || pending.iter().any(|p| p.arena.len() >= ARENA_LIMIT);
+            // Behind the operators, a commit starts once the last one has
+            // landed (unless memory is short): when commits are slow they
+            // grow instead of stalling the operators.
+            let due = since_commit.elapsed() >= interval && (serial || self.try_settle()?);
+            if due || full {
+                timing.forced += u32::from(!due);
                 if serial {
                     self.commit(store, &mut pending, decoded.position, head)
                         .await?;
@@ -552,6 +584,8 @@ impl ViewRuntime {
                 view = %self.name,
                 records = progress.records,
                 commits = progress.commits,
+                forced = timing.forced,
+                memory_budget = self.memory_budget,
                 shards = self.shards.len() + 1,
                 "catch-up: waited {:.2?} for input, {:.2?} in the operators, {:.2?} committing, {:.2?} in the last commit",
                 timing.input, timing.operators, timing.committing, timing.last_commit
@@ -643,6 +677,27 @@ impl ViewRuntime {
             self.evict_if_large();
         }
         Ok(())
+    }
+
+    /// Whether no commit is in flight any more (one that has landed is
+    /// settled), without waiting.
+    fn try_settle(&mut self) -> Result<bool, EngineError> {
+        let Some(f) = self.inflight.as_mut() else {
+            return Ok(true);
+        };
+        let result = match f.done.try_recv() {
+            Ok(result) => result,
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return Ok(false),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
+                Err(EngineError::Query("the view's committer stopped".into()))
+            }
+        };
+        let Some(f) = self.inflight.take() else {
+            return Ok(true);
+        };
+        let _ = f.thread.join();
+        self.committed(f.position, result?);
+        Ok(true)
     }
 
     /// Waits for the commit in flight, if any.
@@ -884,6 +939,8 @@ struct Timing {
     operators: std::time::Duration,
     committing: std::time::Duration,
     last_commit: std::time::Duration,
+    /// Commits started because memory was short.
+    forced: u32,
 }
 
 /// Bytes pending in all shards.
@@ -918,10 +975,7 @@ pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
         for c in columns {
             encode_cell(&mut pending.arena, c, i);
         }
-        Span {
-            start,
-            len: pending.arena.len() - start,
-        }
+        Span::new(start, pending.arena.len() - start)
     };
     for i in 0..delta.len() {
         let key = delta.keys.get(i);

@@ -95,6 +95,23 @@ pub struct Aggregate {
     bytes: usize,
 }
 
+/// One of `of` shards of an aggregate's groups: a group belongs to the
+/// shard its key's fixed hash picks, so every copy of the aggregate agrees.
+#[derive(Clone, Copy, Debug)]
+pub struct Shard {
+    pub index: usize,
+    pub of: usize,
+}
+
+impl Shard {
+    /// Whether the group with `key` (its encoding) belongs to this shard.
+    pub fn owns(&self, key: &[u8]) -> bool {
+        let hasher = foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
+        let h = hasher.hash_one(key);
+        ((h as u128 * self.of as u128) >> 64) as usize == self.index
+    }
+}
+
 /// A group key, inline when short (most are: an account, an id).
 type GroupKey = SmallVec<[u8; 16]>;
 
@@ -511,50 +528,35 @@ impl Aggregate {
         self.apply_evaluated(&delta, &evaluated, None, state)
     }
 
-    /// Which of `shards` each row's group belongs to: the row numbers of
-    /// each shard, from the group columns [`Aggregate::evaluate`] gave. A
-    /// group's rows always go to the same shard (by the hash of the key
-    /// the groups are found by).
-    pub fn shard_rows(&self, group_cols: &[ArrayRef], n: usize, shards: usize) -> Vec<Vec<u32>> {
-        let mut out = vec![Vec::with_capacity(n / shards.max(1) + n / 8); shards.max(1)];
-        let hasher = foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
+    /// Folds the rows of `delta` into the groups, with their expressions
+    /// already evaluated (by [`Aggregate::evaluate`] on the whole batch):
+    /// all rows, or with `Some(Shard)` only those of the groups of that
+    /// shard.
+    pub fn apply_evaluated(
+        &mut self,
+        delta: &Delta,
+        (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
+        shard: Option<Shard>,
+        state: &mut dyn StateSource,
+    ) -> Result<Delta, EngineError> {
+        let n = delta.batch.num_rows();
+        let mut out = self.out_rows(match shard {
+            Some(s) => 2 * n / s.of.max(1) + 64,
+            None => 2 * n,
+        });
+        let global = self.is_global();
         let mut key = Vec::new();
+        let mut old = Vec::with_capacity(self.aggs.len());
+        let mut new = Vec::with_capacity(self.aggs.len());
         for i in 0..n {
             key.clear();
             for c in group_cols {
                 encode_cell(&mut key, c, i);
             }
-            let h = hasher.hash_one(&key);
-            let shard = ((h as u128 * out.len() as u128) >> 64) as usize;
-            out[shard].push(i as u32);
-        }
-        out
-    }
-
-    /// Folds the rows of `delta` (those listed in `rows`, else all) into
-    /// the groups, with their expressions already evaluated (by
-    /// [`Aggregate::evaluate`] on the whole batch).
-    pub fn apply_evaluated(
-        &mut self,
-        delta: &Delta,
-        (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
-        rows: Option<&[u32]>,
-        state: &mut dyn StateSource,
-    ) -> Result<Delta, EngineError> {
-        let n = rows.map_or(delta.batch.num_rows(), |r| r.len());
-        let mut out = self.out_rows(2 * n);
-        let global = self.is_global();
-        let mut key = Vec::new();
-        let mut old = Vec::with_capacity(self.aggs.len());
-        let mut new = Vec::with_capacity(self.aggs.len());
-        for j in 0..n {
-            let i = match rows {
-                Some(r) => r[j] as usize,
-                None => j,
-            };
-            key.clear();
-            for c in group_cols {
-                encode_cell(&mut key, c, i);
+            if let Some(s) = shard {
+                if !s.owns(&key) {
+                    continue;
+                }
             }
             let w = delta.weights[i];
             let t = delta.log_times[i];
