@@ -1,5 +1,6 @@
 //! `kappa`: the command-line entry point. Thin glue over the library crates.
 
+mod bench;
 mod cli;
 mod parse;
 
@@ -63,6 +64,10 @@ enum Command {
     Status,
     /// A view's rows, then every change as it happens.
     Subscribe(cli::subscribe::SubscribeArgs),
+    /// The standard workload end to end (ingest, replay, queries, live
+    /// latency, subscriptions, rebuilds) on a fresh embedded instance or
+    /// --server, with the machine's floors, answers checked, and a report.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -76,7 +81,7 @@ fn main() -> ExitCode {
     let args = Args::parse();
     // A server uses every core; a one-shot command needs one thread.
     let runtime = match args.command {
-        Command::Serve(_) => tokio::runtime::Builder::new_multi_thread(),
+        Command::Serve(_) | Command::Bench(_) => tokio::runtime::Builder::new_multi_thread(),
         _ => tokio::runtime::Builder::new_current_thread(),
     }
     .enable_all()
@@ -123,6 +128,7 @@ fn main() -> ExitCode {
                 let target = target(Views::CaughtUp).await?;
                 cli::subscribe::run(target, a).await
             }
+            Command::Bench(a) => bench::run(args.server.as_deref(), a).await,
         }
     });
     match result {

@@ -1,0 +1,110 @@
+//! Live latency: appends at a steady rate while the view is maintained;
+//! for each append, the time until a query that carries its token
+//! answers (append to visible).
+
+use crate::bench::floors::Floors;
+use crate::bench::report::StepReport;
+use crate::bench::stats::{Latency, Timeline};
+use crate::bench::{Bench, Step};
+use kappa_workload::Generator;
+use std::time::{Duration, Instant};
+
+/// Appends in flight at most; past it the rate is what the instance
+/// sustains (reported as the achieved rate).
+const IN_FLIGHT: usize = 64;
+/// One append per tick.
+const TICK: Duration = Duration::from_millis(10);
+
+pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
+    let (latencies, sent, elapsed, timeline) = paced(b, "live").await?;
+    let mut r = StepReport::new(Step::Live);
+    r.figure("achieved", sent as f64 / elapsed.as_secs_f64(), "records/s");
+    r.figure("target", b.settings.rate as f64, "records/s");
+    if let Some(l) = Latency::of(&latencies) {
+        r.latency(
+            "append to visible",
+            l,
+            Some((floors.fdatasync.p50_us, "fdatasync p50")),
+        );
+    }
+    r.timeline.push(("live appends".into(), timeline.series()));
+    Ok(r)
+}
+
+/// Appends for the configured duration at the configured rate, each
+/// append followed by a query with its token (on the batch's first
+/// account); returns the latencies, the records sent, the time taken and
+/// the appends over time.
+async fn paced(
+    b: &mut Bench,
+    name: &str,
+) -> anyhow::Result<(Vec<Duration>, u64, Duration, Timeline)> {
+    use futures_util::StreamExt;
+    let per_tick = ((b.settings.rate as f64 * TICK.as_secs_f64()).round() as usize).max(1);
+    let ticks = (b.settings.duration_s / TICK.as_secs_f64()).ceil() as usize;
+    let bar = b.bars.seconds(name, b.settings.duration_s, "appending");
+    let Bench {
+        instance,
+        generator,
+        expected,
+        topic,
+        view,
+        last,
+        ..
+    } = b;
+    let instance = &*instance;
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut inflight = futures_util::stream::FuturesUnordered::new();
+    let mut latencies = Vec::with_capacity(ticks);
+    let mut timeline = Timeline::start();
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for i in 0..ticks {
+        interval.tick().await;
+        while inflight.len() >= IN_FLIGHT {
+            if let Some(done) = inflight.next().await {
+                let (latency, at) = done?;
+                latencies.push(latency);
+                *last = (*last).max(Some(at));
+            }
+        }
+        let mut account = String::new();
+        let batch: Vec<bytes::Bytes> = (0..per_tick)
+            .map(|_| {
+                let r = generator.next_record();
+                expected.add(&r);
+                if account.is_empty() {
+                    account = Generator::account_name(r.account);
+                }
+                r.value
+            })
+            .collect();
+        sent += batch.len() as u64;
+        timeline.at(sent);
+        let (topic, view) = (topic.clone(), view.clone());
+        inflight.push(async move {
+            let t = Instant::now();
+            let at = instance.append(&topic, batch).await?;
+            instance
+                .query(
+                    &format!("SELECT n FROM {view} WHERE account = '{account}'"),
+                    Some(at),
+                )
+                .await?;
+            anyhow::Ok((t.elapsed(), at))
+        });
+        if i % 10 == 0 {
+            bar.set_position((started.elapsed().as_secs_f64() * 10.0) as u64);
+        }
+    }
+    let elapsed = started.elapsed();
+    while let Some(done) = inflight.next().await {
+        let (latency, at) = done?;
+        latencies.push(latency);
+        *last = (*last).max(Some(at));
+    }
+    drop(inflight);
+    bar.finish_and_clear();
+    Ok((latencies, sent, elapsed, timeline))
+}
