@@ -115,6 +115,8 @@ pub struct Engine {
     catalog_version: std::sync::atomic::AtomicU64,
     /// `EngineOptions::workers`, changeable while running.
     workers: std::sync::atomic::AtomicUsize,
+    /// The memory budget all views share.
+    memory: Arc<crate::memory::MemoryPool>,
 }
 
 /// What queries need to know of a view.
@@ -240,6 +242,7 @@ impl Engine {
             shapes: std::sync::Mutex::new(HashMap::new()),
             catalog_version: std::sync::atomic::AtomicU64::new(0),
             workers: std::sync::atomic::AtomicUsize::new(options.workers.max(1)),
+            memory: crate::memory::MemoryPool::new(options.memory_budget),
             options,
         })
     }
@@ -622,7 +625,7 @@ impl Engine {
             topic,
             pipeline,
             def.history_micros,
-            self.options.memory_budget,
+            self.memory.share(),
         );
         runtime.workers = self.workers.load(std::sync::atomic::Ordering::Relaxed);
         Ok(runtime)
@@ -944,8 +947,6 @@ impl Engine {
             }
             out
         };
-        let views = self.inner.lock().await.views.len().max(1);
-        let share = self.options.memory_budget / views;
         let mut out = Vec::new();
         for (name, rt) in runtimes {
             let limits = ReadLimits {
@@ -954,7 +955,6 @@ impl Engine {
             };
             let result = {
                 let mut rt = rt.lock().await;
-                rt.memory_budget = share;
                 rt.catch_up(&self.log, &self.store, head, limits).await
             };
             match result {

@@ -17,6 +17,7 @@ mod engine;
 mod error;
 pub mod feed;
 pub mod live;
+pub mod memory;
 pub mod ops;
 mod options;
 pub mod plan;

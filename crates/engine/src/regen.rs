@@ -365,7 +365,6 @@ impl Engine {
         };
         let head = self.log.head().await?.log_time().0;
         let mut rt = rt.lock().await;
-        rt.memory_budget = self.options.memory_budget / 2;
         let p = rt
             .catch_up(&self.log, &self.store, head, self.pass_limits())
             .await?;

@@ -37,12 +37,13 @@ pub struct ViewRuntime {
     /// dropped): memory may be ahead of the store, so the next catch-up
     /// starts again from what is committed.
     pub interrupted: bool,
-    /// Bytes this view may hold in memory: groups plus changes not yet
-    /// committed. At half of it the view commits (a commit holds a second
-    /// copy while it writes); after a commit, if its groups alone take
-    /// more than a quarter, they are dropped from memory (the store has
-    /// them).
-    pub memory_budget: usize,
+    /// This view's part of the engine's memory budget: it reports what
+    /// the view holds (groups plus changes not yet committed plus a commit
+    /// in flight) and says what it may hold. At half of that the view
+    /// commits (a commit holds a second copy while it writes); after a
+    /// commit, if its groups alone take more than a quarter, they are
+    /// dropped from memory (the store has them).
+    pub memory: crate::memory::Share,
     /// The commit being written in the background, if any.
     pub inflight: Option<Inflight>,
     /// Buffers back from the last commit, for the next pending work.
@@ -70,7 +71,7 @@ impl ViewRuntime {
         topic: TopicDef,
         pipeline: Pipeline,
         history_micros: u64,
-        memory_budget: usize,
+        memory: crate::memory::Share,
     ) -> ViewRuntime {
         ViewRuntime {
             id,
@@ -80,7 +81,7 @@ impl ViewRuntime {
             frontier: None,
             history_micros,
             interrupted: false,
-            memory_budget,
+            memory,
             inflight: None,
             spare: None,
             meter: Arc::default(),
@@ -539,13 +540,14 @@ impl ViewRuntime {
             // commit in flight counts until it lands.
             let inflight = self.inflight.as_ref().map_or(0, |f| f.bytes);
             let memory = pending_bytes(&pending) + self.groups_memory() + inflight;
+            self.memory.set(memory);
+            let limit = self.memory.limit();
             let interval = if serial {
                 COMMIT_INTERVAL
             } else {
                 COMMIT_INTERVAL_BEHIND
             };
-            let full = memory >= self.memory_budget / 2
-                || pending.iter().any(|p| p.arena.len() >= ARENA_LIMIT);
+            let full = memory >= limit / 2 || pending.iter().any(|p| p.arena.len() >= ARENA_LIMIT);
             // Behind the operators, a commit starts once the last one has
             // landed (unless memory is short): when commits are slow they
             // grow instead of stalling the operators.
@@ -578,6 +580,7 @@ impl ViewRuntime {
         }
         self.settle().await?;
         timing.last_commit = last.elapsed();
+        self.memory.set(self.groups_memory());
         // Where a long catch-up's time went (RUST_LOG=kappa_engine=debug).
         if progress.records >= 100_000 {
             tracing::debug!(
@@ -585,7 +588,7 @@ impl ViewRuntime {
                 records = progress.records,
                 commits = progress.commits,
                 forced = timing.forced,
-                memory_budget = self.memory_budget,
+                memory_limit = self.memory.limit(),
                 shards = self.shards.len() + 1,
                 "catch-up: waited {:.2?} for input, {:.2?} in the operators, {:.2?} committing, {:.2?} in the last commit",
                 timing.input, timing.operators, timing.committing, timing.last_commit
@@ -670,7 +673,7 @@ impl ViewRuntime {
             done,
             thread,
         });
-        if self.groups_memory() > self.memory_budget / 4 {
+        if self.groups_memory() > self.memory.limit() / 4 {
             // Evicted groups are read back from the store: it must have
             // them first.
             self.settle().await?;
@@ -734,12 +737,13 @@ impl ViewRuntime {
     /// the budget (the store has them). Only right after a commit has
     /// landed, with nothing changed since.
     fn evict_if_large(&mut self) {
-        if self.groups_memory() > self.memory_budget / 4 {
+        if self.groups_memory() > self.memory.limit() / 4 {
             self.each_stage(|s| {
                 if let Stage::Aggregate(a) = s {
                     a.evict();
                 }
             });
+            self.memory.set(self.groups_memory());
         }
     }
 

@@ -2,6 +2,8 @@
 //! instance, the answers are checked, and the JSON and HTML reports are
 //! complete; bad parameters get a clear error.
 
+mod support;
+
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -149,4 +151,66 @@ fn bad_parameters_are_refused_clearly() {
         assert!(!out.status.success(), "{args:?} should fail");
         assert!(stderr.contains(says), "{args:?}: {stderr}");
     }
+}
+
+#[test]
+fn quick_bench_against_a_running_server_leaves_its_data_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = support::Served::start(&data, &[]);
+    // A user's topic and view, which the bench must not touch.
+    served.sql_ok("CREATE TOPIC mine (account TEXT, amount DOUBLE)");
+    served.sql_ok("CREATE VIEW mine_v AS SELECT account, COUNT(*) AS n FROM mine GROUP BY account");
+    let out = bench(
+        dir.path(),
+        &[
+            "--quick",
+            "--json",
+            "--records",
+            "5000",
+            "--server",
+            &served.url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}\nserver: {}",
+        String::from_utf8_lossy(&out.stderr),
+        served.stderr()
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        v["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("server at http://127.0.0.1:")
+    );
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["ingest", "replay", "query", "live", "subscribe", "rebuild"]
+    );
+    // One rebuild, with the server's own workers.
+    assert!(
+        v["steps"][5]["figures"][0]["name"]
+            .as_str()
+            .unwrap()
+            .starts_with("server's workers"),
+        "{}",
+        v["steps"][5]
+    );
+    assert_eq!(v["check"].as_array().unwrap().len(), 5);
+    // Its own topic and view are dropped; the user's are as they were.
+    for (path, mine) in [("/v1/views", "mine_v"), ("/v1/topics", "mine")] {
+        let (status, names) = served.curl("GET", path, &[], None);
+        assert_eq!(status, 200, "{names}");
+        assert!(names.contains(mine), "{names}");
+        assert!(!names.contains("bench_"), "{names}");
+    }
+    served.stop();
 }

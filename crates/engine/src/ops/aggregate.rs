@@ -553,10 +553,10 @@ impl Aggregate {
             for c in group_cols {
                 encode_cell(&mut key, c, i);
             }
-            if let Some(s) = shard {
-                if !s.owns(&key) {
-                    continue;
-                }
+            if let Some(s) = shard
+                && !s.owns(&key)
+            {
+                continue;
             }
             let w = delta.weights[i];
             let t = delta.log_times[i];

@@ -313,10 +313,7 @@ async fn run_steps(
     if chosen(Step::Replay) {
         report.steps.push(replay);
     }
-    let steps: [(
-        Step,
-        for<'a> fn(&'a mut Bench, &'a floors::Floors) -> steps::StepFuture<'a>,
-    ); 4] = [
+    let steps: [(Step, steps::StepFn); 4] = [
         (Step::Query, |b, f| Box::pin(steps::query::run(b, f))),
         (Step::Live, |b, f| Box::pin(steps::live::run(b, f))),
         (Step::Subscribe, |b, f| {

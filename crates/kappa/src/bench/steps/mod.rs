@@ -14,6 +14,9 @@ use std::pin::Pin;
 
 pub type StepFuture<'a> = Pin<Box<dyn Future<Output = anyhow::Result<StepReport>> + 'a>>;
 
+/// A step after the replay, run on the bench with the floors.
+pub type StepFn = for<'a> fn(&'a mut super::Bench, &'a super::floors::Floors) -> StepFuture<'a>;
+
 /// Polls the bench view's progress every 20 ms until `done`, feeding
 /// the bar and the timeline with `applied`; returns how long it took
 /// from `started`.

@@ -1,0 +1,99 @@
+//! One memory budget for all of an engine's views. Each view's runtime
+//! holds a [`Share`] and reports what it holds now (its groups, changes
+//! not yet committed, a commit in flight); it may hold the budget less
+//! what the others hold, and never less than an even split. A live view
+//! at its head holds little, so a backfill beside it can use nearly all
+//! of the budget; views that all replay at once split it as they grow.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+
+#[derive(Debug)]
+pub struct MemoryPool {
+    budget: usize,
+    shares: Mutex<Vec<Weak<AtomicUsize>>>,
+}
+
+/// One view's part of a [`MemoryPool`]; it leaves the pool when dropped.
+#[derive(Debug)]
+pub struct Share {
+    pool: Arc<MemoryPool>,
+    used: Arc<AtomicUsize>,
+}
+
+impl MemoryPool {
+    pub fn new(budget: usize) -> Arc<MemoryPool> {
+        Arc::new(MemoryPool {
+            budget,
+            shares: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub fn budget(&self) -> usize {
+        self.budget
+    }
+
+    pub fn share(self: &Arc<Self>) -> Share {
+        let used = Arc::new(AtomicUsize::new(0));
+        let mut shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares.retain(|s| s.strong_count() > 0);
+        shares.push(Arc::downgrade(&used));
+        Share {
+            pool: self.clone(),
+            used,
+        }
+    }
+
+    /// Bytes held by every share, and how many shares there are.
+    fn held(&self) -> (usize, usize) {
+        let shares = self.shares.lock().unwrap_or_else(|e| e.into_inner());
+        shares
+            .iter()
+            .filter_map(Weak::upgrade)
+            .fold((0, 0), |(sum, n), s| {
+                (sum + s.load(Ordering::Relaxed), n + 1)
+            })
+    }
+}
+
+impl Share {
+    /// What this view holds now.
+    pub fn set(&self, bytes: usize) {
+        self.used.store(bytes, Ordering::Relaxed);
+    }
+
+    /// What this view may hold: the budget less what the others hold,
+    /// but at least an even split of it.
+    pub fn limit(&self) -> usize {
+        let (held, n) = self.pool.held();
+        let others = held.saturating_sub(self.used.load(Ordering::Relaxed));
+        let budget = self.pool.budget;
+        budget.saturating_sub(others).max(budget / n.max(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_view_may_use_what_the_others_do_not_hold() {
+        let pool = MemoryPool::new(1000);
+        let live = pool.share();
+        let backfill = pool.share();
+        assert_eq!(backfill.limit(), 1000);
+        live.set(100);
+        assert_eq!(backfill.limit(), 900);
+        backfill.set(800);
+        assert_eq!(backfill.limit(), 900, "its own holding does not count");
+        // Never less than an even split.
+        assert_eq!(live.limit(), 500);
+        backfill.set(300);
+        assert_eq!(live.limit(), 700);
+        drop(backfill);
+        assert_eq!(live.limit(), 1000, "a dropped view leaves the pool");
+        let third = pool.share();
+        third.set(10);
+        assert_eq!(live.limit(), 990);
+    }
+}
