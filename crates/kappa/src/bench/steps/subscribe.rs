@@ -19,7 +19,7 @@ const PATIENCE: Duration = Duration::from_secs(60);
 
 type Received = Arc<Mutex<Vec<(LogTime, Instant)>>>;
 
-pub async fn run(b: &mut Bench, _floors: &Floors) -> anyhow::Result<StepReport> {
+pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
     let n = b.settings.subscribers.max(1);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let received: Vec<Received> = (0..n).map(|_| Received::default()).collect();
@@ -145,7 +145,11 @@ pub async fn run(b: &mut Bench, _floors: &Floors) -> anyhow::Result<StepReport> 
         r.latency("snapshot", l, None);
     }
     if let Some(l) = Latency::of(&latencies) {
-        r.latency("append to subscriber", l, None);
+        r.latency(
+            "append to subscriber",
+            l,
+            Some((floors.fdatasync.p50_us, "fdatasync p50")),
+        );
     }
     Ok(r)
 }
