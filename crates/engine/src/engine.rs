@@ -524,7 +524,11 @@ impl Engine {
         views_as_definitions: bool,
         as_of: Option<u64>,
     ) -> Result<SessionContext, EngineError> {
-        let mut ctx = SessionContext::new();
+        // PostgreSQL's grammar, as Kappa's own statements use: among other
+        // things `->>` binds tighter than `=` (`payload->>'k' = 'x'`).
+        let config = datafusion::prelude::SessionConfig::new()
+            .set_str("datafusion.sql_parser.dialect", "PostgreSQL");
+        let mut ctx = SessionContext::new_with_config(config);
         datafusion_functions_json::register_all(&mut ctx)?;
         let upto = as_of.unwrap_or(u64::MAX);
         let topics = Arc::new(inner.topics.clone());
