@@ -42,34 +42,6 @@ fn first_version() -> u32 {
     1
 }
 
-/// What [`Engine::view_status`] reports.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct ViewStatus {
-    /// Every record up to here is applied.
-    pub frontier: LogTime,
-    /// How far the log's head is past the frontier, in microseconds.
-    pub lag_micros: u64,
-    /// The earliest point AS OF and change feeds can read.
-    pub history_start: LogTime,
-    /// Records the view could not evaluate (see `Engine::dead_letters`).
-    pub dead_letters: u64,
-    /// Records that came after their event-time window closed (its end
-    /// plus the allowed lateness), and were left out of it.
-    pub late_records: u64,
-    /// Records applied per second, over the last 10 seconds.
-    pub rate: f64,
-    /// Records applied since this process opened the engine.
-    pub records_applied: u64,
-    /// The live version (1 at creation, one more per replace or rebuild).
-    pub version: u32,
-    /// The next version, while it is being built.
-    pub replacing: Option<crate::regen::Replacing>,
-    /// The previous version, kept for rollback.
-    pub previous_version: Option<u32>,
-    /// The last verify against a rebuild from the log.
-    pub last_verify: Option<crate::verify::VerifyOutcome>,
-}
-
 /// The tables a plan reads, subqueries included.
 pub(crate) fn read_tables(plan: &datafusion::logical_expr::LogicalPlan) -> BTreeSet<String> {
     use datafusion::common::tree_node::TreeNodeRecursion;

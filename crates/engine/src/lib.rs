@@ -20,6 +20,7 @@ pub mod live;
 pub mod memory;
 pub mod ops;
 mod options;
+mod pending;
 pub mod plan;
 pub mod query;
 pub mod rate;
@@ -36,7 +37,8 @@ pub mod view;
 pub mod window_table;
 
 pub use append::JsonAppend;
-pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef, ViewStatus};
+pub use engine::{Engine, EngineOptions, Output, QueryOptions, ViewDef};
 pub use error::EngineError;
 pub use snapshot::file::{SnapshotHeader, SnapshotInfo};
 pub use snapshot::{FromSnapshot, RebuildOptions};
+pub use status::ViewStatus;

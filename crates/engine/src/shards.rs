@@ -10,7 +10,8 @@
 use crate::EngineError;
 use crate::ops::aggregate::Shard;
 use crate::ops::{Delta, Stage};
-use crate::view::{Pending, StoreSource, sink};
+use crate::pending::{Pending, sink};
+use crate::view::StoreSource;
 use datafusion::arrow::array::ArrayRef;
 use kappa_store::{StateStore, ViewId};
 use std::sync::Arc;

@@ -9,15 +9,14 @@ use crate::dead_letters::{dead_letter, is_evaluation_error, isolate, run};
 use crate::ops::aggregate::StateSource;
 use crate::ops::window::WindowState;
 use crate::ops::{Delta, Keys, Stage};
+use crate::pending::{ARENA_LIMIT, Part, Pending, Span, merged_changes, pending_bytes, sink};
 use crate::plan::Pipeline;
 use crate::reading::{Decoded, Reading, Source, produce};
 use crate::schema::TopicDef;
-use crate::value::encode_cell;
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
 use kappa_log::{Log, LogTime, ReadLimits};
 use kappa_store::{Puts, StateStore, StoreRead, ViewCommit, ViewId};
-use std::hash::BuildHasher;
 use std::sync::Arc;
 
 /// Dead letters live in the view's state under this prefix, by log time.
@@ -124,14 +123,6 @@ struct Sealed {
     parts: Vec<Part>,
     /// Operator state and dead letters.
     state: Puts,
-}
-
-/// A shard's changed rows and changes, taken from its [`Pending`].
-#[derive(Default)]
-struct Part {
-    arena: Vec<u8>,
-    rows: Vec<PendingRow>,
-    changes: Vec<PendingChange>,
 }
 
 /// A written commit's buffers (emptied), kept for the next pending work.
@@ -253,154 +244,6 @@ const LIVE_STEP_RECORDS: u64 = 10_000;
 /// next commit after this long since its last durable one is durable. A
 /// fsync per step would be most of a live step's time.
 const LIVE_SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(10);
-
-/// A range of [`Pending::arena`], in 32 bits (a pending change is most
-/// of a replay's memory): the arena is committed before it reaches
-/// [`ARENA_LIMIT`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    start: u32,
-    len: u32,
-}
-
-impl Span {
-    fn new(start: usize, len: usize) -> Span {
-        debug_assert!(
-            start + len <= u32::MAX as usize,
-            "the arena is committed before 4 GiB"
-        );
-        Span {
-            start: start as u32,
-            len: len as u32,
-        }
-    }
-
-    fn range(self) -> std::ops::Range<usize> {
-        self.start as usize..self.start as usize + self.len as usize
-    }
-
-    fn pair(self) -> (usize, usize) {
-        (self.start as usize, self.len as usize)
-    }
-}
-
-/// A shard's pending rows are committed once its arena holds this much,
-/// whatever the memory budget (spans are 32-bit; one batch adds far less
-/// than the rest).
-const ARENA_LIMIT: usize = 2 << 30;
-
-#[derive(Clone, Copy, Debug)]
-struct PendingChange {
-    log_time: u64,
-    key: Span,
-    before: Option<Span>,
-    after: Option<Span>,
-}
-
-/// A row changed since the last commit.
-#[derive(Clone, Copy, Debug)]
-struct PendingRow {
-    key: Span,
-    /// Its latest value (`None`: deleted).
-    row: Option<Span>,
-    /// Its last change, in `Pending::changes`, and that change's log time
-    /// (kept here: the change itself is rarely in cache).
-    last: usize,
-    last_time: u64,
-    /// Its group in the view's last aggregate ([`NO_GROUP`]: found by key).
-    group: u32,
-}
-
-const NO_GROUP: u32 = u32::MAX;
-
-/// What a view has applied since its last commit. Keys and rows live in
-/// one arena, so applying a change allocates nothing.
-#[derive(Default)]
-pub(crate) struct Pending {
-    arena: Vec<u8>,
-    /// The rows changed, found by key through `index`.
-    rows: Vec<PendingRow>,
-    index: hashbrown::HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
-    /// Or through their group (see [`Delta::groups`]): one plus the row's
-    /// number, by group slot; 0 for none.
-    by_group: Vec<u32>,
-    /// In log-time order; one per (key, log time).
-    changes: Vec<PendingChange>,
-    /// Dead letters.
-    state: Puts,
-    records: u64,
-}
-
-impl Pending {
-    fn bytes(&self) -> usize {
-        self.arena.len()
-            + self.changes.len() * std::mem::size_of::<PendingChange>()
-            + self.rows.len() * (std::mem::size_of::<PendingRow>() + 8)
-            + self.by_group.len() * 4
-    }
-
-    fn put(&mut self, bytes: &[u8]) -> Span {
-        let start = self.arena.len();
-        self.arena.extend_from_slice(bytes);
-        Span::new(start, bytes.len())
-    }
-
-    fn get(&self, s: Span) -> &[u8] {
-        &self.arena[s.range()]
-    }
-
-    /// The pending row with `key` (of `group`, if known), if any.
-    fn find(&self, group: u32, key: &[u8]) -> Option<u32> {
-        if group != NO_GROUP {
-            return match self.by_group.get(group as usize) {
-                Some(&r) if r > 0 => Some(r - 1),
-                _ => None,
-            };
-        }
-        let hash = self.hasher.hash_one(key);
-        self.index
-            .find(hash, |&i| self.get(self.rows[i as usize].key) == key)
-            .copied()
-    }
-
-    fn insert(&mut self, row: PendingRow) {
-        let i = self.rows.len() as u32;
-        self.rows.push(row);
-        if row.group != NO_GROUP {
-            let g = row.group as usize;
-            if self.by_group.len() <= g {
-                self.by_group.resize(g + 1, 0);
-            }
-            self.by_group[g] = i + 1;
-            return;
-        }
-        let hash = self.hasher.hash_one(self.get(row.key));
-        let (rows, arena, hasher) = (&self.rows, &self.arena, &self.hasher);
-        self.index.insert_unique(hash, i, |&j| {
-            let k = rows[j as usize].key;
-            hasher.hash_one(&arena[k.range()])
-        });
-    }
-
-    /// Takes what is pending out for a commit, leaving it empty (with
-    /// `spare`'s buffers). Its dead letters go to `state`.
-    fn take(&mut self, spare: Part, state: &mut Puts) -> Part {
-        for r in &self.rows {
-            if r.group != NO_GROUP {
-                self.by_group[r.group as usize] = 0;
-            }
-        }
-        self.index.clear();
-        self.records = 0;
-        state.append_puts(&std::mem::take(&mut self.state));
-        Part {
-            arena: std::mem::replace(&mut self.arena, spare.arena),
-            rows: std::mem::replace(&mut self.rows, spare.rows),
-            changes: std::mem::replace(&mut self.changes, spare.changes),
-        }
-    }
-}
 
 impl ViewRuntime {
     /// Applies the log from the view's frontier to `head` (a log time),
@@ -945,100 +788,4 @@ struct Timing {
     last_commit: std::time::Duration,
     /// Commits started because memory was short.
     forced: u32,
-}
-
-/// Bytes pending in all shards.
-fn pending_bytes(pending: &[Pending]) -> usize {
-    pending.iter().map(Pending::bytes).sum()
-}
-
-/// The shards' changes in log-time order (each shard's are), with the
-/// shard each comes from.
-fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &PendingChange)> {
-    let mut next = vec![0usize; parts.len()];
-    std::iter::from_fn(move || {
-        let (p, c) = parts
-            .iter()
-            .enumerate()
-            .filter_map(|(p, part)| part.changes.get(next[p]).map(|c| (p, c)))
-            .min_by_key(|(_, c)| c.log_time)?;
-        next[p] += 1;
-        Some((p, c))
-    })
-}
-
-/// Turns the last stage's delta into pending rows and changes, one change
-/// per (key, log time).
-pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
-    let columns = delta.batch.columns();
-    let width = (columns.len() as u16).to_le_bytes();
-    // Encodes row `i` into the arena.
-    let encode = |pending: &mut Pending, i: usize| {
-        let start = pending.arena.len();
-        pending.arena.extend_from_slice(&width);
-        for c in columns {
-            encode_cell(&mut pending.arena, c, i);
-        }
-        Span::new(start, pending.arena.len() - start)
-    };
-    for i in 0..delta.len() {
-        let key = delta.keys.get(i);
-        let t = delta.log_times[i];
-        let inserted = delta.weights[i] > 0;
-        let group = delta.groups.get(i).copied().unwrap_or(NO_GROUP);
-        match pending.find(group, key) {
-            Some(r) => {
-                let PendingRow {
-                    key,
-                    row: current,
-                    last,
-                    last_time,
-                    ..
-                } = pending.rows[r as usize];
-                // A retraction names the row already pending.
-                let after = inserted.then(|| encode(pending, i));
-                let at = if last_time == t {
-                    pending.changes[last].after = after;
-                    last
-                } else {
-                    pending.changes.push(PendingChange {
-                        log_time: t,
-                        key,
-                        before: current,
-                        after,
-                    });
-                    pending.changes.len() - 1
-                };
-                let entry = &mut pending.rows[r as usize];
-                entry.row = after;
-                entry.last = at;
-                entry.last_time = t;
-            }
-            None => {
-                // Not seen since the last commit: a retraction names the
-                // old row.
-                let row = encode(pending, i);
-                let key_span = pending.put(key);
-                let (before, after) = if inserted {
-                    (None, Some(row))
-                } else {
-                    (Some(row), None)
-                };
-                let last = pending.changes.len();
-                pending.insert(PendingRow {
-                    key: key_span,
-                    row: after,
-                    last,
-                    last_time: t,
-                    group,
-                });
-                pending.changes.push(PendingChange {
-                    log_time: t,
-                    key: key_span,
-                    before,
-                    after,
-                });
-            }
-        }
-    }
 }

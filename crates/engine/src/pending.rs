@@ -1,0 +1,261 @@
+//! What a view has applied since its last commit, per shard: the changed
+//! rows (found by key or by their group's slot) and one change per (key,
+//! log time), their bytes in one arena, so applying a change allocates
+//! nothing; taken out whole by a commit.
+
+use crate::ops::Delta;
+use crate::value::encode_cell;
+use kappa_store::Puts;
+use std::hash::BuildHasher;
+
+/// A range of [`Pending::arena`], in 32 bits (a pending change is most
+/// of a replay's memory): the arena is committed before it reaches
+/// [`ARENA_LIMIT`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Span {
+    start: u32,
+    len: u32,
+}
+
+impl Span {
+    pub(crate) fn new(start: usize, len: usize) -> Span {
+        debug_assert!(
+            start + len <= u32::MAX as usize,
+            "the arena is committed before 4 GiB"
+        );
+        Span {
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    pub(crate) fn range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.start as usize + self.len as usize
+    }
+
+    pub(crate) fn pair(self) -> (usize, usize) {
+        (self.start as usize, self.len as usize)
+    }
+}
+
+/// A shard's pending rows are committed once its arena holds this much,
+/// whatever the memory budget (spans are 32-bit; one batch adds far less
+/// than the rest).
+pub(crate) const ARENA_LIMIT: usize = 2 << 30;
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingChange {
+    pub(crate) log_time: u64,
+    pub(crate) key: Span,
+    pub(crate) before: Option<Span>,
+    pub(crate) after: Option<Span>,
+}
+
+/// A row changed since the last commit.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct PendingRow {
+    pub(crate) key: Span,
+    /// Its latest value (`None`: deleted).
+    pub(crate) row: Option<Span>,
+    /// Its last change, in `Pending::changes`, and that change's log time
+    /// (kept here: the change itself is rarely in cache).
+    last: usize,
+    last_time: u64,
+    /// Its group in the view's last aggregate ([`NO_GROUP`]: found by key).
+    group: u32,
+}
+
+const NO_GROUP: u32 = u32::MAX;
+
+/// What a view has applied since its last commit. Keys and rows live in
+/// one arena, so applying a change allocates nothing.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub(crate) arena: Vec<u8>,
+    /// The rows changed, found by key through `index`.
+    rows: Vec<PendingRow>,
+    index: hashbrown::HashTable<u32>,
+    hasher: foldhash::fast::FixedState,
+    /// Or through their group (see [`Delta::groups`]): one plus the row's
+    /// number, by group slot; 0 for none.
+    by_group: Vec<u32>,
+    /// In log-time order; one per (key, log time).
+    changes: Vec<PendingChange>,
+    /// Dead letters.
+    pub(crate) state: Puts,
+    pub(crate) records: u64,
+}
+
+impl Pending {
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.len()
+            + self.changes.len() * std::mem::size_of::<PendingChange>()
+            + self.rows.len() * (std::mem::size_of::<PendingRow>() + 8)
+            + self.by_group.len() * 4
+    }
+
+    fn put(&mut self, bytes: &[u8]) -> Span {
+        let start = self.arena.len();
+        self.arena.extend_from_slice(bytes);
+        Span::new(start, bytes.len())
+    }
+
+    fn get(&self, s: Span) -> &[u8] {
+        &self.arena[s.range()]
+    }
+
+    /// The pending row with `key` (of `group`, if known), if any.
+    fn find(&self, group: u32, key: &[u8]) -> Option<u32> {
+        if group != NO_GROUP {
+            return match self.by_group.get(group as usize) {
+                Some(&r) if r > 0 => Some(r - 1),
+                _ => None,
+            };
+        }
+        let hash = self.hasher.hash_one(key);
+        self.index
+            .find(hash, |&i| self.get(self.rows[i as usize].key) == key)
+            .copied()
+    }
+
+    fn insert(&mut self, row: PendingRow) {
+        let i = self.rows.len() as u32;
+        self.rows.push(row);
+        if row.group != NO_GROUP {
+            let g = row.group as usize;
+            if self.by_group.len() <= g {
+                self.by_group.resize(g + 1, 0);
+            }
+            self.by_group[g] = i + 1;
+            return;
+        }
+        let hash = self.hasher.hash_one(self.get(row.key));
+        let (rows, arena, hasher) = (&self.rows, &self.arena, &self.hasher);
+        self.index.insert_unique(hash, i, |&j| {
+            let k = rows[j as usize].key;
+            hasher.hash_one(&arena[k.range()])
+        });
+    }
+
+    /// Takes what is pending out for a commit, leaving it empty (with
+    /// `spare`'s buffers). Its dead letters go to `state`.
+    pub(crate) fn take(&mut self, spare: Part, state: &mut Puts) -> Part {
+        for r in &self.rows {
+            if r.group != NO_GROUP {
+                self.by_group[r.group as usize] = 0;
+            }
+        }
+        self.index.clear();
+        self.records = 0;
+        state.append_puts(&std::mem::take(&mut self.state));
+        Part {
+            arena: std::mem::replace(&mut self.arena, spare.arena),
+            rows: std::mem::replace(&mut self.rows, spare.rows),
+            changes: std::mem::replace(&mut self.changes, spare.changes),
+        }
+    }
+}
+
+/// A shard's changed rows and changes, taken from its [`Pending`].
+#[derive(Default)]
+pub(crate) struct Part {
+    pub(crate) arena: Vec<u8>,
+    pub(crate) rows: Vec<PendingRow>,
+    pub(crate) changes: Vec<PendingChange>,
+}
+
+/// Bytes pending in all shards.
+pub(crate) fn pending_bytes(pending: &[Pending]) -> usize {
+    pending.iter().map(Pending::bytes).sum()
+}
+
+/// The shards' changes in log-time order (each shard's are), with the
+/// shard each comes from.
+pub(crate) fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &PendingChange)> {
+    let mut next = vec![0usize; parts.len()];
+    std::iter::from_fn(move || {
+        let (p, c) = parts
+            .iter()
+            .enumerate()
+            .filter_map(|(p, part)| part.changes.get(next[p]).map(|c| (p, c)))
+            .min_by_key(|(_, c)| c.log_time)?;
+        next[p] += 1;
+        Some((p, c))
+    })
+}
+
+/// Turns the last stage's delta into pending rows and changes, one change
+/// per (key, log time).
+pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
+    let columns = delta.batch.columns();
+    let width = (columns.len() as u16).to_le_bytes();
+    // Encodes row `i` into the arena.
+    let encode = |pending: &mut Pending, i: usize| {
+        let start = pending.arena.len();
+        pending.arena.extend_from_slice(&width);
+        for c in columns {
+            encode_cell(&mut pending.arena, c, i);
+        }
+        Span::new(start, pending.arena.len() - start)
+    };
+    for i in 0..delta.len() {
+        let key = delta.keys.get(i);
+        let t = delta.log_times[i];
+        let inserted = delta.weights[i] > 0;
+        let group = delta.groups.get(i).copied().unwrap_or(NO_GROUP);
+        match pending.find(group, key) {
+            Some(r) => {
+                let PendingRow {
+                    key,
+                    row: current,
+                    last,
+                    last_time,
+                    ..
+                } = pending.rows[r as usize];
+                // A retraction names the row already pending.
+                let after = inserted.then(|| encode(pending, i));
+                let at = if last_time == t {
+                    pending.changes[last].after = after;
+                    last
+                } else {
+                    pending.changes.push(PendingChange {
+                        log_time: t,
+                        key,
+                        before: current,
+                        after,
+                    });
+                    pending.changes.len() - 1
+                };
+                let entry = &mut pending.rows[r as usize];
+                entry.row = after;
+                entry.last = at;
+                entry.last_time = t;
+            }
+            None => {
+                // Not seen since the last commit: a retraction names the
+                // old row.
+                let row = encode(pending, i);
+                let key_span = pending.put(key);
+                let (before, after) = if inserted {
+                    (None, Some(row))
+                } else {
+                    (Some(row), None)
+                };
+                let last = pending.changes.len();
+                pending.insert(PendingRow {
+                    key: key_span,
+                    row: after,
+                    last,
+                    last_time: t,
+                    group,
+                });
+                pending.changes.push(PendingChange {
+                    log_time: t,
+                    key: key_span,
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+}
