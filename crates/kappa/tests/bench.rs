@@ -30,16 +30,7 @@ fn quick_bench_runs_every_step_and_writes_its_reports() {
     assert!(out.status.success(), "kappa bench failed: {stderr}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        steps,
-        ["ingest", "replay", "query", "live", "subscribe", "rebuild"]
-    );
+    assert_every_step(&v);
     for s in v["steps"].as_array().unwrap() {
         let figures = s["figures"].as_array().unwrap();
         assert!(!figures.is_empty(), "{s}");
@@ -185,16 +176,7 @@ fn quick_bench_against_a_running_server_leaves_its_data_alone() {
             .unwrap()
             .starts_with("server at http://127.0.0.1:")
     );
-    let steps: Vec<&str> = v["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["step"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        steps,
-        ["ingest", "replay", "query", "live", "subscribe", "rebuild"]
-    );
+    assert_every_step(&v);
     // One rebuild, with the server's own workers.
     assert!(
         v["steps"][5]["figures"][0]["name"]
@@ -213,4 +195,18 @@ fn quick_bench_against_a_running_server_leaves_its_data_alone() {
         assert!(!names.contains("bench_"), "{names}");
     }
     served.stop();
+}
+
+/// The report names every step, in order.
+fn assert_every_step(v: &serde_json::Value) {
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["ingest", "replay", "query", "live", "subscribe", "rebuild"]
+    );
 }

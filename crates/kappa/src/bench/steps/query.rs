@@ -37,13 +37,8 @@ pub async fn run(b: &mut Bench, _floors: &Floors) -> anyhow::Result<StepReport> 
         let (account, totals) = accounts[(next() % accounts.len() as u64) as usize];
         let name = Generator::account_name(account);
         let sql = format!("SELECT n FROM {} WHERE account = '{name}'", b.view);
-        let t = Instant::now();
-        let rows = b.instance.query(&sql, None).await?;
-        point.push(t.elapsed());
-        let got = rows
-            .first()
-            .and_then(|r| r.first())
-            .and_then(|v| v.as_i64());
+        let (took, got) = timed_count(b, &sql).await?;
+        point.push(took);
         if got != Some(totals.count as i64) {
             bail!(
                 "wrong answer: the point query for {name} gave n = {got:?}, expected {}",
@@ -63,15 +58,10 @@ pub async fn run(b: &mut Bench, _floors: &Floors) -> anyhow::Result<StepReport> 
                 "SELECT n FROM {} WHERE account = '{name}' AS OF TOKEN '{token}'",
                 b.view
             );
-            let t = Instant::now();
-            let rows = b.instance.query(&sql, None).await?;
-            as_of.push(t.elapsed());
+            let (took, got) = timed_count(b, &sql).await?;
+            as_of.push(took);
             // Half way through, an account has at most its records now.
-            let got = rows
-                .first()
-                .and_then(|r| r.first())
-                .and_then(|v| v.as_i64())
-                .unwrap_or(0);
+            let got = got.unwrap_or(0);
             if got > totals.count as i64 {
                 bail!(
                     "wrong answer: AS OF the middle of the ingest, {name} had n = {got}, more than its {} records",
@@ -116,4 +106,17 @@ pub async fn run(b: &mut Bench, _floors: &Floors) -> anyhow::Result<StepReport> 
         r.figure("scan rows/s", rows_s, "rows/s");
     }
     Ok(r)
+}
+
+/// Runs a point query for `n`; how long it took and the `n` it gave.
+async fn timed_count(b: &Bench, sql: &str) -> anyhow::Result<(std::time::Duration, Option<i64>)> {
+    let t = Instant::now();
+    let rows = b.instance.query(sql, None).await?;
+    let took = t.elapsed();
+    Ok((
+        took,
+        rows.first()
+            .and_then(|r| r.first())
+            .and_then(|v| v.as_i64()),
+    ))
 }
