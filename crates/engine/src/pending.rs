@@ -65,7 +65,7 @@ pub(crate) struct PendingRow {
     group: u32,
 }
 
-const NO_GROUP: u32 = u32::MAX;
+pub(crate) const NO_GROUP: u32 = u32::MAX;
 
 /// What a view has applied since its last commit. Keys and rows live in
 /// one arena, so applying a change allocates nothing.
@@ -189,44 +189,74 @@ pub(crate) fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &Pe
 pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
     let columns = delta.batch.columns();
     let width = (columns.len() as u16).to_le_bytes();
-    // Encodes row `i` into the arena.
-    let encode = |pending: &mut Pending, i: usize| {
-        let start = pending.arena.len();
-        pending.arena.extend_from_slice(&width);
-        for c in columns {
-            encode_cell(&mut pending.arena, c, i);
-        }
-        Span::new(start, pending.arena.len() - start)
-    };
     for i in 0..delta.len() {
-        let key = delta.keys.get(i);
-        let t = delta.log_times[i];
-        let inserted = delta.weights[i] > 0;
         let group = delta.groups.get(i).copied().unwrap_or(NO_GROUP);
-        match pending.find(group, key) {
+        pending.sink_row(
+            delta.keys.get(i),
+            group,
+            delta.log_times[i],
+            delta.weights[i] > 0,
+            |arena| {
+                arena.extend_from_slice(&width);
+                for c in columns {
+                    encode_cell(arena, c, i);
+                }
+            },
+        );
+    }
+}
+
+impl Pending {
+    /// Appends what `encode` writes to the arena.
+    fn encoded(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> Span {
+        let start = self.arena.len();
+        encode(&mut self.arena);
+        Span::new(start, self.arena.len() - start)
+    }
+
+    /// One row of the last stage's output: the row with `key` (in the
+    /// last aggregate's group slot `group`, or [`NO_GROUP`]) inserted or
+    /// retracted at log time `t`; `encode` writes the row. A new change's
+    /// key and rows are written next to each other (a retraction is
+    /// written again rather than named by its earlier span), so a commit
+    /// reads the changes in one sweep of the arena, not at random.
+    pub(crate) fn sink_row(
+        &mut self,
+        key: &[u8],
+        group: u32,
+        t: u64,
+        inserted: bool,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) {
+        match self.find(group, key) {
             Some(r) => {
                 let PendingRow {
-                    key,
                     row: current,
                     last,
                     last_time,
                     ..
-                } = pending.rows[r as usize];
-                // A retraction names the row already pending.
-                let after = inserted.then(|| encode(pending, i));
-                let at = if last_time == t {
-                    pending.changes[last].after = after;
-                    last
+                } = self.rows[r as usize];
+                let (at, after) = if last_time == t {
+                    // A retraction names the row already pending.
+                    let after = inserted.then(|| self.encoded(encode));
+                    self.changes[last].after = after;
+                    (last, after)
                 } else {
-                    pending.changes.push(PendingChange {
+                    let key = self.put(key);
+                    let (before, after) = if inserted {
+                        (current, Some(self.encoded(encode)))
+                    } else {
+                        (Some(self.encoded(encode)), None)
+                    };
+                    self.changes.push(PendingChange {
                         log_time: t,
                         key,
-                        before: current,
+                        before,
                         after,
                     });
-                    pending.changes.len() - 1
+                    (self.changes.len() - 1, after)
                 };
-                let entry = &mut pending.rows[r as usize];
+                let entry = &mut self.rows[r as usize];
                 entry.row = after;
                 entry.last = at;
                 entry.last_time = t;
@@ -234,22 +264,22 @@ pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
             None => {
                 // Not seen since the last commit: a retraction names the
                 // old row.
-                let row = encode(pending, i);
-                let key_span = pending.put(key);
+                let row = self.encoded(encode);
+                let key_span = self.put(key);
                 let (before, after) = if inserted {
                     (None, Some(row))
                 } else {
                     (Some(row), None)
                 };
-                let last = pending.changes.len();
-                pending.insert(PendingRow {
+                let last = self.changes.len();
+                self.insert(PendingRow {
                     key: key_span,
                     row: after,
                     last,
                     last_time: t,
                     group,
                 });
-                pending.changes.push(PendingChange {
+                self.changes.push(PendingChange {
                     log_time: t,
                     key: key_span,
                     before,
