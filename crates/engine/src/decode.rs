@@ -69,6 +69,10 @@ enum Builder {
 /// Decodes the records of one topic into its table form.
 pub struct RecordDecoder<'t> {
     def: &'t TopicDef,
+    /// For a view: the columns it reads (the others are left null and not
+    /// checked: every record was checked when it was appended), and no
+    /// [`Checked`] is made. `None`: every column, checked.
+    reads: Option<Vec<bool>>,
     slots: Vec<Got>,
     scratch: String,
     builders: Vec<Builder>,
@@ -84,6 +88,7 @@ impl<'t> RecordDecoder<'t> {
         let columns = def.columns.as_deref().unwrap_or_default();
         RecordDecoder {
             def,
+            reads: None,
             slots: vec![Got::Missing; columns.len()],
             scratch: String::new(),
             builders: columns
@@ -102,6 +107,13 @@ impl<'t> RecordDecoder<'t> {
             log_time: TimestampMicrosecondBuilder::new(),
             key: StringBuilder::new(),
         }
+    }
+
+    /// A decoder for a view that reads only the columns marked in `reads`.
+    pub fn reading(def: &'t TopicDef, reads: Option<&[bool]>) -> RecordDecoder<'t> {
+        let mut d = RecordDecoder::new(def);
+        d.reads = reads.map(<[bool]>::to_vec);
+        d
     }
 
     /// Parses and checks one value; on success it is held until
@@ -129,6 +141,7 @@ impl<'t> RecordDecoder<'t> {
             let mut de = serde_json::Deserializer::from_slice(value);
             let visitor = RecordVisitor {
                 def: self.def,
+                reads: self.reads.as_deref(),
                 slots: &mut self.slots,
                 scratch: &mut self.scratch,
                 unknown: &mut unknown,
@@ -154,7 +167,11 @@ impl<'t> RecordDecoder<'t> {
         }
         parsed.map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
         let mut checked = Checked::default();
-        for (c, got) in columns.iter().zip(&mut self.slots) {
+        let reads = self.reads.as_deref();
+        for (i, (c, got)) in columns.iter().zip(&mut self.slots).enumerate() {
+            if reads.is_some_and(|r| !r[i]) {
+                continue;
+            }
             if matches!(got, Got::Missing | Got::Null) {
                 if c.not_null {
                     return Err(bad(Some(&c.name), "is NOT NULL but missing or null".into()));
@@ -177,6 +194,10 @@ impl<'t> RecordDecoder<'t> {
                 (ColumnType::Timestamp, Got::Text(a, b)) => {
                     match parse_timestamp(&self.scratch[*a..*b]) {
                         Some(micros) => {
+                            if reads.is_some() {
+                                *got = Got::Int(micros);
+                                continue;
+                            }
                             if self.def.event_time.as_deref() == Some(c.name.as_str()) {
                                 checked.event_time = Some(micros);
                             }
@@ -201,7 +222,7 @@ impl<'t> RecordDecoder<'t> {
                     ),
                 ));
             }
-            if self.def.key.as_deref() == Some(c.name.as_str()) {
+            if reads.is_none() && self.def.key.as_deref() == Some(c.name.as_str()) {
                 checked.key = Some(match &*got {
                     Got::Text(a, b) => self.scratch[*a..*b].to_string(),
                     Got::Int(i) => i.to_string(),
@@ -220,13 +241,21 @@ impl<'t> RecordDecoder<'t> {
             self.payload
                 .append_value(std::str::from_utf8(value).unwrap_or_default());
         }
-        for (got, b) in self.slots.iter().zip(&mut self.builders) {
+        let columns = self.def.columns.as_deref().unwrap_or_default();
+        for ((got, b), c) in self.slots.iter().zip(&mut self.builders).zip(columns) {
             match (b, got) {
                 (Builder::Text(b), Got::Text(x, y)) => b.append_value(&self.scratch[*x..*y]),
                 (Builder::BigInt(b), Got::Int(v)) => b.append_value(*v),
                 (Builder::Double(b), Got::Float(v)) => b.append_value(*v),
                 (Builder::Boolean(b), Got::Bool(v)) => b.append_value(*v),
                 (Builder::Timestamp(b), Got::Int(v)) => b.append_value(*v),
+                // A NOT NULL column here is one the view does not read
+                // (a checked record has it): any value of its type will do.
+                (Builder::Text(b), _) if c.not_null => b.append_value(""),
+                (Builder::BigInt(b), _) if c.not_null => b.append_value(0),
+                (Builder::Double(b), _) if c.not_null => b.append_value(0.0),
+                (Builder::Boolean(b), _) if c.not_null => b.append_value(false),
+                (Builder::Timestamp(b), _) if c.not_null => b.append_value(0),
                 (Builder::Text(b), _) => b.append_null(),
                 (Builder::BigInt(b), _) => b.append_null(),
                 (Builder::Double(b), _) => b.append_null(),
@@ -273,7 +302,17 @@ pub fn decode_records(
     def: &TopicDef,
     records: &[Record],
 ) -> (RecordBatch, Vec<(usize, Rejection)>) {
-    let mut d = RecordDecoder::new(def);
+    decode_reading(def, records, None)
+}
+
+/// The same for a view that reads only the columns marked in `reads`
+/// ([`RecordDecoder::reading`]).
+pub fn decode_reading(
+    def: &TopicDef,
+    records: &[Record],
+    reads: Option<&[bool]>,
+) -> (RecordBatch, Vec<(usize, Rejection)>) {
+    let mut d = RecordDecoder::reading(def, reads);
     let mut rejected = Vec::new();
     for (i, r) in records.iter().enumerate() {
         let value = r.value.as_deref().unwrap_or(b"null");
@@ -312,6 +351,9 @@ fn describe(got: &Got, scratch: &str) -> String {
 /// The top level of a record: an object whose keys are columns.
 struct RecordVisitor<'a> {
     def: &'a TopicDef,
+    /// Columns whose values are wanted (`None`: all); the others are
+    /// skipped unparsed into values.
+    reads: Option<&'a [bool]>,
     slots: &'a mut Vec<Got>,
     scratch: &'a mut String,
     /// Set when a key names no column (parsing stops there).
@@ -340,6 +382,10 @@ impl<'de> Visitor<'de> for RecordVisitor<'_> {
             columns,
             unknown: self.unknown,
         })? {
+            if self.reads.is_some_and(|r| !r[i]) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
             let got = map.next_value_seed(ValueSeed {
                 scratch: self.scratch,
             })?;

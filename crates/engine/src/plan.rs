@@ -28,6 +28,46 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// Which of the first `columns` columns of the topic's table (its own
+    /// columns) the stages read; `None` when they may read all of them.
+    pub fn columns_read(&self, columns: usize) -> Option<Vec<bool>> {
+        use datafusion::physical_expr::utils::collect_columns;
+        let cols = |e: &Arc<dyn PhysicalExpr>| {
+            collect_columns(e)
+                .into_iter()
+                .map(|c| c.index())
+                .collect::<Vec<_>>()
+        };
+        // What each stage needs of its input, from the last stage back
+        // (`None`: all of it).
+        let mut need: Option<std::collections::HashSet<usize>> = None;
+        for stage in self.stages.iter().rev() {
+            need = match stage {
+                Stage::Filter(p) => need.map(|mut n| {
+                    n.extend(cols(p));
+                    n
+                }),
+                Stage::Project { exprs, .. } => Some(
+                    exprs
+                        .iter()
+                        .enumerate()
+                        .filter(|(i, _)| need.as_ref().is_none_or(|n| n.contains(i)))
+                        .flat_map(|(_, e)| cols(e))
+                        .collect(),
+                ),
+                Stage::Aggregate(a) => Some(
+                    a.group
+                        .iter()
+                        .chain(a.aggs.iter().map(|g| &g.arg))
+                        .flat_map(cols)
+                        .collect(),
+                ),
+                Stage::Window(_) => None,
+            };
+        }
+        need.map(|n| (0..columns).map(|i| n.contains(&i)).collect())
+    }
+
     /// The view's columns that hold its key, in key order: a row's key is
     /// their values encoded one after another. `None` when the rows are
     /// not keyed by columns (each record is a row, or the final stages

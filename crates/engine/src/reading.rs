@@ -31,6 +31,8 @@ pub(crate) struct Reading {
     pub(crate) position: u64,
     pub(crate) head: u64,
     pub(crate) limits: ReadLimits,
+    /// The topic's columns the view reads (`None`: all).
+    pub(crate) reads: Option<Arc<[bool]>>,
 }
 
 impl Reading {
@@ -72,7 +74,9 @@ impl Source {
         match self {
             Source::Inline(r) => {
                 let read = r.next().await?;
-                Some(read.map(|(records, position)| decode(&r.topic, &records, position)))
+                Some(read.map(|(records, position)| {
+                    decode(&r.topic, &records, position, r.reads.as_deref())
+                }))
             }
             Source::Channel(rx) => rx.recv().await,
         }
@@ -114,8 +118,9 @@ pub(crate) async fn produce(
                 break;
             };
             let topic = topic.clone();
+            let reads = reading.reads.clone();
             let small = records.len() < SMALL_BATCH;
-            let decode_it = move || decode(&topic, &records, position);
+            let decode_it = move || decode(&topic, &records, position, reads.as_deref());
             decoding.push_back(if small {
                 // A live step: not worth a thread hop.
                 let decoded = decode_it();
@@ -137,8 +142,13 @@ pub(crate) async fn produce(
     }
 }
 
-fn decode(topic: &TopicDef, records: &[Record], position: u64) -> Decoded {
-    let (batch, rejected) = topic.to_batch(records);
+fn decode(
+    topic: &TopicDef,
+    records: &[Record],
+    position: u64,
+    reads: Option<&[bool]>,
+) -> Decoded {
+    let (batch, rejected) = topic.to_batch_reading(records, reads);
     let mut dead = Puts::default();
     for (i, reason) in rejected {
         let r = &records[i];

@@ -7,7 +7,7 @@
 
 use crate::EngineError;
 pub use crate::decode::Checked;
-use crate::decode::{RecordDecoder, decode_records};
+use crate::decode::{RecordDecoder, decode_reading};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use kappa_log::Record;
@@ -125,7 +125,17 @@ impl TopicDef {
     /// that does not fit (possible only for data appended outside the
     /// engine) is returned in the second list with the reason.
     pub fn to_batch(&self, records: &[Record]) -> (RecordBatch, Vec<(usize, String)>) {
-        let (batch, rejected) = decode_records(self, records);
+        self.to_batch_reading(records, None)
+    }
+
+    /// The same for a view that reads only the columns marked in `reads`
+    /// (the others are null): see [`RecordDecoder::reading`].
+    pub fn to_batch_reading(
+        &self,
+        records: &[Record],
+        reads: Option<&[bool]>,
+    ) -> (RecordBatch, Vec<(usize, String)>) {
+        let (batch, rejected) = decode_reading(self, records, reads);
         let rejected = rejected
             .into_iter()
             .map(|(i, r)| (i, format!("does not fit topic {}: {r}", self.name)))

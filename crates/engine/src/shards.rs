@@ -9,6 +9,7 @@
 
 use crate::EngineError;
 use crate::ops::aggregate::Shard;
+use crate::ops::direct::{Direct, DirectRows};
 use crate::ops::{Delta, Stage};
 use crate::pending::{Pending, sink};
 use crate::view::StoreSource;
@@ -65,8 +66,12 @@ pub(crate) fn apply(
                 "a shard has no aggregate (a bug)".into(),
             ));
         };
-        let shard = Shard { index, of };
-        let mut out = a.apply_evaluated(delta, evaluated, Some(shard), &mut source)?;
+        let shard = (of > 1).then_some(Shard { index, of });
+        if let Some(plan) = Direct::plan(a, after, &evaluated.0) {
+            let mut rows = DirectRows { plan: &plan, pending };
+            return a.fold(delta, evaluated, shard, &mut source, &mut rows);
+        }
+        let mut out = a.apply_evaluated(delta, evaluated, shard, &mut source)?;
         for s in after {
             out = s.apply(out, &mut source)?;
         }

@@ -61,6 +61,9 @@ pub struct ViewRuntime {
     /// pipeline's): copies of the pipeline's stages, each with its own
     /// groups. Empty with one worker, or for a view that cannot be split.
     shards: Vec<Vec<Stage>>,
+    /// The topic's columns the stages read (`None`: all): the others are
+    /// not decoded.
+    reads: Option<Arc<[bool]>>,
 }
 
 impl ViewRuntime {
@@ -72,7 +75,13 @@ impl ViewRuntime {
         history_micros: u64,
         memory: crate::memory::Share,
     ) -> ViewRuntime {
+        let reads = topic
+            .columns
+            .as_ref()
+            .and_then(|c| pipeline.columns_read(c.len()))
+            .map(Arc::from);
         ViewRuntime {
+            reads,
             id,
             name,
             topic,
@@ -340,6 +349,7 @@ impl ViewRuntime {
                     position: frontier,
                     head,
                     limits,
+                    reads: self.reads.clone(),
                 }),
                 None,
             )
@@ -353,6 +363,7 @@ impl ViewRuntime {
                 position: frontier,
                 head,
                 limits,
+                reads: self.reads.clone(),
             };
             let decoders = self.workers - 1;
             (
@@ -666,7 +677,6 @@ impl ViewRuntime {
             read: store.read()?,
             view: self.id,
         };
-        let sharded = !self.shards.is_empty();
         // The stages before the first aggregate see the raw records: a
         // record they cannot evaluate (a failed cast, say) is found by
         // evaluating the batch record by record, and goes to the dead
@@ -681,17 +691,12 @@ impl ViewRuntime {
             .unwrap_or(self.pipeline.stages.len());
         let (before, rest) = self.pipeline.stages.split_at_mut(split);
         let windows = save_windows(before);
-        // The delta, how many of `rest` it went through, and (split into
-        // shards) the aggregate's evaluated expressions.
-        let attempt =
-            run(before, delta.clone(), &mut source).and_then(|d| match rest.first_mut() {
-                Some(Stage::Aggregate(a)) if sharded => {
-                    a.evaluate(&d.batch).map(|e| (d, 0, Some(e)))
-                }
-                Some(s @ Stage::Aggregate(_)) => s.apply(d, &mut source).map(|d| (d, 1, None)),
-                _ => Ok((d, 0, None)),
-            });
-        let (mut delta, applied, evaluated) = match attempt {
+        // The aggregate's input, and its expressions evaluated.
+        let attempt = run(before, delta.clone(), &mut source).and_then(|d| match rest.first() {
+            Some(Stage::Aggregate(a)) => a.evaluate(&d.batch).map(|e| (d, Some(e))),
+            _ => Ok((d, None)),
+        });
+        let (mut delta, evaluated) = match attempt {
             Ok(done) => done,
             Err(e) if is_evaluation_error(&e) => {
                 // Redone record by record, from the state before the batch.
@@ -717,15 +722,16 @@ impl ViewRuntime {
                     );
                 }
                 let evaluated = match aggregate {
-                    Some(a) if sharded => Some(a.evaluate(&kept.batch)?),
-                    _ => None,
+                    Some(a) => Some(a.evaluate(&kept.batch)?),
+                    None => None,
                 };
-                (kept, 0, evaluated)
+                (kept, evaluated)
             }
             Err(e) => return Err(e),
         };
+        // Without an aggregate, `rest` is empty: the delta is the view's.
         let Some(evaluated) = evaluated else {
-            for s in &mut rest[applied..] {
+            for s in rest.iter_mut() {
                 delta = s.apply(delta, &mut source)?;
             }
             sink(&mut pending[0], &delta);

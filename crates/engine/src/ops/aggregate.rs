@@ -221,7 +221,7 @@ impl Wide {
 
 /// One aggregate's result for a group. Integers and floats stay unboxed.
 #[derive(Clone, Debug)]
-enum Out {
+pub(crate) enum Out {
     Int(Option<i64>),
     Float(Option<f64>),
     Scalar(ScalarValue),
@@ -250,6 +250,33 @@ impl Out {
     }
 }
 
+/// An aggregate result as a value of the output column's type `dt`.
+fn out_scalar(v: &Out, dt: &DataType) -> ScalarValue {
+    let v = v.clone().into_scalar();
+    let v = if v.is_null() {
+        ScalarValue::try_from(dt).unwrap_or(ScalarValue::Null)
+    } else {
+        v.cast_to(dt).unwrap_or(v)
+    };
+    match (dt, v) {
+        (DataType::Int64, v @ ScalarValue::Int64(_)) => v,
+        (DataType::Float64, v @ ScalarValue::Float64(_)) => v,
+        (DataType::Int64, _) => ScalarValue::Int64(None),
+        (DataType::Float64, _) => ScalarValue::Float64(None),
+        (_, v) => v,
+    }
+}
+
+/// Appends an aggregate result as a cell of type `dt`: the bytes
+/// [`encode_cell`] gives it in the output batch.
+pub(crate) fn encode_out(out: &mut Vec<u8>, v: &Out, dt: &DataType) {
+    match (dt, v) {
+        (DataType::Int64, Out::Int(x)) => encode_scalar(out, &ScalarValue::Int64(*x)),
+        (DataType::Float64, Out::Float(x)) => encode_scalar(out, &ScalarValue::Float64(*x)),
+        _ => encode_scalar(out, &out_scalar(v, dt)),
+    }
+}
+
 /// An output column of aggregate results.
 enum OutCol {
     Int(Int64Builder),
@@ -270,25 +297,17 @@ impl OutCol {
         match (self, v) {
             (OutCol::Int(b), Out::Int(v)) => b.append_option(*v),
             (OutCol::Float(b), Out::Float(v)) => b.append_option(*v),
-            (col, v) => {
-                let dt = match col {
-                    OutCol::Int(_) => DataType::Int64,
-                    OutCol::Float(_) => DataType::Float64,
-                    OutCol::Scalar(_, dt) => dt.clone(),
-                };
-                let v = v.clone().into_scalar();
-                let v = if v.is_null() {
-                    ScalarValue::try_from(&dt).unwrap_or(ScalarValue::Null)
-                } else {
-                    v.cast_to(&dt).unwrap_or(v)
-                };
-                match (col, v) {
-                    (OutCol::Int(b), ScalarValue::Int64(v)) => b.append_option(v),
-                    (OutCol::Float(b), ScalarValue::Float64(v)) => b.append_option(v),
-                    (OutCol::Int(b), _) => b.append_null(),
-                    (OutCol::Float(b), _) => b.append_null(),
-                    (OutCol::Scalar(values, _), v) => values.push(v),
-                }
+            (OutCol::Int(b), v) => match out_scalar(v, &DataType::Int64) {
+                ScalarValue::Int64(v) => b.append_option(v),
+                _ => b.append_null(),
+            },
+            (OutCol::Float(b), v) => match out_scalar(v, &DataType::Float64) {
+                ScalarValue::Float64(v) => b.append_option(v),
+                _ => b.append_null(),
+            },
+            (OutCol::Scalar(values, dt), v) => {
+                let v = out_scalar(v, dt);
+                values.push(v)
             }
         }
     }
@@ -316,8 +335,37 @@ struct OutRows {
     groups: Vec<u32>,
 }
 
-impl OutRows {
-    fn push(&mut self, input_row: usize, key: &[u8], slot: u32, results: &[Out], w: i64, t: u64) {
+/// Where an aggregate's output rows go: an output batch for the next
+/// stage ([`OutRows`]), or straight into the view's pending rows
+/// (`ops::direct`).
+pub(crate) trait Emit {
+    /// Output row of group `slot` (its key `key`, whose cells end at
+    /// `cells`) with aggregate `results`, weight `w`, at log time `t`,
+    /// caused by input row `input_row`.
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &mut self,
+        input_row: usize,
+        key: &[u8],
+        cells: &[usize],
+        slot: u32,
+        results: &[Out],
+        w: i64,
+        t: u64,
+    );
+}
+
+impl Emit for OutRows {
+    fn push(
+        &mut self,
+        input_row: usize,
+        key: &[u8],
+        _: &[usize],
+        slot: u32,
+        results: &[Out],
+        w: i64,
+        t: u64,
+    ) {
         self.take.push(input_row as u32);
         self.groups.push(slot);
         for (c, v) in self.cols.iter_mut().zip(results) {
@@ -443,7 +491,7 @@ impl Aggregate {
         self.slots[i as usize].dirty = true;
         self.dirty.push(i);
         let mut out = self.out_rows(1);
-        out.push(0, &[], i, &results, 1, at);
+        out.push(0, &[], &[], i, &results, 1, at);
         self.finish(out, &[])
     }
 
@@ -535,7 +583,7 @@ impl Aggregate {
     pub fn apply_evaluated(
         &mut self,
         delta: &Delta,
-        (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
+        evaluated: &(Vec<ArrayRef>, Vec<ArrayRef>),
         shard: Option<Shard>,
         state: &mut dyn StateSource,
     ) -> Result<Delta, EngineError> {
@@ -544,14 +592,32 @@ impl Aggregate {
             Some(s) => 2 * n / s.of.max(1) + 64,
             None => 2 * n,
         });
+        self.fold(delta, evaluated, shard, state, &mut out)?;
+        self.finish(out, &evaluated.0)
+    }
+
+    /// Folds the rows of `delta` (all, or those of `shard`'s groups) into
+    /// the groups, each changed group's old and new row into `out`.
+    pub(crate) fn fold(
+        &mut self,
+        delta: &Delta,
+        (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
+        shard: Option<Shard>,
+        state: &mut dyn StateSource,
+        out: &mut impl Emit,
+    ) -> Result<(), EngineError> {
+        let n = delta.batch.num_rows();
         let global = self.is_global();
         let mut key = Vec::new();
+        let mut cells = Vec::with_capacity(group_cols.len());
         let mut old = Vec::with_capacity(self.aggs.len());
         let mut new = Vec::with_capacity(self.aggs.len());
         for i in 0..n {
             key.clear();
+            cells.clear();
             for c in group_cols {
                 encode_cell(&mut key, c, i);
+                cells.push(key.len());
             }
             if let Some(s) = shard
                 && !s.owns(&key)
@@ -605,10 +671,10 @@ impl Aggregate {
             }
             if existed != exists || old != new {
                 if existed {
-                    out.push(i, &key, slot, &old, -1, t);
+                    out.push(i, &key, &cells, slot, &old, -1, t);
                 }
                 if exists {
-                    out.push(i, &key, slot, &new, 1, t);
+                    out.push(i, &key, &cells, slot, &new, 1, t);
                 }
             }
             let size = SLOT_OVERHEAD + key_size(&entry.key) + group_size(&entry.group);
@@ -619,7 +685,7 @@ impl Aggregate {
                 self.dirty.push(slot);
             }
         }
-        self.finish(out, group_cols)
+        Ok(())
     }
 
     /// Puts the groups changed since the last call into `out`, for the

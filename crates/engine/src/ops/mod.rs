@@ -6,6 +6,7 @@
 //! into a retraction of the group's old output row and the new one.
 
 pub mod aggregate;
+pub(crate) mod direct;
 pub mod window;
 
 use crate::EngineError;
