@@ -32,10 +32,6 @@ impl Span {
     pub(crate) fn range(self) -> std::ops::Range<usize> {
         self.start as usize..self.start as usize + self.len as usize
     }
-
-    pub(crate) fn pair(self) -> (usize, usize) {
-        (self.start as usize, self.len as usize)
-    }
 }
 
 /// A shard's pending rows are committed once its arena holds this much,

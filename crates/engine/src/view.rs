@@ -155,43 +155,39 @@ impl Sealed {
             state,
             ..ViewCommit::default()
         };
-        // Changes older than the retention window are not kept; history
-        // then starts at the last one let go of (exactly: AS OF and feeds
-        // past it miss nothing). The shards' changes are merged in
-        // log-time order.
-        let mut dropped = 0;
-        for (p, c) in merged_changes(&parts) {
-            let arena = &parts[p].arena;
-            let get = |s: Span| &arena[s.range()];
-            let before = c.before.map(get);
-            let after = c.after.map(get);
-            if before == after {
-                continue;
-            }
-            if c.log_time > cutoff {
-                commit.changes.push(c.log_time, get(c.key), before, after);
-            } else {
-                dropped = dropped.max(c.log_time);
-            }
-        }
-        commit.history_start = dropped;
-        // The first shard's rows go to the store straight from its arena;
-        // the others' are copied after them.
-        let first = std::mem::take(&mut parts[0].arena);
-        commit.rows = Puts::over(
-            first,
-            parts[0]
-                .rows
-                .iter()
-                .map(|r| (r.key.pair(), r.row.map(Span::pair))),
-        );
-        for part in &parts[1..] {
+        for part in &parts {
             let get = |s: Span| &part.arena[s.range()];
             for r in &part.rows {
                 commit.rows.push(get(r.key), r.row.map(get));
             }
         }
         let mut w = store.write()?;
+        // A big commit encodes its changes on a thread of its own while
+        // the rows and state go into the store.
+        let many = parts.iter().map(|p| p.changes.len()).sum::<usize>() >= PARALLEL_ENCODE;
+        let (changes, dropped) = std::thread::scope(|scope| {
+            let encoder = many
+                .then(|| {
+                    std::thread::Builder::new()
+                        .name("kappa-commit".into())
+                        .spawn_scoped(scope, || encode_changes(&parts, cutoff))
+                        .ok()
+                })
+                .flatten();
+            let applied = w.apply(&mut commit);
+            let encoded = match encoder {
+                Some(h) => h.join().map_err(|_| {
+                    EngineError::Query("encoding a commit's changes failed".into())
+                })?,
+                None => encode_changes(&parts, cutoff),
+            };
+            applied?;
+            Ok::<_, EngineError>(encoded)
+        })?;
+        let rows = std::mem::take(&mut commit.rows);
+        commit.state = Puts::default();
+        commit.changes = changes;
+        commit.history_start = dropped;
         w.apply(&mut commit)?;
         w.trim_history(view, cutoff)?;
         if live {
@@ -199,7 +195,7 @@ impl Sealed {
         } else {
             w.commit()?;
         }
-        parts[0].arena = std::mem::take(&mut commit.rows).into_bytes();
+        drop(rows);
         for part in &mut parts {
             part.arena.clear();
             part.rows.clear();
@@ -207,6 +203,34 @@ impl Sealed {
         }
         Ok(Spare { parts })
     }
+}
+
+/// A commit with at least this many changes encodes them beside the
+/// store's inserts of its rows.
+const PARALLEL_ENCODE: usize = 10_000;
+
+/// The shards' changes, merged in log-time order, as change blocks; and
+/// the last log time let go of. Changes older than the retention window
+/// (at or before `cutoff`) are not kept: history then starts at the last
+/// one let go of (exactly: AS OF and feeds past it miss nothing).
+fn encode_changes(parts: &[Part], cutoff: u64) -> (kappa_store::ChangeBlocks, u64) {
+    let mut blocks = kappa_store::ChangeBlocks::default();
+    let mut dropped = 0;
+    for (p, c) in merged_changes(parts) {
+        let arena = &parts[p].arena;
+        let get = |s: Span| &arena[s.range()];
+        let before = c.before.map(get);
+        let after = c.after.map(get);
+        if before == after {
+            continue;
+        }
+        if c.log_time > cutoff {
+            blocks.push(c.log_time, get(c.key), before, after);
+        } else {
+            dropped = dropped.max(c.log_time);
+        }
+    }
+    (blocks, dropped)
 }
 
 pub(crate) struct StoreSource<'a> {
