@@ -70,8 +70,10 @@ enum Builder {
 pub struct RecordDecoder<'t> {
     def: &'t TopicDef,
     /// For a view: the columns it reads (the others are left null and not
-    /// checked: every record was checked when it was appended), and no
-    /// [`Checked`] is made. `None`: every column, checked.
+    /// checked: appends through the engine check every column, and a
+    /// record that reached the log another way is a dead letter only for
+    /// views that read a column it does not fit), and no [`Checked`] is
+    /// made. `None`: every column, checked.
     reads: Option<Vec<bool>>,
     slots: Vec<Got>,
     scratch: String,
