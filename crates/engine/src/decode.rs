@@ -619,4 +619,45 @@ mod tests {
             .unwrap();
         assert_eq!(accounts.value(1), "c");
     }
+
+    #[test]
+    fn a_view_decodes_and_checks_only_the_columns_it_reads() {
+        use datafusion::arrow::array::{Array, AsArray, Float64Array};
+        use datafusion::arrow::datatypes::Int64Type;
+        let def = def();
+        let rec = |offset: u64, v: &str| Record {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            log_time: kappa_log::LogTime(offset + 1),
+            event_time: None,
+            key: None,
+            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
+            headers: Vec::new(),
+        };
+        // The NOT NULL `account` is missing from the second record and
+        // `ts` is not a timestamp: neither is read by the view.
+        let records = vec![
+            rec(0, r#"{"account":"a","amount":1.5,"n":1,"ts":"nope"}"#),
+            rec(1, r#"{"amount":2,"n":"x"}"#),
+        ];
+        let reads = [false, true, false, false, false];
+        let (batch, rejected) = decode_reading(&def, &records, Some(&reads));
+        assert!(rejected.is_empty(), "{rejected:?}");
+        assert_eq!(batch.num_rows(), 2);
+        let amounts = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        assert_eq!((amounts.value(0), amounts.value(1)), (1.5, 2.0));
+        // Unread columns hold nothing from the records.
+        assert_eq!(batch.column(2).as_primitive::<Int64Type>().null_count(), 2);
+        assert_eq!(batch.column(0).as_string::<i32>().value(0), "");
+        // A read column is still checked.
+        let reads = [false, false, true, false, false];
+        let (batch, rejected) = decode_reading(&def, &records, Some(&reads));
+        assert_eq!(batch.num_rows(), 1);
+        assert_eq!(rejected.len(), 1);
+        assert_eq!(rejected[0].0, 1);
+        assert_eq!(rejected[0].1.field.as_deref(), Some("n"));
+        // Every column, checked: both records are rejected.
+        assert_eq!(decode_records(&def, &records).1.len(), 2);
+    }
 }
