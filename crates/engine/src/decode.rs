@@ -645,7 +645,11 @@ mod tests {
         let (batch, rejected) = decode_reading(&def, &records, Some(&reads));
         assert!(rejected.is_empty(), "{rejected:?}");
         assert_eq!(batch.num_rows(), 2);
-        let amounts = batch.column(1).as_any().downcast_ref::<Float64Array>().unwrap();
+        let amounts = batch
+            .column(1)
+            .as_any()
+            .downcast_ref::<Float64Array>()
+            .unwrap();
         assert_eq!((amounts.value(0), amounts.value(1)), (1.5, 2.0));
         // Unread columns hold nothing from the records.
         assert_eq!(batch.column(2).as_primitive::<Int64Type>().null_count(), 2);

@@ -142,12 +142,7 @@ pub(crate) async fn produce(
     }
 }
 
-fn decode(
-    topic: &TopicDef,
-    records: &[Record],
-    position: u64,
-    reads: Option<&[bool]>,
-) -> Decoded {
+fn decode(topic: &TopicDef, records: &[Record], position: u64, reads: Option<&[bool]>) -> Decoded {
     let (batch, rejected) = topic.to_batch_reading(records, reads);
     let mut dead = Puts::default();
     for (i, reason) in rejected {

@@ -68,7 +68,10 @@ pub(crate) fn apply(
         };
         let shard = (of > 1).then_some(Shard { index, of });
         if let Some(plan) = Direct::plan(a, after, &evaluated.0) {
-            let mut rows = DirectRows { plan: &plan, pending };
+            let mut rows = DirectRows {
+                plan: &plan,
+                pending,
+            };
             return a.fold(delta, evaluated, shard, &mut source, &mut rows);
         }
         let mut out = a.apply_evaluated(delta, evaluated, shard, &mut source)?;

@@ -176,9 +176,9 @@ impl Sealed {
                 .flatten();
             let applied = w.apply(&mut commit);
             let encoded = match encoder {
-                Some(h) => h.join().map_err(|_| {
-                    EngineError::Query("encoding a commit's changes failed".into())
-                })?,
+                Some(h) => h
+                    .join()
+                    .map_err(|_| EngineError::Query("encoding a commit's changes failed".into()))?,
                 None => encode_changes(&parts, cutoff),
             };
             applied?;

@@ -28,7 +28,11 @@ impl Direct {
     /// columns were evaluated as `group_cols`; `None` unless `after` only
     /// picks columns and the group cells keep their type (so the key's
     /// bytes are the cells' bytes).
-    pub(crate) fn plan(agg: &Aggregate, after: &[Stage], group_cols: &[ArrayRef]) -> Option<Direct> {
+    pub(crate) fn plan(
+        agg: &Aggregate,
+        after: &[Stage],
+        group_cols: &[ArrayRef],
+    ) -> Option<Direct> {
         let schema = &agg.out_schema;
         let groups = agg.group.len();
         for (g, col) in group_cols.iter().enumerate() {
