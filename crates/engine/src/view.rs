@@ -155,34 +155,51 @@ impl Sealed {
             state,
             ..ViewCommit::default()
         };
+        let mut rows = Puts::default();
         for part in &parts {
             let get = |s: Span| &part.arena[s.range()];
             for r in &part.rows {
-                commit.rows.push(get(r.key), r.row.map(get));
+                rows.push(get(r.key), r.row.map(get));
             }
         }
         let mut w = store.write()?;
-        // A big commit encodes its changes on a thread of its own while
-        // the rows and state go into the store.
+        // A big commit has a helper thread sort its rows and then encode
+        // its changes, while the state and then the rows go into the
+        // store (which takes them in key order).
         let many = parts.iter().map(|p| p.changes.len()).sum::<usize>() >= PARALLEL_ENCODE;
         let (changes, dropped) = std::thread::scope(|scope| {
-            let encoder = many
-                .then(|| {
-                    std::thread::Builder::new()
-                        .name("kappa-commit".into())
-                        .spawn_scoped(scope, || encode_changes(&parts, cutoff))
-                        .ok()
-                })
-                .flatten();
-            let applied = w.apply(&mut commit);
-            let encoded = match encoder {
+            let (sorted, rows_back) = std::sync::mpsc::sync_channel::<Puts>(1);
+            let helper = if many {
+                let mut rows = std::mem::take(&mut rows);
+                let parts = &parts;
+                let spawned = std::thread::Builder::new()
+                    .name("kappa-commit".into())
+                    .spawn_scoped(scope, move || {
+                        rows.sort_by_key();
+                        let _ = sorted.send(rows);
+                        encode_changes(parts, cutoff)
+                    });
+                Some(spawned.map_err(|e| {
+                    EngineError::Query(format!("cannot start a thread for the commit: {e}"))
+                })?)
+            } else {
+                None
+            };
+            w.apply(&mut commit)?;
+            commit.state = Puts::default();
+            commit.rows = match helper {
+                Some(_) => rows_back
+                    .recv()
+                    .map_err(|_| EngineError::Query("sorting a commit's rows failed".into()))?,
+                None => std::mem::take(&mut rows),
+            };
+            w.apply(&mut commit)?;
+            match helper {
                 Some(h) => h
                     .join()
-                    .map_err(|_| EngineError::Query("encoding a commit's changes failed".into()))?,
-                None => encode_changes(&parts, cutoff),
-            };
-            applied?;
-            Ok::<_, EngineError>(encoded)
+                    .map_err(|_| EngineError::Query("encoding a commit's changes failed".into())),
+                None => Ok(encode_changes(&parts, cutoff)),
+            }
         })?;
         let rows = std::mem::take(&mut commit.rows);
         commit.state = Puts::default();
