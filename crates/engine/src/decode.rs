@@ -590,10 +590,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_rejected_record_leaves_no_partial_row() {
-        let def = def();
-        let rec = |offset: u64, v: &str| Record {
+    /// A record of topic `t` at `offset` with value `v`.
+    fn rec(offset: u64, v: &str) -> Record {
+        Record {
             topic: "t".into(),
             partition: 0,
             offset,
@@ -602,7 +601,12 @@ mod tests {
             key: None,
             value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
             headers: Vec::new(),
-        };
+        }
+    }
+
+    #[test]
+    fn a_rejected_record_leaves_no_partial_row() {
+        let def = def();
         let records = vec![
             rec(0, r#"{"account":"a","amount":1.5}"#),
             rec(1, r#"{"account":"b","amount":2,"n":"x"}"#),
@@ -625,16 +629,6 @@ mod tests {
         use datafusion::arrow::array::{Array, AsArray, Float64Array};
         use datafusion::arrow::datatypes::Int64Type;
         let def = def();
-        let rec = |offset: u64, v: &str| Record {
-            topic: "t".into(),
-            partition: 0,
-            offset,
-            log_time: kappa_log::LogTime(offset + 1),
-            event_time: None,
-            key: None,
-            value: Some(bytes::Bytes::copy_from_slice(v.as_bytes())),
-            headers: Vec::new(),
-        };
         // The NOT NULL `account` is missing from the second record and
         // `ts` is not a timestamp: neither is read by the view.
         let records = vec![

@@ -9,12 +9,11 @@
 //! output's key columns are gathered (`take`) from the input rows that
 //! caused each output row, so no per-row `ScalarValue` is built for them.
 
+use super::output::{Emit, Out, OutCol, OutRows};
 use super::{Delta, Keys};
 use crate::EngineError;
 use crate::value::{decode_scalar, encode_cell, encode_scalar};
-use datafusion::arrow::array::{
-    Array, ArrayRef, AsArray, Float64Builder, Int64Builder, RecordBatch, UInt32Array,
-};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef};
 use datafusion::common::ScalarValue;
@@ -216,164 +215,6 @@ impl Wide {
             lo: v as u64,
             hi: (v >> 64) as i64,
         }
-    }
-}
-
-/// One aggregate's result for a group. Integers and floats stay unboxed.
-#[derive(Clone, Debug)]
-pub(crate) enum Out {
-    Int(Option<i64>),
-    Float(Option<f64>),
-    Scalar(ScalarValue),
-}
-
-impl PartialEq for Out {
-    fn eq(&self, other: &Out) -> bool {
-        match (self, other) {
-            (Out::Int(a), Out::Int(b)) => a == b,
-            // Bitwise, so NaN equals NaN and a group's unchanged row is not
-            // re-emitted.
-            (Out::Float(a), Out::Float(b)) => a.map(f64::to_bits) == b.map(f64::to_bits),
-            (Out::Scalar(a), Out::Scalar(b)) => a == b,
-            _ => false,
-        }
-    }
-}
-
-impl Out {
-    fn into_scalar(self) -> ScalarValue {
-        match self {
-            Out::Int(v) => ScalarValue::Int64(v),
-            Out::Float(v) => ScalarValue::Float64(v),
-            Out::Scalar(v) => v,
-        }
-    }
-}
-
-/// An aggregate result as a value of the output column's type `dt`.
-fn out_scalar(v: &Out, dt: &DataType) -> ScalarValue {
-    let v = v.clone().into_scalar();
-    let v = if v.is_null() {
-        ScalarValue::try_from(dt).unwrap_or(ScalarValue::Null)
-    } else {
-        v.cast_to(dt).unwrap_or(v)
-    };
-    match (dt, v) {
-        (DataType::Int64, v @ ScalarValue::Int64(_)) => v,
-        (DataType::Float64, v @ ScalarValue::Float64(_)) => v,
-        (DataType::Int64, _) => ScalarValue::Int64(None),
-        (DataType::Float64, _) => ScalarValue::Float64(None),
-        (_, v) => v,
-    }
-}
-
-/// Appends an aggregate result as a cell of type `dt`: the bytes
-/// [`encode_cell`] gives it in the output batch.
-pub(crate) fn encode_out(out: &mut Vec<u8>, v: &Out, dt: &DataType) {
-    match (dt, v) {
-        (DataType::Int64, Out::Int(x)) => encode_scalar(out, &ScalarValue::Int64(*x)),
-        (DataType::Float64, Out::Float(x)) => encode_scalar(out, &ScalarValue::Float64(*x)),
-        _ => encode_scalar(out, &out_scalar(v, dt)),
-    }
-}
-
-/// An output column of aggregate results.
-enum OutCol {
-    Int(Int64Builder),
-    Float(Float64Builder),
-    Scalar(Vec<ScalarValue>, DataType),
-}
-
-impl OutCol {
-    fn new(dt: &DataType, rows: usize) -> OutCol {
-        match dt {
-            DataType::Int64 => OutCol::Int(Int64Builder::with_capacity(rows)),
-            DataType::Float64 => OutCol::Float(Float64Builder::with_capacity(rows)),
-            other => OutCol::Scalar(Vec::with_capacity(rows), other.clone()),
-        }
-    }
-
-    fn push(&mut self, v: &Out) {
-        match (self, v) {
-            (OutCol::Int(b), Out::Int(v)) => b.append_option(*v),
-            (OutCol::Float(b), Out::Float(v)) => b.append_option(*v),
-            (OutCol::Int(b), v) => match out_scalar(v, &DataType::Int64) {
-                ScalarValue::Int64(v) => b.append_option(v),
-                _ => b.append_null(),
-            },
-            (OutCol::Float(b), v) => match out_scalar(v, &DataType::Float64) {
-                ScalarValue::Float64(v) => b.append_option(v),
-                _ => b.append_null(),
-            },
-            (OutCol::Scalar(values, dt), v) => {
-                let v = out_scalar(v, dt);
-                values.push(v)
-            }
-        }
-    }
-
-    fn finish(self) -> Result<ArrayRef, EngineError> {
-        Ok(match self {
-            OutCol::Int(mut b) => Arc::new(b.finish()),
-            OutCol::Float(mut b) => Arc::new(b.finish()),
-            OutCol::Scalar(values, dt) if values.is_empty() => {
-                datafusion::arrow::array::new_empty_array(&dt)
-            }
-            OutCol::Scalar(values, _) => ScalarValue::iter_to_array(values)?,
-        })
-    }
-}
-
-/// The output delta as it is built: for each row, the input row whose
-/// key columns it takes, its aggregate results, weight, time and key.
-struct OutRows {
-    take: Vec<u32>,
-    cols: Vec<OutCol>,
-    weights: Vec<i64>,
-    log_times: Vec<u64>,
-    keys: Keys,
-    groups: Vec<u32>,
-}
-
-/// Where an aggregate's output rows go: an output batch for the next
-/// stage ([`OutRows`]), or straight into the view's pending rows
-/// (`ops::direct`).
-pub(crate) trait Emit {
-    /// Output row of group `slot` (its key `key`, whose cells end at
-    /// `cells`) with aggregate `results`, weight `w`, at log time `t`,
-    /// caused by input row `input_row`.
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        input_row: usize,
-        key: &[u8],
-        cells: &[usize],
-        slot: u32,
-        results: &[Out],
-        w: i64,
-        t: u64,
-    );
-}
-
-impl Emit for OutRows {
-    fn push(
-        &mut self,
-        input_row: usize,
-        key: &[u8],
-        _: &[usize],
-        slot: u32,
-        results: &[Out],
-        w: i64,
-        t: u64,
-    ) {
-        self.take.push(input_row as u32);
-        self.groups.push(slot);
-        for (c, v) in self.cols.iter_mut().zip(results) {
-            c.push(v);
-        }
-        self.weights.push(w);
-        self.log_times.push(t);
-        self.keys.push(key);
     }
 }
 

@@ -5,7 +5,8 @@
 //! row's key cells are copied from its group's key.
 
 use super::Stage;
-use super::aggregate::{Aggregate, Emit, Out, encode_out};
+use super::aggregate::Aggregate;
+use super::output::{Emit, Out, encode_out};
 use crate::pending::Pending;
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::DataType;

@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub(crate) mod direct;
+pub(crate) mod output;
 pub mod window;
 
 use crate::EngineError;
