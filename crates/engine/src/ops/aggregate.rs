@@ -9,7 +9,7 @@
 //! output's key columns are gathered (`take`) from the input rows that
 //! caused each output row, so no per-row `ScalarValue` is built for them.
 
-use super::output::{Emit, Out, OutCol, OutRows};
+use super::output::{Emit, Out, OutCol, OutRow, OutRows};
 use super::{Delta, Keys};
 use crate::EngineError;
 use crate::value::{decode_scalar, encode_cell, encode_scalar};
@@ -332,7 +332,15 @@ impl Aggregate {
         self.slots[i as usize].dirty = true;
         self.dirty.push(i);
         let mut out = self.out_rows(1);
-        out.push(0, &[], &[], i, &results, 1, at);
+        out.push(OutRow {
+            input_row: 0,
+            key: &[],
+            cells: &[],
+            slot: i,
+            results: &results,
+            weight: 1,
+            log_time: at,
+        });
         self.finish(out, &[])
     }
 
@@ -512,10 +520,26 @@ impl Aggregate {
             }
             if existed != exists || old != new {
                 if existed {
-                    out.push(i, &key, &cells, slot, &old, -1, t);
+                    out.push(OutRow {
+                        input_row: i,
+                        key: &key,
+                        cells: &cells,
+                        slot,
+                        results: &old,
+                        weight: -1,
+                        log_time: t,
+                    });
                 }
                 if exists {
-                    out.push(i, &key, &cells, slot, &new, 1, t);
+                    out.push(OutRow {
+                        input_row: i,
+                        key: &key,
+                        cells: &cells,
+                        slot,
+                        results: &new,
+                        weight: 1,
+                        log_time: t,
+                    });
                 }
             }
             let size = SLOT_OVERHEAD + key_size(&entry.key) + group_size(&entry.group);

@@ -6,7 +6,7 @@
 
 use super::Stage;
 use super::aggregate::Aggregate;
-use super::output::{Emit, Out, encode_out};
+use super::output::{Emit, OutRow, encode_out};
 use crate::pending::Pending;
 use datafusion::arrow::array::{Array, ArrayRef};
 use datafusion::arrow::datatypes::DataType;
@@ -72,29 +72,30 @@ pub(crate) struct DirectRows<'a> {
 }
 
 impl Emit for DirectRows<'_> {
-    fn push(
-        &mut self,
-        _: usize,
-        key: &[u8],
-        cells: &[usize],
-        slot: u32,
-        results: &[Out],
-        w: i64,
-        t: u64,
-    ) {
+    fn push(&mut self, row: OutRow<'_>) {
+        let OutRow {
+            key,
+            cells,
+            slot,
+            results,
+            weight,
+            log_time,
+            ..
+        } = row;
         let columns = &self.plan.columns;
         let width = (columns.len() as u16).to_le_bytes();
-        self.pending.sink_row(key, slot, t, w > 0, |arena| {
-            arena.extend_from_slice(&width);
-            for c in columns {
-                match c {
-                    Cell::Group(g) => {
-                        let start = if *g == 0 { 0 } else { cells[g - 1] };
-                        arena.extend_from_slice(&key[start..cells[*g]]);
+        self.pending
+            .sink_row(key, slot, log_time, weight > 0, |arena| {
+                arena.extend_from_slice(&width);
+                for c in columns {
+                    match c {
+                        Cell::Group(g) => {
+                            let start = if *g == 0 { 0 } else { cells[g - 1] };
+                            arena.extend_from_slice(&key[start..cells[*g]]);
+                        }
+                        Cell::Result(k, dt) => encode_out(arena, &results[*k], dt),
                     }
-                    Cell::Result(k, dt) => encode_out(arena, &results[*k], dt),
                 }
-            }
-        });
+            });
     }
 }

@@ -127,37 +127,39 @@ pub(super) struct OutRows {
     pub(super) groups: Vec<u32>,
 }
 
+/// One changed row of an aggregate's output.
+pub(crate) struct OutRow<'a> {
+    /// The input row that caused it (whose key columns it takes).
+    pub(crate) input_row: usize,
+    /// The group's key, and where each of its cells ends in it.
+    pub(crate) key: &'a [u8],
+    pub(crate) cells: &'a [usize],
+    /// The group's slot in the aggregate.
+    pub(crate) slot: u32,
+    pub(crate) results: &'a [Out],
+    /// +1 inserted, -1 retracted.
+    pub(crate) weight: i64,
+    pub(crate) log_time: u64,
+}
+
 /// Where an aggregate's output rows go: an output batch for the next
 /// stage ([`OutRows`]), or straight into the view's pending rows
 /// (`ops::direct`).
 pub(crate) trait Emit {
-    /// Output row of group `slot` (its key `key`, whose cells end at
-    /// `cells`) with aggregate `results`, weight `w`, at log time `t`,
-    /// caused by input row `input_row`.
-    #[allow(clippy::too_many_arguments)]
-    fn push(
-        &mut self,
-        input_row: usize,
-        key: &[u8],
-        cells: &[usize],
-        slot: u32,
-        results: &[Out],
-        w: i64,
-        t: u64,
-    );
+    fn push(&mut self, row: OutRow<'_>);
 }
 
 impl Emit for OutRows {
-    fn push(
-        &mut self,
-        input_row: usize,
-        key: &[u8],
-        _: &[usize],
-        slot: u32,
-        results: &[Out],
-        w: i64,
-        t: u64,
-    ) {
+    fn push(&mut self, row: OutRow<'_>) {
+        let OutRow {
+            input_row,
+            key,
+            slot,
+            results,
+            weight: w,
+            log_time: t,
+            ..
+        } = row;
         self.take.push(input_row as u32);
         self.groups.push(slot);
         for (c, v) in self.cols.iter_mut().zip(results) {
