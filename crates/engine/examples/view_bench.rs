@@ -34,6 +34,7 @@ struct Tx<'a> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    kappa_engine::memory::tune_allocator();
     // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -44,7 +45,10 @@ async fn main() -> anyhow::Result<()> {
         Some("memory") => {
             let keys = args.get(2).map_or(Ok(10_000_000), |s| s.parse())?;
             let budget_mib = args.get(3).map_or(Ok(256), |s| s.parse())?;
-            return memory(keys, budget_mib).await;
+            // `memory KEYS BUDGET DIR` only appends into DIR, for
+            // `replay-in-child DIR BUDGET KEYS` (on a copy) under a heap
+            // profiler.
+            return memory(keys, budget_mib, args.get(4).map(std::path::PathBuf::from)).await;
         }
         Some("prepare") => {
             // For profiling replay alone: `prepare N DIR`, then
@@ -338,10 +342,15 @@ async fn append_workload(
 
 /// Appends one record per key, then replays them into the view in a
 /// child process and reports its peak memory.
-async fn memory(keys: usize, budget_mib: usize) -> anyhow::Result<()> {
-    let dir = tempfile::tempdir()?;
+async fn memory(
+    keys: usize,
+    budget_mib: usize,
+    keep: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let temp = tempfile::tempdir()?;
+    let dir = keep.as_deref().unwrap_or(temp.path());
     {
-        let engine = open_engine(dir.path(), 1 << 30)?;
+        let engine = open_engine(dir, 1 << 30)?;
         engine
             .execute(
                 "CREATE TOPIC transactions (account TEXT NOT NULL, amount DOUBLE, kind TEXT, ts TIMESTAMP) \
@@ -361,13 +370,20 @@ async fn memory(keys: usize, budget_mib: usize) -> anyhow::Result<()> {
             engine.append_json("transactions", &refs).await?;
         }
     }
+    if keep.is_some() {
+        println!(
+            "{keys} records with distinct keys appended into {}",
+            dir.display()
+        );
+        return Ok(());
+    }
     println!(
         "{keys} records with distinct keys appended; replaying with a {budget_mib} MiB budget"
     );
     let out = std::process::Command::new(std::env::current_exe()?)
         .args([
             "replay-in-child",
-            &dir.path().display().to_string(),
+            &dir.display().to_string(),
             &(budget_mib << 20).to_string(),
             &keys.to_string(),
         ])
@@ -379,12 +395,14 @@ async fn memory(keys: usize, budget_mib: usize) -> anyhow::Result<()> {
 async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Result<()> {
     let engine = open_engine(std::path::Path::new(dir), budget)?;
     let before = peak_rss_mib();
+    let sampler = Sampler::start();
     engine
         .execute(&format!("CREATE VIEW balances AS {VIEW}"))
         .await?;
     let started = Instant::now();
     let progress = engine.catch_up().await?;
     let secs = started.elapsed().as_secs_f64();
+    sampler.report();
     let records: u64 = progress.iter().map(|(_, p)| p.records).sum();
     let peak = peak_rss_mib();
     println!(
@@ -405,6 +423,81 @@ async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Resul
     anyhow::ensure!(count as usize == keys, "{count} rows, expected {keys}");
     println!("checked: {count} rows");
     Ok(())
+}
+
+/// Samples resident memory and the allocator's bytes in use every 50 ms
+/// during a replay, to tell memory the program holds from memory the
+/// allocator keeps.
+struct Sampler {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(u64, u64, u64)>,
+}
+
+impl Sampler {
+    fn start() -> Sampler {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            // (peak RSS, heap in use at that moment, peak heap in use), MiB.
+            let mut peak = (0, 0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let rss = status_mib("VmRSS:");
+                let heap = heap_in_use_mib();
+                if rss > peak.0 {
+                    peak.0 = rss;
+                    peak.1 = heap;
+                }
+                peak.2 = peak.2.max(heap);
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            peak
+        });
+        Sampler { stop, thread }
+    }
+
+    fn report(self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Ok((rss, heap_then, heap)) = self.thread.join() {
+            println!(
+                "sampled: peak RSS {rss} MiB with {heap_then} MiB of heap in use then; peak heap in use {heap} MiB"
+            );
+        }
+    }
+}
+
+/// Bytes malloc has handed out and not had back (glibc's `mallinfo2`).
+fn heap_in_use_mib() -> u64 {
+    #[repr(C)]
+    struct MallInfo2 {
+        arena: usize,
+        ordblks: usize,
+        smblks: usize,
+        hblks: usize,
+        hblkhd: usize,
+        usmblks: usize,
+        fsmblks: usize,
+        uordblks: usize,
+        fordblks: usize,
+        keepcost: usize,
+    }
+    unsafe extern "C" {
+        fn mallinfo2() -> MallInfo2;
+    }
+    // SAFETY: mallinfo2 takes no arguments and returns a plain struct.
+    let info = unsafe { mallinfo2() };
+    ((info.uordblks + info.hblkhd) >> 20) as u64
+}
+
+fn status_mib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.

@@ -3,6 +3,7 @@
 //! log time), their bytes in one arena, so applying a change allocates
 //! nothing; taken out whole by a commit.
 
+use crate::memory::table_bytes;
 use crate::ops::Delta;
 use crate::value::encode_cell;
 use kappa_store::Puts;
@@ -83,11 +84,14 @@ pub(crate) struct Pending {
 }
 
 impl Pending {
+    /// Heap bytes held, by capacity.
     pub(crate) fn bytes(&self) -> usize {
-        self.arena.len()
-            + self.changes.len() * std::mem::size_of::<PendingChange>()
-            + self.rows.len() * (std::mem::size_of::<PendingRow>() + 8)
-            + self.by_group.len() * 4
+        self.arena.capacity()
+            + self.changes.capacity() * std::mem::size_of::<PendingChange>()
+            + self.rows.capacity() * std::mem::size_of::<PendingRow>()
+            + table_bytes(self.index.capacity())
+            + self.by_group.capacity() * 4
+            + self.state.heap_bytes()
     }
 
     fn put(&mut self, bytes: &[u8]) -> Span {
@@ -158,6 +162,15 @@ pub(crate) struct Part {
     pub(crate) arena: Vec<u8>,
     pub(crate) rows: Vec<PendingRow>,
     pub(crate) changes: Vec<PendingChange>,
+}
+
+impl Part {
+    /// Heap bytes held, by capacity.
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.rows.capacity() * std::mem::size_of::<PendingRow>()
+            + self.changes.capacity() * std::mem::size_of::<PendingChange>()
+    }
 }
 
 /// Bytes pending in all shards.

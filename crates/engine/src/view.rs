@@ -290,6 +290,9 @@ const COMMIT_INTERVAL_BEHIND: std::time::Duration = std::time::Duration::from_se
 /// at once and durable within [`LIVE_SYNC_INTERVAL`].
 const LIVE_STEP_RECORDS: u64 = 10_000;
 
+/// A written commit's buffers are kept for the next steps up to this size.
+const SPARE_MAX: usize = 4 << 20;
+
 /// How long a visible live step may wait to reach the disk: the store's
 /// next commit after this long since its last durable one is durable. A
 /// fsync per step would be most of a live step's time.
@@ -434,7 +437,11 @@ impl ViewRuntime {
             // the store its new pages: half the budget is the trigger. A
             // commit in flight counts until it lands.
             let inflight = self.inflight.as_ref().map_or(0, |f| f.bytes);
-            let memory = pending_bytes(&pending) + self.groups_memory() + inflight;
+            let spare = self
+                .spare
+                .as_ref()
+                .map_or(0, |s| s.parts.iter().map(Part::bytes).sum());
+            let memory = pending_bytes(&pending) + self.groups_memory() + inflight + spare;
             self.memory.set(memory);
             let limit = self.memory.limit();
             let interval = if serial {
@@ -449,6 +456,16 @@ impl ViewRuntime {
             let due = since_commit.elapsed() >= interval && (serial || self.try_settle()?);
             if due || full {
                 timing.forced += u32::from(!due);
+                if !due {
+                    tracing::debug!(
+                        view = %self.name,
+                        pending = pending_bytes(&pending),
+                        groups = self.groups_memory(),
+                        inflight,
+                        limit,
+                        "commit forced by memory"
+                    );
+                }
                 if serial {
                     self.commit(store, &mut pending, decoded.position, head)
                         .await?;
@@ -620,7 +637,11 @@ impl ViewRuntime {
     /// A commit reached the store.
     fn committed(&mut self, position: u64, spare: Spare) {
         self.frontier = Some(position);
-        self.spare = Some(spare);
+        // Small buffers are kept for the next steps (live steps then
+        // allocate nothing); a replay's big ones are given back, so that
+        // memory is held only while it holds changes.
+        let bytes: usize = spare.parts.iter().map(Part::bytes).sum();
+        self.spare = (bytes <= SPARE_MAX).then_some(spare);
         self.each_stage(|s| {
             if let Stage::Aggregate(a) = s {
                 a.forget_deleted();

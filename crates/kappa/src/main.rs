@@ -71,6 +71,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    kappa_engine::memory::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG")

@@ -97,7 +97,12 @@ impl EmbeddedMergedReader {
             bytes += record_size(&self.pending[n]);
             n += 1;
         }
-        let out: Vec<Record> = self.pending.drain(..n).collect();
+        // Usually every pending record goes: hand the vector over whole.
+        let out: Vec<Record> = if n == self.pending.len() {
+            std::mem::take(&mut self.pending)
+        } else {
+            self.pending.drain(..n).collect()
+        };
         self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
         self.position = if n == ready {
             self.complete_upto
@@ -183,7 +188,8 @@ impl EmbeddedMergedReader {
             (state.head, all, next, cut)
         };
         let reads: Vec<ChunkRead> = planned.iter().map(|p| p.read.clone()).collect();
-        let mut fresh = Vec::new();
+        let count = reads.iter().map(|r| r.loc.record_count as usize).sum();
+        let mut fresh = Vec::with_capacity(count);
         let mut fresh_bytes = 0;
         let mut at = 0;
         for span in coalesce(&reads) {
@@ -204,7 +210,11 @@ impl EmbeddedMergedReader {
         }
         // Only now, with everything decoded: a failed read leaves the reader
         // where it was.
-        self.pending.append(&mut fresh);
+        if self.pending.is_empty() {
+            self.pending = fresh;
+        } else {
+            self.pending.append(&mut fresh);
+        }
         self.pending_bytes += fresh_bytes;
         if !self.pending.is_sorted_by_key(|r| r.log_time) {
             // Sorted runs (one per chunk): the stable sort merges them.

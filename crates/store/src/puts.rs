@@ -76,6 +76,11 @@ impl Puts {
         self.entries.len()
     }
 
+    /// Heap bytes held (capacity, not length).
+    pub fn heap_bytes(&self) -> usize {
+        self.bytes.capacity() + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

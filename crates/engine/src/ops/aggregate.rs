@@ -12,6 +12,7 @@
 use super::output::{Emit, Out, OutCol, OutRow, OutRows};
 use super::{Delta, Keys};
 use crate::EngineError;
+use crate::memory::table_bytes;
 use crate::value::{decode_scalar, encode_cell, encode_scalar};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
@@ -90,7 +91,7 @@ pub struct Aggregate {
     /// Every group that exists is in memory (a new view, nothing evicted):
     /// a key not in memory needs no store lookup.
     complete: bool,
-    /// Estimated bytes the groups in memory take.
+    /// Heap bytes of the keys and accumulators of the groups in memory.
     bytes: usize,
 }
 
@@ -129,13 +130,9 @@ struct Slot {
     size: usize,
 }
 
-/// Memory of a slot beyond its key and accumulators: the slot itself and
-/// its index entry (with the table's spare capacity).
-const SLOT_OVERHEAD: usize = std::mem::size_of::<Slot>() + 16;
-
 /// Heap bytes of a group key.
 fn key_size(k: &GroupKey) -> usize {
-    if k.spilled() { k.len() } else { 0 }
+    if k.spilled() { k.capacity() } else { 0 }
 }
 
 /// Estimated heap bytes of a group.
@@ -280,7 +277,7 @@ impl Aggregate {
     fn insert(&mut self, key: &[u8], group: Option<Group>) -> u32 {
         let hash = self.hasher.hash_one(key);
         let key = GroupKey::from_slice(key);
-        let size = SLOT_OVERHEAD + key_size(&key) + group_size(&group);
+        let size = key_size(&key) + group_size(&group);
         self.bytes += size;
         let slot = Slot {
             key,
@@ -542,7 +539,7 @@ impl Aggregate {
                     });
                 }
             }
-            let size = SLOT_OVERHEAD + key_size(&entry.key) + group_size(&entry.group);
+            let size = key_size(&entry.key) + group_size(&entry.group);
             self.bytes = self.bytes + size - entry.size;
             entry.size = size;
             if !entry.dirty {
@@ -593,9 +590,13 @@ impl Aggregate {
         self.index.shrink_to_fit(|_| 0);
     }
 
-    /// Estimated bytes the groups in memory take.
+    /// Estimated bytes the groups in memory take: what their keys and
+    /// accumulators hold on the heap, and the slots, index and lists by
+    /// their capacity (a vector that doubled holds twice its length).
     pub fn memory(&self) -> usize {
-        self.bytes + self.slots.capacity().saturating_sub(self.slots.len()) * SLOT_OVERHEAD
+        let slots = self.slots.capacity() * std::mem::size_of::<Slot>();
+        let lists = (self.free.capacity() + self.dirty.capacity() + self.deleted.capacity()) * 4;
+        self.bytes + slots + table_bytes(self.index.capacity()) + lists
     }
 
     /// Forgets every group (they are reloaded from the store).
