@@ -26,6 +26,7 @@ pub mod query;
 pub mod rate;
 mod reading;
 pub mod regen;
+mod scan;
 pub mod schema;
 mod shards;
 pub mod snapshot;

@@ -72,6 +72,29 @@ impl Share {
     }
 }
 
+/// Bytes a hashbrown table of `u32` holding `capacity` entries takes: a
+/// bucket (4 bytes and a control byte) per entry, with buckets at least
+/// 8/7 of the capacity.
+pub(crate) fn table_bytes(capacity: usize) -> usize {
+    capacity * 8 / 7 * 5
+}
+
+/// Tunes glibc's allocator for a process that runs views: blocks of 4 MiB
+/// and more (pending changes, commit buffers) are mapped on their own, so
+/// that freeing one gives its memory back at once instead of leaving a
+/// hole that small allocations (store pages) fragment. Without it, a
+/// replay at 10M keys peaked ~200 MiB above what it held. glibc raises
+/// its threshold as big blocks are freed (up to 32 MiB), which is what
+/// this pins. Call once, early; a no-op elsewhere.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a malloc parameter; it is safe to call at
+    // any time.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,28 +118,5 @@ mod tests {
         let third = pool.share();
         third.set(10);
         assert_eq!(live.limit(), 990);
-    }
-}
-
-/// Bytes a hashbrown table of `u32` holding `capacity` entries takes: a
-/// bucket (4 bytes and a control byte) per entry, with buckets at least
-/// 8/7 of the capacity.
-pub(crate) fn table_bytes(capacity: usize) -> usize {
-    capacity * 8 / 7 * 5
-}
-
-/// Tunes glibc's allocator for a process that runs views: blocks of 4 MiB
-/// and more (pending changes, commit buffers) are mapped on their own, so
-/// that freeing one gives its memory back at once instead of leaving a
-/// hole that small allocations (store pages) fragment. Without it, a
-/// replay at 10M keys peaked ~200 MiB above what it held. glibc raises
-/// its threshold as big blocks are freed (up to 32 MiB), which is what
-/// this pins. Call once, early; a no-op elsewhere.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a malloc parameter; it is safe to call at
-    // any time.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
     }
 }

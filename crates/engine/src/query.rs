@@ -4,6 +4,7 @@
 //! with every later change undone).
 
 use crate::EngineError;
+use crate::scan::{Open, SCAN_BATCH, StreamScan, blocking_stream};
 use crate::schema::TopicDef;
 use crate::value::{decode_row, encode_scalar};
 use async_trait::async_trait;
@@ -16,7 +17,9 @@ use datafusion::logical_expr::Expr;
 use datafusion::logical_expr::utils::split_conjunction;
 use datafusion::logical_expr::{Operator, TableProviderFilterPushDown};
 use datafusion::physical_plan::ExecutionPlan;
-use kappa_log::{Log, LogTime, ReadLimits};
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use kappa_log::{Log, LogTime, MergedReader, ReadLimits};
 use kappa_store::{StateStore, ViewId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -38,26 +41,38 @@ impl std::fmt::Debug for TopicTable {
 }
 
 impl TopicTable {
-    pub async fn batches(&self) -> Result<Vec<RecordBatch>, EngineError> {
-        let mut reader = self
-            .log
-            .merged_reader(&[self.def.name.as_str()], LogTime::ZERO)
-            .await?;
-        let mut out = Vec::new();
-        loop {
-            let mut records = reader.next_batch(ReadLimits::default()).await?;
-            if records.is_empty() {
-                break;
+    /// The records up to `upto`, a batch per log read, read as the stream
+    /// is consumed.
+    pub fn stream(&self) -> BoxStream<'static, datafusion::error::Result<RecordBatch>> {
+        let (log, def, upto) = (self.log.clone(), Arc::new(self.def.clone()), self.upto);
+        let state: (Option<Box<dyn MergedReader>>, bool) = (None, false);
+        futures_util::stream::try_unfold(state, move |(reader, done)| {
+            let (log, def) = (log.clone(), def.clone());
+            async move {
+                if done {
+                    return Ok(None);
+                }
+                let mut reader = match reader {
+                    Some(r) => r,
+                    None => log
+                        .merged_reader(&[def.name.as_str()], LogTime::ZERO)
+                        .await
+                        .map_err(|e| external(e.into()))?,
+                };
+                let mut records = reader
+                    .next_batch(ReadLimits::default())
+                    .await
+                    .map_err(|e| external(e.into()))?;
+                if records.is_empty() {
+                    return Ok(None);
+                }
+                let done = records.last().is_some_and(|r| r.log_time.0 >= upto);
+                records.retain(|r| r.log_time.0 <= upto);
+                let (batch, _) = def.to_batch(&records);
+                Ok(Some((batch, (Some(reader), done))))
             }
-            let done = records.last().is_some_and(|r| r.log_time.0 >= self.upto);
-            records.retain(|r| r.log_time.0 <= self.upto);
-            let (batch, _) = self.def.to_batch(&records);
-            out.push(batch);
-            if done {
-                break;
-            }
-        }
-        Ok(out)
+        })
+        .boxed()
     }
 }
 
@@ -76,8 +91,21 @@ impl TableProvider for TopicTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batches = self.batches().await.map_err(external)?;
-        scan_batches(self.schema(), batches, state, projection, filters, limit).await
+        let _ = (state, filters);
+        let table = TopicTable {
+            def: self.def.clone(),
+            log: self.log.clone(),
+            upto: self.upto,
+        };
+        let open: Open = Arc::new(move || table.stream());
+        let name = format!("topic {}", self.def.name);
+        Ok(Arc::new(StreamScan::new(
+            name,
+            &self.schema(),
+            projection,
+            limit,
+            open,
+        )?))
     }
 }
 
@@ -222,6 +250,54 @@ impl StoredView {
         self.to_batch(self.rows()?.into_values())
     }
 
+    /// Hands the rows at the table's point to `sink` in key order, in
+    /// batches of [`SCAN_BATCH`], from one store snapshot; stops when
+    /// `sink` says so. AS OF merges the current rows with what each key
+    /// changed after the point was then (the `before` of its earliest
+    /// change after it), which holds only the keys changed since.
+    pub fn stream_rows(
+        &self,
+        sink: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<(), EngineError> {
+        let read = self.store.read()?;
+        let meta = read.meta(self.id)?.unwrap_or_default();
+        let mut then: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        if let Some(t) = self.as_of {
+            self.check_as_of(t, &meta)?;
+            read.changes(self.id, t, &mut |c| {
+                then.entry(c.key.clone())
+                    .or_insert_with(|| c.before.clone());
+                true
+            })?;
+        }
+        let mut then = then.into_iter().peekable();
+        let mut out = Batcher {
+            view: self,
+            rows: Vec::with_capacity(SCAN_BATCH),
+            sink,
+            stopped: false,
+            error: None,
+        };
+        read.rows(self.id, &mut |key, row| {
+            while let Some((_, before)) = then.next_if(|(k, _)| k.as_slice() < key) {
+                out.push_some(before);
+            }
+            match then.next_if(|(k, _)| k.as_slice() == key) {
+                Some((_, before)) => out.push_some(before),
+                None => out.push(row.to_vec()),
+            }
+            !out.stopped
+        })?;
+        for (_, before) in then {
+            out.push_some(before);
+        }
+        out.flush();
+        match out.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
     /// Encoded rows as one batch.
     pub(crate) fn to_batch(
         &self,
@@ -282,22 +358,82 @@ impl TableProvider for StoredView {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
-        let batch = match self.pinned_key(filters) {
-            Some(key) => {
-                let row = self.row(&key).map_err(external)?;
-                self.to_batch(row.into_iter()).map_err(external)?
-            }
-            None => self.batch().map_err(external)?,
-        };
-        scan_batches(
-            self.schema(),
-            vec![batch],
-            state,
+        if let Some(key) = self.pinned_key(filters) {
+            let row = self.row(&key).map_err(external)?;
+            let batch = self.to_batch(row.into_iter()).map_err(external)?;
+            return scan_batches(
+                self.schema(),
+                vec![batch],
+                state,
+                projection,
+                filters,
+                limit,
+            )
+            .await;
+        }
+        // A point outside the view's history is an error now, at planning
+        // (the stream checks again on its own snapshot).
+        if let Some(t) = self.as_of {
+            let meta = self
+                .store
+                .read()
+                .and_then(|r| r.meta(self.id))
+                .map_err(|e| external(e.into()))?
+                .unwrap_or_default();
+            self.check_as_of(t, &meta).map_err(external)?;
+        }
+        let view = self.clone();
+        let open: Open = Arc::new(move || {
+            let view = view.clone();
+            blocking_stream(move |sink| view.stream_rows(sink).map_err(external))
+        });
+        let name = format!("view {}", self.name);
+        Ok(Arc::new(StreamScan::new(
+            name,
+            &self.schema(),
             projection,
-            filters,
             limit,
-        )
-        .await
+            open,
+        )?))
+    }
+}
+
+/// Gathers encoded rows into batches for a sink.
+struct Batcher<'a> {
+    view: &'a StoredView,
+    rows: Vec<Vec<u8>>,
+    sink: &'a mut dyn FnMut(RecordBatch) -> bool,
+    /// The sink wants no more, or a row failed to decode.
+    stopped: bool,
+    error: Option<EngineError>,
+}
+
+impl Batcher<'_> {
+    fn push(&mut self, row: Vec<u8>) {
+        self.rows.push(row);
+        if self.rows.len() >= SCAN_BATCH {
+            self.flush();
+        }
+    }
+
+    /// A row as it was at the point, if it existed then.
+    fn push_some(&mut self, row: Option<Vec<u8>>) {
+        if let Some(row) = row {
+            self.push(row);
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.rows.is_empty() || self.stopped {
+            return;
+        }
+        match self.view.to_batch(self.rows.drain(..)) {
+            Ok(batch) => self.stopped = !(self.sink)(batch),
+            Err(e) => {
+                self.error = Some(e);
+                self.stopped = true;
+            }
+        }
     }
 }
 

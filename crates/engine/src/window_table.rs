@@ -9,6 +9,7 @@ use crate::ops::Delta;
 use crate::ops::aggregate::NoState;
 use crate::ops::window::{WindowSpec, Windower};
 use crate::query::TopicTable;
+use crate::scan::{Open, StreamScan};
 use crate::schema::TopicDef;
 use async_trait::async_trait;
 use datafusion::arrow::array::{AsArray, RecordBatch};
@@ -19,6 +20,7 @@ use datafusion::datasource::TableType;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::Expr;
 use datafusion::physical_plan::ExecutionPlan;
+use futures_util::StreamExt;
 use kappa_log::Log;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -234,36 +236,55 @@ impl TableProvider for WindowTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let external = |e: crate::EngineError| DataFusionError::External(Box::new(e));
-        let mut windows = self.stage();
-        windows.assume_empty_state();
-        let mut out = Vec::new();
-        // In log-time order, as a view applies them.
-        for batch in self.topic.batches().await.map_err(external)? {
-            let n = batch.num_rows();
-            let log_time = batch.schema().index_of("_log_time")?;
-            let log_times = batch
-                .column(log_time)
-                .as_primitive::<TimestampMicrosecondType>()
-                .values()
-                .iter()
-                .map(|&t| t as u64)
-                .collect();
-            let mut keys = crate::ops::Keys::with_capacity(n, 0);
-            for _ in 0..n {
-                keys.push(&[]);
-            }
-            let delta = Delta {
-                batch,
-                weights: vec![1; n],
-                log_times,
-                keys,
-                groups: Vec::new(),
-            };
-            let windowed: RecordBatch = windows.apply(delta, &mut NoState).map_err(external)?.batch;
-            out.push(windowed);
-        }
-        crate::query::scan_batches(self.schema.clone(), out, state, projection, filters, limit)
-            .await
+        let _ = (state, filters);
+        let topic = TopicTable {
+            def: self.topic.def.clone(),
+            log: self.topic.log.clone(),
+            upto: self.topic.upto,
+        };
+        let (spec, schema) = (self.spec, self.schema.clone());
+        let open: Open = Arc::new(move || {
+            let mut windows = Windower::new(spec, schema.clone());
+            windows.assume_empty_state();
+            // In log-time order, as a view applies them.
+            topic
+                .stream()
+                .map(move |batch| window_batch(&mut windows, batch?))
+                .boxed()
+        });
+        let name = format!("windows of topic {}", self.topic.def.name);
+        Ok(Arc::new(StreamScan::new(
+            name,
+            &self.schema,
+            projection,
+            limit,
+            open,
+        )?))
     }
+}
+
+/// A batch of a topic's records through the window stage.
+fn window_batch(windows: &mut Windower, batch: RecordBatch) -> Result<RecordBatch> {
+    let external = |e: crate::EngineError| DataFusionError::External(Box::new(e));
+    let n = batch.num_rows();
+    let log_time = batch.schema().index_of("_log_time")?;
+    let log_times = batch
+        .column(log_time)
+        .as_primitive::<TimestampMicrosecondType>()
+        .values()
+        .iter()
+        .map(|&t| t as u64)
+        .collect();
+    let mut keys = crate::ops::Keys::with_capacity(n, 0);
+    for _ in 0..n {
+        keys.push(&[]);
+    }
+    let delta = Delta {
+        batch,
+        weights: vec![1; n],
+        log_times,
+        keys,
+        groups: Vec::new(),
+    };
+    Ok(windows.apply(delta, &mut NoState).map_err(external)?.batch)
 }
