@@ -31,8 +31,14 @@ pub enum FeedStart {
 /// One event of a feed.
 #[derive(Clone, Debug, PartialEq)]
 pub enum FeedEvent {
-    /// The view's rows at `at`.
-    Snapshot { at: LogTime, rows: RecordBatch },
+    /// Some of the view's rows at `at`: a snapshot comes as one or more
+    /// of these (of up to 8,192 rows each, in key order, read as the feed
+    /// is consumed), the one with `last` ending it, before any change.
+    Snapshot {
+        at: LogTime,
+        rows: RecordBatch,
+        last: bool,
+    },
     /// One row changed at `log_time`: `before` `None` is an insert, `after`
     /// `None` a delete.
     Change {
@@ -59,6 +65,66 @@ pub struct Feed {
     /// Every change up to here is delivered (or queued).
     cursor: u64,
     queue: VecDeque<FeedEvent>,
+    /// The snapshot being read, delivered after `queue`.
+    snapshot: Option<Snapshot>,
+}
+
+/// A snapshot read from one store snapshot on a blocking thread, a batch
+/// at a time, as the feed is consumed.
+struct Snapshot {
+    at: LogTime,
+    schema: SchemaRef,
+    rx: tokio::sync::mpsc::Receiver<Result<RecordBatch, EngineError>>,
+    /// A batch received and not yet delivered: it is the last one if the
+    /// reader ends after it.
+    held: Option<RecordBatch>,
+}
+
+impl Snapshot {
+    fn start(view: StoredView, at: LogTime) -> Snapshot {
+        let schema = view.schema.clone();
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tokio::task::spawn_blocking(move || {
+            let mut sink = |batch| tx.blocking_send(Ok(batch)).is_ok();
+            if let Err(e) = view.stream_rows(&mut sink) {
+                let _ = tx.blocking_send(Err(e));
+            }
+        });
+        Snapshot {
+            at,
+            schema,
+            rx,
+            held: None,
+        }
+    }
+
+    /// The next part of the snapshot; `None` once the last was given.
+    async fn next(&mut self) -> Option<Result<FeedEvent, EngineError>> {
+        loop {
+            let received = self.rx.recv().await;
+            let part = |rows, last| FeedEvent::Snapshot {
+                at: self.at,
+                rows,
+                last,
+            };
+            match received {
+                Some(Ok(batch)) => {
+                    if let Some(rows) = self.held.replace(batch) {
+                        return Some(Ok(part(rows, false)));
+                    }
+                }
+                Some(Err(e)) => return Some(Err(e)),
+                None => {
+                    // An empty view still has a (last, empty) snapshot.
+                    let rows = self
+                        .held
+                        .take()
+                        .unwrap_or_else(|| RecordBatch::new_empty(self.schema.clone()));
+                    return Some(Ok(part(rows, true)));
+                }
+            }
+        }
+    }
 }
 
 /// At most this many changes are read from the store at a time (a feed's
@@ -87,6 +153,7 @@ impl Engine {
             types,
             cursor: 0,
             queue: VecDeque::new(),
+            snapshot: None,
         };
         let meta = self.store.read()?.meta(stored.id)?.unwrap_or_default();
         let point = match start {
@@ -108,10 +175,7 @@ impl Engine {
                 as_of: Some(point),
                 ..stored
             };
-            feed.queue.push_back(FeedEvent::Snapshot {
-                at: LogTime(point),
-                rows: at.batch()?,
-            });
+            feed.snapshot = Some(Snapshot::start(at, LogTime(point)));
         }
         feed.cursor = point;
         Ok(feed)
@@ -124,6 +188,19 @@ impl Feed {
         loop {
             if let Some(e) = self.queue.pop_front() {
                 return Ok(e);
+            }
+            if let Some(snapshot) = &mut self.snapshot {
+                let part = snapshot.next().await;
+                if matches!(
+                    part,
+                    Some(Ok(FeedEvent::Snapshot { last: true, .. })) | Some(Err(_))
+                ) {
+                    self.snapshot = None;
+                }
+                if let Some(part) = part {
+                    return part;
+                }
+                continue;
             }
             if self.fetch()? {
                 continue;

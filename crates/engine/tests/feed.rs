@@ -160,8 +160,13 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
         .subscribe("v", FeedStart::SnapshotAt(start))
         .await
         .unwrap();
-    let FeedEvent::Snapshot { at, rows: snapshot } = feed.next().await.unwrap() else {
-        panic!("a feed starts with its snapshot");
+    let FeedEvent::Snapshot {
+        at,
+        rows: snapshot,
+        last: true,
+    } = feed.next().await.unwrap()
+    else {
+        panic!("a feed starts with its snapshot (a small one in one part)");
     };
     assert_eq!(at, start);
     let mut rows = keyed(&snapshot);
@@ -350,4 +355,75 @@ async fn a_feed_that_keeps_up_outlives_the_history_window() {
             FeedEvent::Progress { .. }
         ));
     }
+}
+
+#[tokio::test]
+async fn a_big_snapshot_comes_in_parts_then_the_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    let keys = 20_000;
+    let values: Vec<String> = (0..keys)
+        .map(|i| format!(r#"{{"a":"k{i:05}","x":{i}}}"#))
+        .collect();
+    let refs: Vec<&[u8]> = values.iter().map(|v| v.as_bytes()).collect();
+    engine.append_json("t", &refs).await.unwrap();
+    engine.catch_up().await.unwrap();
+    let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
+    let (mut parts, mut rows, mut sum) = (0, 0, 0i64);
+    let mut previous_last = None;
+    loop {
+        match feed.next().await.unwrap() {
+            FeedEvent::Snapshot {
+                rows: batch, last, ..
+            } => {
+                parts += 1;
+                rows += batch.num_rows();
+                let table = common::table(&[batch]);
+                // In key order, across parts too.
+                assert!(table.windows(2).all(|w| w[0][0] < w[1][0]));
+                if let Some(p) = &previous_last {
+                    assert!(&table[0][0] > p, "parts out of key order");
+                }
+                previous_last = table.last().map(|r| r[0].clone());
+                sum += table
+                    .iter()
+                    .map(|r| r[1].parse::<i64>().unwrap())
+                    .sum::<i64>();
+                if last {
+                    break;
+                }
+            }
+            other => panic!("the snapshot's parts come first, got {other:?}"),
+        }
+    }
+    assert!(parts >= 3, "{parts} parts for {keys} rows");
+    assert_eq!(rows, keys);
+    assert_eq!(sum, (0..keys as i64).sum::<i64>());
+    // Then what changes.
+    engine
+        .append_json("t", &[br#"{"a":"k00000","x":7}"#])
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let FeedEvent::Change { after, .. } = feed.next().await.unwrap() {
+                return after;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        change,
+        Some(vec![
+            ScalarValue::Utf8(Some("k00000".into())),
+            ScalarValue::Int64(Some(7))
+        ])
+    );
 }

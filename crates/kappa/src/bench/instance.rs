@@ -265,13 +265,15 @@ impl Instance {
                         _ = stop.changed() => return Ok(()),
                     };
                     match event {
-                        FeedEvent::Snapshot { .. } => {
+                        FeedEvent::Snapshot { last: true, .. } => {
                             if let Some(r) = ready.take() {
                                 let _ = r.send(started.elapsed());
                             }
                         }
                         FeedEvent::Change { log_time, .. } => on(log_time, Instant::now()),
-                        FeedEvent::Progress { .. } | FeedEvent::Replaced { .. } => {}
+                        FeedEvent::Snapshot { .. }
+                        | FeedEvent::Progress { .. }
+                        | FeedEvent::Replaced { .. } => {}
                     }
                 }
             }

@@ -143,9 +143,9 @@ pub async fn run(target: Target, args: SubscribeArgs) -> anyhow::Result<ExitCode
                     _ = tokio::signal::ctrl_c() => break,
                 };
                 match event {
-                    FeedEvent::Snapshot { at, rows } => screen.event(
+                    FeedEvent::Snapshot { at, rows, last } => screen.event(
                         "snapshot",
-                        json!({ "at": at.to_rfc3339(), "rows": kappa_server::format::objects(feed.schema(), &rows), "last": true }),
+                        json!({ "at": at.to_rfc3339(), "rows": kappa_server::format::objects(feed.schema(), &rows), "last": last }),
                     )?,
                     FeedEvent::Change { log_time, before, after, .. } => screen.event(
                         "change",

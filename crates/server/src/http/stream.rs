@@ -281,17 +281,18 @@ async fn pump_feed(mut feed: Feed, out: Sender) {
                     return;
                 }
             }
-            FeedEvent::Snapshot { at, rows } => {
+            FeedEvent::Snapshot { at, rows, last } => {
                 let chunks = snapshot_chunks(&schema, &rows);
                 let n = chunks.len();
                 for (i, chunk) in chunks.into_iter().enumerate() {
+                    let end = last && i + 1 == n;
                     let mut data = json!({ "at": at.to_rfc3339(), "rows": chunk });
-                    if i + 1 == n {
+                    if end {
                         data["last"] = Value::Bool(true);
                     }
                     let mut e = Event::default().event("snapshot").data(data.to_string());
                     // Resuming after the whole snapshot means: changes after it.
-                    if i + 1 == n {
+                    if end {
                         e = e.id(at.0.to_string());
                     }
                     if let Sent::Stop = out.send(e, None).await {

@@ -236,7 +236,7 @@ impl Rows {
                         ),
                     ));
                 }
-                FeedEvent::Snapshot { at, rows } => {
+                FeedEvent::Snapshot { at, rows, .. } => {
                     for i in 0..rows.num_rows() {
                         let values = rows
                             .columns()
