@@ -223,6 +223,46 @@ fn subscribe_snapshot_changes_progress_and_resume() {
 }
 
 #[test]
+fn a_big_snapshot_ends_once() {
+    // More rows than one part of a feed's snapshot (8,192): the stream
+    // sends them in many events, and only the very last is marked `last`
+    // and carries the id to resume from.
+    let tmp = tempfile::tempdir().unwrap();
+    let s = Served::start(&tmp.path().join("data"), &[]);
+    setup(&s);
+    let body: Vec<String> = (0..20_000)
+        .map(|i| format!("{{\"account\":\"k{i:05}\",\"amount\":{i}}}"))
+        .collect();
+    let (status, r) = s.append("tx", &body.join("\n"));
+    assert_eq!(status, 200, "{r}");
+    s.curl(
+        "POST",
+        "/v1/sql",
+        &["Content-Type: application/json"],
+        Some(
+            json!({"sql":"SELECT COUNT(*) FROM bal","token":r["token"]})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    let sub = SseClient::open(&format!("{}/v1/views/bal/subscribe", s.url), None);
+    let events = sub.until(|e| e.event == "snapshot" && e.data["last"] == true);
+    assert!(
+        events.iter().all(|e| e.event == "snapshot"),
+        "{:?}",
+        events.last()
+    );
+    let ends: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i].data["last"] == true || events[i].id.is_some())
+        .collect();
+    assert_eq!(ends, vec![events.len() - 1], "one end, at the end");
+    let mut state = BTreeMap::new();
+    apply(&mut state, &events);
+    assert_eq!(state.len(), 20_000);
+    assert_eq!(state, expected(&s));
+}
+
+#[test]
 fn follow_a_topic_and_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let s = Served::start(&tmp.path().join("data"), &[]);
