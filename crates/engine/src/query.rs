@@ -219,45 +219,39 @@ impl StoredView {
         Ok(())
     }
 
-    /// The rows (by key, encoded) at the table's point.
-    pub fn rows(&self) -> Result<BTreeMap<Vec<u8>, Vec<u8>>, EngineError> {
-        let read = self.store.read()?;
-        let meta = read.meta(self.id)?.unwrap_or_default();
-        let mut rows = BTreeMap::new();
-        read.rows(self.id, &mut |k, v| {
-            rows.insert(k.to_vec(), v.to_vec());
-            true
-        })?;
-        if let Some(t) = self.as_of {
-            self.check_as_of(t, &meta)?;
-            let mut later = Vec::new();
-            read.changes(self.id, t, &mut |c| {
-                later.push(c.clone());
-                true
-            })?;
-            for c in later.into_iter().rev() {
-                match c.before {
-                    Some(b) => rows.insert(c.key, b),
-                    None => rows.remove(&c.key),
-                };
-            }
-        }
-        Ok(rows)
-    }
-
-    /// Every row, as one batch.
-    pub fn batch(&self) -> Result<RecordBatch, EngineError> {
-        self.to_batch(self.rows()?.into_values())
-    }
-
     /// Hands the rows at the table's point to `sink` in key order, in
-    /// batches of [`SCAN_BATCH`], from one store snapshot; stops when
-    /// `sink` says so. AS OF merges the current rows with what each key
-    /// changed after the point was then (the `before` of its earliest
-    /// change after it), which holds only the keys changed since.
+    /// batches of [`SCAN_BATCH`] (see [`StoredView::visit_rows`]); stops
+    /// when `sink` says so.
     pub fn stream_rows(
         &self,
         sink: &mut dyn FnMut(RecordBatch) -> bool,
+    ) -> Result<(), EngineError> {
+        let mut out = Batcher {
+            view: self,
+            rows: Vec::with_capacity(SCAN_BATCH),
+            sink,
+            stopped: false,
+            error: None,
+        };
+        self.visit_rows(&mut |_, row| {
+            out.push(row.to_vec());
+            !out.stopped
+        })?;
+        out.flush();
+        match out.error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Hands each row at the table's point to `visit` (key, encoded row),
+    /// in key order, from one store snapshot; stops when `visit` returns
+    /// false. AS OF merges the current rows with what each key changed
+    /// after the point was then (the `before` of its earliest change
+    /// after it), which holds only the keys changed since.
+    pub fn visit_rows(
+        &self,
+        visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
     ) -> Result<(), EngineError> {
         let read = self.store.read()?;
         let meta = read.meta(self.id)?.unwrap_or_default();
@@ -271,31 +265,30 @@ impl StoredView {
             })?;
         }
         let mut then = then.into_iter().peekable();
-        let mut out = Batcher {
-            view: self,
-            rows: Vec::with_capacity(SCAN_BATCH),
-            sink,
-            stopped: false,
-            error: None,
-        };
+        let mut go = true;
+        // A row as it was at the point: none if it did not exist then.
+        let was =
+            |visit: &mut dyn FnMut(&[u8], &[u8]) -> bool, key: &[u8], row: Option<Vec<u8>>| {
+                row.is_none_or(|row| visit(key, &row))
+            };
         read.rows(self.id, &mut |key, row| {
-            while let Some((_, before)) = then.next_if(|(k, _)| k.as_slice() < key) {
-                out.push_some(before);
+            while let Some((k, before)) = then.next_if(|(k, _)| k.as_slice() < key) {
+                go = go && was(visit, &k, before);
             }
-            match then.next_if(|(k, _)| k.as_slice() == key) {
-                Some((_, before)) => out.push_some(before),
-                None => out.push(row.to_vec()),
-            }
-            !out.stopped
+            go = go
+                && match then.next_if(|(k, _)| k.as_slice() == key) {
+                    Some((_, before)) => was(visit, key, before),
+                    None => visit(key, row),
+                };
+            go
         })?;
-        for (_, before) in then {
-            out.push_some(before);
+        for (k, before) in then {
+            if !go {
+                break;
+            }
+            go = was(visit, &k, before);
         }
-        out.flush();
-        match out.error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
     /// Encoded rows as one batch.
@@ -413,13 +406,6 @@ impl Batcher<'_> {
         self.rows.push(row);
         if self.rows.len() >= SCAN_BATCH {
             self.flush();
-        }
-    }
-
-    /// A row as it was at the point, if it existed then.
-    fn push_some(&mut self, row: Option<Vec<u8>>) {
-        if let Some(row) = row {
-            self.push(row);
         }
     }
 

@@ -10,7 +10,6 @@ use crate::{Engine, EngineError};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
 use kappa_log::{LogTime, ReadLimits};
-use std::collections::BTreeMap;
 
 pub(crate) const VERIFIED_PREFIX: &str = "verified:";
 /// A shadow being built (its id), so that a crash mid-verify does not
@@ -109,13 +108,17 @@ impl Engine {
                 .iter()
                 .map(|f| f.data_type().clone())
                 .collect();
-            Ok::<_, EngineError>(compare(
-                &stored_live.rows()?,
-                &stored_shadow.rows()?,
-                &types,
-                live.version,
-                frontier,
-            ))
+            let mut report = VerifyReport {
+                version: live.version,
+                frontier: LogTime(frontier),
+                rows: 0,
+                only_live: 0,
+                only_rebuilt: 0,
+                differing: 0,
+                first: Vec::new(),
+            };
+            compare(&stored_live, &stored_shadow, &types, &mut report)?;
+            Ok::<_, EngineError>(report)
         }
         .await;
         drop(shadow);
@@ -198,8 +201,9 @@ impl Engine {
     }
 
     /// Test-only: damages the live version's stored rows (swaps the values
-    /// of its first two rows, or deletes its only row), so that tests can
-    /// check that verify reports it.
+    /// of its first two rows, deletes its third and adds a row after its
+    /// last; or deletes its only row), so that tests can check that verify
+    /// reports it.
     #[doc(hidden)]
     pub async fn damage_for_test(&self, view: &str) -> Result<(), EngineError> {
         let id = self
@@ -210,16 +214,25 @@ impl Engine {
         let read = self.store.read()?;
         let meta = read.meta(id)?.unwrap_or_default();
         let mut first = Vec::new();
+        let mut last = Vec::new();
         read.rows(id, &mut |k, v| {
-            first.push((k.to_vec(), v.to_vec()));
-            first.len() < 2
+            if first.len() < 3 {
+                first.push((k.to_vec(), v.to_vec()));
+            }
+            last = k.to_vec();
+            true
         })?;
         drop(read);
         let mut rows = kappa_store::Puts::default();
         match first.as_slice() {
-            [(k1, v1), (k2, v2)] => {
+            [(k1, v1), (k2, v2), rest @ ..] => {
                 rows.push(k1, Some(v2));
                 rows.push(k2, Some(v1));
+                if let [(k3, _)] = rest {
+                    rows.push(k3, None);
+                    last.push(0xFF);
+                    rows.push(&last, Some(v1));
+                }
             }
             [(k, _)] => rows.push(k, None),
             _ => return Ok(()),
@@ -245,31 +258,22 @@ fn render(bytes: &[u8], types: &[DataType]) -> Vec<String> {
     }
 }
 
+/// Compares the two views' rows key by key, both read in key order at
+/// once (the rebuilt one on a thread of its own, a chunk at a time), so
+/// that neither is held whole.
 fn compare(
-    live: &BTreeMap<Vec<u8>, Vec<u8>>,
-    rebuilt: &BTreeMap<Vec<u8>, Vec<u8>>,
+    live: &crate::query::StoredView,
+    rebuilt: &crate::query::StoredView,
     types: &[DataType],
-    version: u32,
-    frontier: u64,
-) -> VerifyReport {
-    let mut report = VerifyReport {
-        version,
-        frontier: LogTime(frontier),
-        rows: live.len() as u64,
-        only_live: 0,
-        only_rebuilt: 0,
-        differing: 0,
-        first: Vec::new(),
-    };
-    let keys: std::collections::BTreeSet<&Vec<u8>> = live.keys().chain(rebuilt.keys()).collect();
-    for key in keys {
-        let (l, r) = (live.get(key), rebuilt.get(key));
+    report: &mut VerifyReport,
+) -> Result<(), EngineError> {
+    let note = |report: &mut VerifyReport, l: Option<&[u8]>, r: Option<&[u8]>| {
         match (l, r) {
-            (Some(a), Some(b)) if a == b => continue,
+            (Some(a), Some(b)) if a == b => return,
             (Some(_), Some(_)) => report.differing += 1,
             (Some(_), None) => report.only_live += 1,
             (None, Some(_)) => report.only_rebuilt += 1,
-            (None, None) => continue,
+            (None, None) => return,
         }
         if report.first.len() < FIRST_DIFFERENCES {
             report.first.push(Difference {
@@ -277,6 +281,43 @@ fn compare(
                 rebuilt: r.map(|b| render(b, types)),
             });
         }
-    }
-    report
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<(Vec<u8>, Vec<u8>)>>(2);
+        let reader = std::thread::Builder::new()
+            .name("kappa-verify".into())
+            .spawn_scoped(scope, move || {
+                let mut chunk = Vec::with_capacity(COMPARE_CHUNK);
+                rebuilt.visit_rows(&mut |k, v| {
+                    chunk.push((k.to_vec(), v.to_vec()));
+                    chunk.len() < COMPARE_CHUNK || tx.send(std::mem::take(&mut chunk)).is_ok()
+                })?;
+                let _ = tx.send(chunk);
+                Ok::<_, EngineError>(())
+            })
+            .map_err(|e| EngineError::Query(format!("cannot start a thread to verify: {e}")))?;
+        // Dropped on any early return: the reader's sends then fail and
+        // it stops.
+        let mut other = rx.into_iter().flatten().peekable();
+        live.visit_rows(&mut |k, v| {
+            report.rows += 1;
+            while let Some((_, r)) = other.next_if(|(rk, _)| rk.as_slice() < k) {
+                note(report, None, Some(&r));
+            }
+            match other.next_if(|(rk, _)| rk.as_slice() == k) {
+                Some((_, r)) => note(report, Some(v), Some(&r)),
+                None => note(report, Some(v), None),
+            }
+            true
+        })?;
+        for (_, r) in other {
+            note(report, None, Some(&r));
+        }
+        reader
+            .join()
+            .map_err(|_| EngineError::Query("the verify reader failed".into()))?
+    })
 }
+
+/// Rows per chunk from the verify reader.
+const COMPARE_CHUNK: usize = 1024;

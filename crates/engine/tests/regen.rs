@@ -245,7 +245,7 @@ async fn verify_says_identical_then_names_a_damaged_row() {
     assert!(!report.identical());
     assert_eq!(
         (report.differing, report.only_live, report.only_rebuilt),
-        (2, 0, 0),
+        (2, 1, 1),
         "{report:?}"
     );
     let first = &report.first[0];
