@@ -8,13 +8,13 @@ use crate::EngineError;
 use crate::dead_letters::{dead_letter, is_evaluation_error, isolate, run};
 use crate::ops::aggregate::StateSource;
 use crate::ops::window::WindowState;
-use crate::ops::{Delta, Keys, Stage};
+use crate::ops::{Delta, Stage};
 use crate::pending::{ARENA_LIMIT, Part, Pending, Span, merged_changes, pending_bytes, sink};
 use crate::plan::Pipeline;
 use crate::reading::{Decoded, Reading, Source, produce};
 use crate::schema::TopicDef;
 use datafusion::arrow::array::AsArray;
-use datafusion::arrow::datatypes::{TimestampMicrosecondType, UInt32Type, UInt64Type};
+use datafusion::arrow::datatypes::{UInt32Type, UInt64Type};
 use kappa_log::{Log, LogTime, ReadLimits};
 use kappa_store::{Puts, StateStore, StoreRead, ViewCommit, ViewId};
 use std::sync::Arc;
@@ -717,24 +717,8 @@ impl ViewRuntime {
             return Ok(());
         }
         // Column 2 from the end is `_log_time`, in batch order.
-        let log_times: Vec<u64> = batch
-            .column(batch.num_columns() - 2)
-            .as_primitive::<TimestampMicrosecondType>()
-            .values()
-            .iter()
-            .map(|&t| t as u64)
-            .collect();
-        let mut keys = Keys::with_capacity(n, 8 * n);
-        for t in &log_times {
-            keys.push(&t.to_be_bytes());
-        }
-        let delta = Delta {
-            batch,
-            weights: vec![1; n],
-            log_times,
-            keys,
-            groups: Vec::new(),
-        };
+        let log_time = batch.num_columns() - 2;
+        let delta = Delta::insertions(batch, log_time);
         let mut source = StoreSource {
             read: store.read()?,
             view: self.id,

@@ -12,8 +12,8 @@ use crate::query::TopicTable;
 use crate::scan::{Open, StreamScan};
 use crate::schema::TopicDef;
 use async_trait::async_trait;
-use datafusion::arrow::array::{AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimestampMicrosecondType};
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::{Session, TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::datasource::TableType;
@@ -266,25 +266,7 @@ impl TableProvider for WindowTable {
 /// A batch of a topic's records through the window stage.
 fn window_batch(windows: &mut Windower, batch: RecordBatch) -> Result<RecordBatch> {
     let external = |e: crate::EngineError| DataFusionError::External(Box::new(e));
-    let n = batch.num_rows();
     let log_time = batch.schema().index_of("_log_time")?;
-    let log_times = batch
-        .column(log_time)
-        .as_primitive::<TimestampMicrosecondType>()
-        .values()
-        .iter()
-        .map(|&t| t as u64)
-        .collect();
-    let mut keys = crate::ops::Keys::with_capacity(n, 0);
-    for _ in 0..n {
-        keys.push(&[]);
-    }
-    let delta = Delta {
-        batch,
-        weights: vec![1; n],
-        log_times,
-        keys,
-        groups: Vec::new(),
-    };
+    let delta = Delta::insertions(batch, log_time);
     Ok(windows.apply(delta, &mut NoState).map_err(external)?.batch)
 }

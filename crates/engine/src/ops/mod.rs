@@ -32,6 +32,35 @@ pub struct Delta {
     pub groups: Vec<u32>,
 }
 
+impl Delta {
+    /// A topic's records as insertions: weight 1, the log time in column
+    /// `log_time` (a timestamp), each keyed by its log time until a stage
+    /// gives it a view key.
+    pub fn insertions(batch: RecordBatch, log_time: usize) -> Delta {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        let n = batch.num_rows();
+        let log_times: Vec<u64> = batch
+            .column(log_time)
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .iter()
+            .map(|&t| t as u64)
+            .collect();
+        let mut keys = Keys::with_capacity(n, 8 * n);
+        for t in &log_times {
+            keys.push(&t.to_be_bytes());
+        }
+        Delta {
+            batch,
+            weights: vec![1; n],
+            log_times,
+            keys,
+            groups: Vec::new(),
+        }
+    }
+}
+
 /// The view keys of a delta's rows, in one buffer (no allocation per row).
 #[derive(Clone, Debug, Default)]
 pub struct Keys {
