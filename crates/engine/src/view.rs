@@ -45,6 +45,10 @@ pub struct ViewRuntime {
     pub memory: crate::memory::Share,
     /// The commit being written in the background, if any.
     pub inflight: Option<Inflight>,
+    /// The thread commits are written on behind the operators, once
+    /// started (one per view, for as long as it lives: not a thread per
+    /// commit, whose allocations would each land in an arena of its own).
+    committer: Option<Committer>,
     /// Buffers back from the last commit, for the next pending work.
     spare: Option<Spare>,
     /// Records applied, for the view's rate (shared with status readers,
@@ -91,6 +95,7 @@ impl ViewRuntime {
             interrupted: false,
             memory,
             inflight: None,
+            committer: None,
             spare: None,
             meter: Arc::default(),
             workers: 2,
@@ -103,19 +108,47 @@ impl Drop for ViewRuntime {
     /// A commit in flight finishes before the view (and its hold on the
     /// store) goes.
     fn drop(&mut self) {
-        if let Some(f) = self.inflight.take() {
-            let _ = f.thread.join();
+        if let Some(c) = self.committer.take() {
+            drop(c.jobs);
+            let _ = c.thread.join();
         }
     }
 }
 
-/// A commit being written on its own thread while the operators go on.
+/// A commit being written on the committer's thread while the operators
+/// go on.
 pub struct Inflight {
     position: u64,
     /// Memory it holds: what was pending, and its encoding for the store.
     bytes: usize,
     done: tokio::sync::oneshot::Receiver<Result<Spare, EngineError>>,
+}
+
+type CommitJob = (
+    Sealed,
+    tokio::sync::oneshot::Sender<Result<Spare, EngineError>>,
+);
+
+/// A view's committer thread: writes the commits it is sent, in order,
+/// until the sender goes.
+struct Committer {
+    jobs: std::sync::mpsc::Sender<CommitJob>,
     thread: std::thread::JoinHandle<()>,
+}
+
+impl Committer {
+    fn start(view: &str, store: Arc<dyn StateStore>) -> Result<Committer, EngineError> {
+        let (jobs, received) = std::sync::mpsc::channel::<CommitJob>();
+        let thread = std::thread::Builder::new()
+            .name(format!("kappa-commit-{view}"))
+            .spawn(move || {
+                for (sealed, done) in received {
+                    let _ = done.send(sealed.write(store.as_ref()));
+                }
+            })
+            .map_err(|e| EngineError::Query(format!("cannot start the view's committer: {e}")))?;
+        Ok(Committer { jobs, thread })
+    }
 }
 
 /// What a commit writes, taken from the view and its pending work on the
@@ -572,18 +605,19 @@ impl ViewRuntime {
         let bytes = 2 * pending_bytes(pending);
         let sealed = self.seal(pending, position, head);
         let (tx, done) = tokio::sync::oneshot::channel();
-        let store = store.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("kappa-commit-{}", self.name))
-            .spawn(move || {
-                let _ = tx.send(sealed.write(store.as_ref()));
-            })
-            .map_err(|e| EngineError::Query(format!("cannot start the view's committer: {e}")))?;
+        let committer = match self.committer.take() {
+            Some(c) if !c.thread.is_finished() => c,
+            _ => Committer::start(&self.name, store.clone())?,
+        };
+        committer
+            .jobs
+            .send((sealed, tx))
+            .map_err(|_| EngineError::Query("the view's committer stopped".into()))?;
+        self.committer = Some(committer);
         self.inflight = Some(Inflight {
             position,
             bytes,
             done,
-            thread,
         });
         if self.groups_memory() > self.memory.limit() / 4 {
             // Evicted groups are read back from the store: it must have
@@ -610,7 +644,6 @@ impl ViewRuntime {
         let Some(f) = self.inflight.take() else {
             return Ok(true);
         };
-        let _ = f.thread.join();
         self.committed(f.position, result?);
         Ok(true)
     }
@@ -629,7 +662,6 @@ impl ViewRuntime {
         let Some(f) = self.inflight.take() else {
             return Ok(());
         };
-        let _ = f.thread.join();
         self.committed(f.position, result?);
         Ok(())
     }
