@@ -21,7 +21,22 @@ pub(crate) struct Decoded {
     pub(crate) position: u64,
     /// (partition, next offset) after this batch.
     pub(crate) next_offsets: Vec<(u32, u64)>,
+    /// Memory this batch took: the records read, then the columns
+    /// decoded from them.
+    pub(crate) bytes: usize,
 }
+
+impl Decoded {
+    /// Memory the reading holds while this batch is applied: with
+    /// `decoders` decoding ahead, that many batches, the ones waiting for
+    /// the operators, and the one being read.
+    pub(crate) fn reading_bytes(&self, decoders: usize) -> usize {
+        self.bytes * (decoders + READ_QUEUE + 1)
+    }
+}
+
+/// Decoded batches waiting for the operators.
+pub(crate) const READ_QUEUE: usize = 2;
 
 /// The topic from a view's frontier to `head`, read a batch at a time.
 pub(crate) struct Reading {
@@ -163,7 +178,12 @@ fn decode(topic: &TopicDef, records: &[Record], position: u64, reads: Option<&[b
             None => next_offsets.push((r.partition, r.offset + 1)),
         }
     }
+    let read: usize = records
+        .iter()
+        .map(|r| std::mem::size_of::<Record>() + r.value.as_ref().map_or(0, |v| v.len()))
+        .sum();
     Decoded {
+        bytes: read + batch.get_array_memory_size(),
         batch,
         dead,
         records: records.len(),

@@ -433,7 +433,7 @@ impl ViewRuntime {
         } else {
             // Reading and decoding run as their own task, ahead of the
             // operators (on another core when the runtime has one).
-            let (tx, rx) = tokio::sync::mpsc::channel(2);
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::reading::READ_QUEUE);
             let reading = Reading {
                 reader,
                 topic: self.topic.clone(),
@@ -474,7 +474,15 @@ impl ViewRuntime {
                 .spare
                 .as_ref()
                 .map_or(0, |s| s.parts.iter().map(Part::bytes).sum());
-            let memory = pending_bytes(&pending) + self.groups_memory() + inflight + spare;
+            // The reading's batches count too: the budget is all the
+            // catch-up holds.
+            let reading = if serial {
+                decoded.bytes
+            } else {
+                decoded.reading_bytes(self.workers - 1)
+            };
+            let memory =
+                pending_bytes(&pending) + self.groups_memory() + inflight + spare + reading;
             self.memory.set(memory);
             let limit = self.memory.limit();
             let interval = if serial {
