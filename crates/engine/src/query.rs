@@ -99,13 +99,7 @@ impl TableProvider for TopicTable {
         };
         let open: Open = Arc::new(move || table.stream());
         let name = format!("topic {}", self.def.name);
-        Ok(Arc::new(StreamScan::new(
-            name,
-            &self.schema(),
-            projection,
-            limit,
-            open,
-        )?))
+        StreamScan::plan(name, &self.schema(), projection, limit, open)
     }
 }
 
@@ -381,13 +375,7 @@ impl TableProvider for StoredView {
             blocking_stream(move |sink| view.stream_rows(sink).map_err(external))
         });
         let name = format!("view {}", self.name);
-        Ok(Arc::new(StreamScan::new(
-            name,
-            &self.schema(),
-            projection,
-            limit,
-            open,
-        )?))
+        StreamScan::plan(name, &self.schema(), projection, limit, open)
     }
 }
 

@@ -172,16 +172,14 @@ fn decode(topic: &TopicDef, records: &[Record], position: u64, reads: Option<&[b
         );
     }
     let mut next_offsets: Vec<(u32, u64)> = Vec::new();
+    let mut read = std::mem::size_of_val(records);
     for r in records {
         match next_offsets.iter_mut().find(|(p, _)| *p == r.partition) {
             Some(e) => e.1 = e.1.max(r.offset + 1),
             None => next_offsets.push((r.partition, r.offset + 1)),
         }
+        read += r.value.as_ref().map_or(0, |v| v.len());
     }
-    let read: usize = records
-        .iter()
-        .map(|r| std::mem::size_of::<Record>() + r.value.as_ref().map_or(0, |v| v.len()))
-        .sum();
     Decoded {
         bytes: read + batch.get_array_memory_size(),
         batch,

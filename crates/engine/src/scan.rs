@@ -35,7 +35,20 @@ pub(crate) struct StreamScan {
 }
 
 impl StreamScan {
-    pub(crate) fn new(
+    /// The scan as a plan, for `TableProvider::scan`.
+    pub(crate) fn plan(
+        name: String,
+        schema: &SchemaRef,
+        projection: Option<&Vec<usize>>,
+        limit: Option<usize>,
+        open: Open,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        Ok(Arc::new(StreamScan::new(
+            name, schema, projection, limit, open,
+        )?))
+    }
+
+    fn new(
         name: String,
         schema: &SchemaRef,
         projection: Option<&Vec<usize>>,

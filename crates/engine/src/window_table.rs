@@ -253,13 +253,7 @@ impl TableProvider for WindowTable {
                 .boxed()
         });
         let name = format!("windows of topic {}", self.topic.def.name);
-        Ok(Arc::new(StreamScan::new(
-            name,
-            &self.schema,
-            projection,
-            limit,
-            open,
-        )?))
+        StreamScan::plan(name, &self.schema, projection, limit, open)
     }
 }
 
