@@ -118,6 +118,16 @@ impl Pending {
             .copied()
     }
 
+    /// Starts fetching the pending row of the group in `slot` (of the
+    /// view's last aggregate), if it has one, into the cache.
+    pub(crate) fn prefetch(&self, slot: u32) {
+        if let Some(&r) = self.by_group.get(slot as usize)
+            && let Some(row) = self.rows.get((r as usize).wrapping_sub(1))
+        {
+            crate::memory::prefetch(row);
+        }
+    }
+
     fn insert(&mut self, row: PendingRow) {
         let i = self.rows.len() as u32;
         self.rows.push(row);

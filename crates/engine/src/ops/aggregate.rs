@@ -12,7 +12,6 @@
 use super::output::{Emit, Out, OutCol, OutRow, OutRows};
 use super::{Delta, Keys};
 use crate::EngineError;
-use crate::memory::table_bytes;
 use crate::value::{decode_scalar, encode_cell, encode_scalar};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use datafusion::arrow::compute::{CastOptions, cast_with_options, take};
@@ -22,7 +21,7 @@ use datafusion::physical_expr::PhysicalExpr;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use hashbrown::HashTable;
+use super::group_index::GroupIndex;
 use smallvec::SmallVec;
 use std::hash::BuildHasher;
 
@@ -78,8 +77,9 @@ pub struct Aggregate {
     /// through `index`, which holds slot numbers. A slot without a group
     /// is a group known not to exist.
     slots: Vec<Slot>,
-    index: HashTable<u32>,
-    hasher: foldhash::fast::RandomState,
+    index: GroupIndex,
+    /// This shard's rows of the batch being folded.
+    batch: BatchKeys,
     /// Slots no longer used.
     free: Vec<u32>,
     /// Slots changed since the last commit.
@@ -104,13 +104,82 @@ pub struct Shard {
 }
 
 impl Shard {
-    /// Whether the group with `key` (its encoding) belongs to this shard.
-    pub fn owns(&self, key: &[u8]) -> bool {
-        let hasher = foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
-        let h = hasher.hash_one(key);
-        ((h as u128 * self.of as u128) >> 64) as usize == self.index
+    /// Whether the group whose key (its encoding) hashes to `hash` (by
+    /// [`key_hash`]) belongs to this shard. From the hash's low half: the
+    /// in-memory index takes its tags from the top bits.
+    pub fn owns(&self, hash: u64) -> bool {
+        ((hash as u32 as u64 * self.of as u64) >> 32) as usize == self.index
     }
 }
+
+/// The fixed hash of a group key's encoding: it picks the group's shard
+/// (every copy of the aggregate agrees) and finds the group in memory, so
+/// a key is hashed once.
+pub fn key_hash(key: &[u8]) -> u64 {
+    KEY_HASHER.hash_one(key)
+}
+
+const KEY_HASHER: foldhash::fast::FixedState =
+    foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
+
+/// A batch's rows that one shard folds, with their group keys encoded
+/// and hashed in one pass before any group is looked up, so that lookups
+/// can be started ahead (see [`AHEAD`]). Kept between batches for its
+/// buffers.
+#[derive(Default)]
+struct BatchKeys {
+    rows: Vec<u32>,
+    hashes: Vec<u64>,
+    /// Row `j`'s key is `bytes[starts[j]..starts[j + 1]]`.
+    bytes: Vec<u8>,
+    starts: Vec<usize>,
+    /// Where each of a row's key cells ends in its key, one per group
+    /// column.
+    cells: Vec<usize>,
+}
+
+impl BatchKeys {
+    /// The rows of `shard` (all with `None`) among `n`, keyed by `group_cols`.
+    fn fill(&mut self, group_cols: &[ArrayRef], n: usize, shard: Option<Shard>) {
+        self.rows.clear();
+        self.hashes.clear();
+        self.bytes.clear();
+        self.starts.clear();
+        self.cells.clear();
+        self.starts.push(0);
+        for i in 0..n {
+            let start = self.bytes.len();
+            for c in group_cols {
+                encode_cell(&mut self.bytes, c, i);
+                self.cells.push(self.bytes.len() - start);
+            }
+            let hash = key_hash(&self.bytes[start..]);
+            if shard.is_some_and(|s| !s.owns(hash)) {
+                self.bytes.truncate(start);
+                self.cells.truncate(self.cells.len() - group_cols.len());
+                continue;
+            }
+            self.rows.push(i as u32);
+            self.hashes.push(hash);
+            self.starts.push(self.bytes.len());
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.rows.capacity() * 4
+            + self.hashes.capacity() * 8
+            + self.bytes.capacity()
+            + (self.starts.capacity() + self.cells.capacity()) * std::mem::size_of::<usize>()
+    }
+}
+
+/// How far ahead of the row being folded its group is fetched into the
+/// cache: the index entries `2 * AHEAD` rows ahead, then the slot (and
+/// pending row) the entries point to `AHEAD` rows ahead. A group's lookup
+/// misses the cache more often than not in a replay, and costs more than
+/// the fold itself; started this far ahead, it has arrived by the time
+/// the row is folded.
+const AHEAD: usize = 8;
 
 /// A group key, inline when short (most are: an account, an id).
 type GroupKey = SmallVec<[u8; 16]>;
@@ -231,8 +300,8 @@ impl Aggregate {
             append_only,
             state_prefix: 0,
             slots: Vec::new(),
-            index: HashTable::new(),
-            hasher: foldhash::fast::RandomState::default(),
+            index: GroupIndex::default(),
+            batch: BatchKeys::default(),
             free: Vec::new(),
             dirty: Vec::new(),
             deleted: Vec::new(),
@@ -265,17 +334,34 @@ impl Aggregate {
         self.complete = self.index.is_empty();
     }
 
-    /// The slot of `key`, if in memory.
-    fn find(&self, key: &[u8]) -> Option<u32> {
-        let hash = self.hasher.hash_one(key);
+    /// The slot of `key` (which hashes to `hash`), if in memory.
+    fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         self.index
-            .find(hash, |&i| &self.slots[i as usize].key[..] == key)
-            .copied()
+            .find(hash, |i| &self.slots[i as usize].key[..] == key)
     }
 
-    /// A new slot for `key` (not in memory yet).
-    fn insert(&mut self, key: &[u8], group: Option<Group>) -> u32 {
-        let hash = self.hasher.hash_one(key);
+    /// Starts fetching, for a row `AHEAD` rows on, the index entries its
+    /// key's lookup will probe.
+    fn prefetch_entry(&self, hash: u64) {
+        self.index.prefetch(hash);
+    }
+
+    /// Starts fetching the slot of the group whose key hashes to `hash`
+    /// (and, through `out`, what it emits to) into the cache, its index
+    /// entries being fetched already. The first slot whose tag matches is
+    /// taken for it without comparing keys (that would wait for the
+    /// slot): a rare wrong guess costs a wasted fetch.
+    fn prefetch_slot(&self, hash: u64, out: &impl Emit) {
+        if let Some(i) = self.index.candidate(hash)
+            && let Some(slot) = self.slots.get(i as usize)
+        {
+            crate::memory::prefetch(slot);
+            out.prefetch(i);
+        }
+    }
+
+    /// A new slot for `key` (not in memory yet), which hashes to `hash`.
+    fn insert(&mut self, hash: u64, key: &[u8], group: Option<Group>) -> u32 {
         let key = GroupKey::from_slice(key);
         let size = key_size(&key) + group_size(&group);
         self.bytes += size;
@@ -296,9 +382,7 @@ impl Aggregate {
                 (self.slots.len() - 1) as u32
             }
         };
-        let (slots, hasher) = (&self.slots, &self.hasher);
-        self.index
-            .insert_unique(hash, i, |&j| hasher.hash_one(&slots[j as usize].key[..]));
+        self.index.insert(hash, i);
         i
     }
 
@@ -308,10 +392,7 @@ impl Aggregate {
         self.slots[i as usize].group = None;
         self.slots[i as usize].live = false;
         self.bytes -= std::mem::take(&mut self.slots[i as usize].size);
-        let hash = self.hasher.hash_one(&*key);
-        if let Ok(entry) = self.index.find_entry(hash, |&j| j == i) {
-            entry.remove();
-        }
+        self.index.remove(key_hash(&key), i);
         self.free.push(i);
     }
 
@@ -325,7 +406,7 @@ impl Aggregate {
             .zip(&self.aggs)
             .map(|(a, s)| output(a, s))
             .collect();
-        let i = self.insert(&[], Some(g));
+        let i = self.insert(key_hash(&[]), &[], Some(g));
         self.slots[i as usize].dirty = true;
         self.dirty.push(i);
         let mut out = self.out_rows(1);
@@ -452,34 +533,47 @@ impl Aggregate {
         state: &mut dyn StateSource,
         out: &mut impl Emit,
     ) -> Result<(), EngineError> {
-        let n = delta.batch.num_rows();
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.fill(group_cols, delta.batch.num_rows(), shard);
+        let folded = self.fold_rows(delta, &batch, group_cols.len(), arg_cols, state, out);
+        self.batch = batch;
+        folded
+    }
+
+    /// Folds `batch`'s rows of `delta` (`width` key cells each).
+    fn fold_rows(
+        &mut self,
+        delta: &Delta,
+        batch: &BatchKeys,
+        width: usize,
+        arg_cols: &[ArrayRef],
+        state: &mut dyn StateSource,
+        out: &mut impl Emit,
+    ) -> Result<(), EngineError> {
         let global = self.is_global();
-        let mut key = Vec::new();
-        let mut cells = Vec::with_capacity(group_cols.len());
         let mut old = Vec::with_capacity(self.aggs.len());
         let mut new = Vec::with_capacity(self.aggs.len());
-        for i in 0..n {
-            key.clear();
-            cells.clear();
-            for c in group_cols {
-                encode_cell(&mut key, c, i);
-                cells.push(key.len());
+        for (j, &i) in batch.rows.iter().enumerate() {
+            if let Some(&ahead) = batch.hashes.get(j + 2 * AHEAD) {
+                self.prefetch_entry(ahead);
             }
-            if let Some(s) = shard
-                && !s.owns(&key)
-            {
-                continue;
+            if let Some(&ahead) = batch.hashes.get(j + AHEAD) {
+                self.prefetch_slot(ahead, out);
             }
+            let i = i as usize;
+            let hash = batch.hashes[j];
+            let key = &batch.bytes[batch.starts[j]..batch.starts[j + 1]];
+            let cells = &batch.cells[j * width..(j + 1) * width];
             let w = delta.weights[i];
             let t = delta.log_times[i];
-            let slot = match self.find(&key) {
+            let slot = match self.find(hash, key) {
                 Some(i) => i,
                 None => {
                     let group = if self.complete {
                         None
                     } else {
                         let mut state_key = vec![self.state_prefix];
-                        state_key.extend_from_slice(&key);
+                        state_key.extend_from_slice(key);
                         match state.get(&state_key)? {
                             Some(bytes) => {
                                 Some(decode_group(&bytes, &self.aggs).ok_or_else(|| {
@@ -491,7 +585,7 @@ impl Aggregate {
                             None => None,
                         }
                     };
-                    self.insert(&key, group)
+                    self.insert(hash, key, group)
                 }
             };
             let entry = &mut self.slots[slot as usize];
@@ -519,8 +613,8 @@ impl Aggregate {
                 if existed {
                     out.push(OutRow {
                         input_row: i,
-                        key: &key,
-                        cells: &cells,
+                        key,
+                        cells,
                         slot,
                         results: &old,
                         weight: -1,
@@ -530,8 +624,8 @@ impl Aggregate {
                 if exists {
                     out.push(OutRow {
                         input_row: i,
-                        key: &key,
-                        cells: &cells,
+                        key,
+                        cells,
                         slot,
                         results: &new,
                         weight: 1,
@@ -587,7 +681,7 @@ impl Aggregate {
         self.reset();
         self.slots.shrink_to_fit();
         self.free.shrink_to_fit();
-        self.index.shrink_to_fit(|_| 0);
+        self.index.shrink_to_fit();
     }
 
     /// Estimated bytes the groups in memory take: what their keys and
@@ -596,7 +690,7 @@ impl Aggregate {
     pub fn memory(&self) -> usize {
         let slots = self.slots.capacity() * std::mem::size_of::<Slot>();
         let lists = (self.free.capacity() + self.dirty.capacity() + self.deleted.capacity()) * 4;
-        self.bytes + slots + table_bytes(self.index.capacity()) + lists
+        self.bytes + slots + self.index.bytes() + lists + self.batch.bytes()
     }
 
     /// Forgets every group (they are reloaded from the store).

@@ -72,6 +72,10 @@ pub(crate) struct DirectRows<'a> {
 }
 
 impl Emit for DirectRows<'_> {
+    fn prefetch(&self, slot: u32) {
+        self.pending.prefetch(slot);
+    }
+
     fn push(&mut self, row: OutRow<'_>) {
         let OutRow {
             key,

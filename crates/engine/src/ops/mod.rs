@@ -7,6 +7,7 @@
 
 pub mod aggregate;
 pub(crate) mod direct;
+mod group_index;
 pub(crate) mod output;
 pub mod window;
 

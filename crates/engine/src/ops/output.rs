@@ -147,6 +147,9 @@ pub(crate) struct OutRow<'a> {
 /// (`ops::direct`).
 pub(crate) trait Emit {
     fn push(&mut self, row: OutRow<'_>);
+
+    /// A hint: rows of the group in `slot` will be pushed soon.
+    fn prefetch(&self, _slot: u32) {}
 }
 
 impl Emit for OutRows {
