@@ -54,7 +54,11 @@ pub struct ChangeBlocks {
 }
 
 impl ChangeBlocks {
-    pub const BLOCK_BYTES: usize = 256 << 10;
+    /// A block is sealed before a change with a new log time would take
+    /// it past this many bytes. Just under a power of two: redb gives a
+    /// value its own pages in power-of-two runs of 4 KiB, so a block just
+    /// over 256 KiB would take 512 KiB on disk and in every write.
+    pub const BLOCK_BYTES: usize = (256 << 10) - (4 << 10);
 
     pub fn from_changes(changes: &[Change]) -> ChangeBlocks {
         let mut b = ChangeBlocks::default();
@@ -70,7 +74,18 @@ impl ChangeBlocks {
             self.count == 0 && self.sealed.is_empty() || log_time >= self.last,
             "changes are pushed in log-time order"
         );
-        if self.count > 0 && self.current.len() >= Self::BLOCK_BYTES && log_time != self.last {
+        // The most bytes the entry can take (varints of 10 bytes at most).
+        let entry = 10
+            + 10
+            + key.len()
+            + 1
+            + [before, after]
+                .iter()
+                .flatten()
+                .map(|r| 10 + r.len())
+                .sum::<usize>();
+        if self.count > 0 && self.current.len() + entry > Self::BLOCK_BYTES && log_time != self.last
+        {
             self.seal();
         }
         let previous = if self.count == 0 {
@@ -415,5 +430,36 @@ mod tests {
         }
         assert_eq!(decoded, changes);
         assert!(ChangeBlocks::default().into_blocks().is_empty());
+    }
+
+    #[test]
+    fn blocks_stay_within_their_size_when_log_times_allow() {
+        // One change per log time, as a record folded into a group gives:
+        // every block fits its pages, and all but the last are nearly
+        // full.
+        let changes: Vec<Change> = (0..20_000u64)
+            .map(|i| Change {
+                log_time: 10 + i,
+                key: format!("account-{i}").into_bytes(),
+                before: Some(vec![1u8; (i % 90) as usize]),
+                after: Some(vec![2u8; 40]),
+            })
+            .collect();
+        let blocks = ChangeBlocks::from_changes(&changes).into_blocks();
+        assert!(blocks.len() > 3, "{} blocks", blocks.len());
+        for (i, b) in blocks.iter().enumerate() {
+            assert!(
+                b.bytes.len() <= ChangeBlocks::BLOCK_BYTES,
+                "block {i}: {}",
+                b.bytes.len()
+            );
+            if i + 1 < blocks.len() {
+                assert!(
+                    b.bytes.len() > ChangeBlocks::BLOCK_BYTES - 400,
+                    "block {i}: {}",
+                    b.bytes.len()
+                );
+            }
+        }
     }
 }
