@@ -31,7 +31,7 @@ const NEXT: &str = "SELECT account, SUM(amount) AS balance, COUNT(*) AS n, MIN(a
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    kappa_engine::memory::tune_allocator();
+    kappa_engine::memory::tune_allocator(kappa_engine::EngineOptions::default().memory_budget);
     // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())

@@ -34,7 +34,6 @@ struct Tx<'a> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    kappa_engine::memory::tune_allocator();
     // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -298,6 +297,7 @@ fn report(label: &str, times: &mut [std::time::Duration]) {
 }
 
 fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
+    kappa_engine::memory::tune_allocator(budget);
     let log = EmbeddedLog::open(
         dir.join("log"),
         LogOptions {

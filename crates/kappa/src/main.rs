@@ -71,7 +71,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    kappa_engine::memory::tune_allocator();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KAPPA_LOG")
@@ -80,6 +79,10 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    kappa_engine::memory::tune_allocator(match &args.command {
+        Command::Serve(s) => s.view_memory,
+        _ => kappa_engine::EngineOptions::default().memory_budget,
+    });
     // A server uses every core; a one-shot command needs one thread.
     let runtime = match args.command {
         Command::Serve(_) | Command::Bench(_) => tokio::runtime::Builder::new_multi_thread(),

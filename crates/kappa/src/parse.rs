@@ -2,7 +2,7 @@
 
 use kappa_log::LogTime;
 
-pub use kappa_log::units::{duration_ms, retention};
+pub use kappa_log::units::{duration_ms, retention, size_bytes};
 
 /// RFC 3339 (`2026-01-01T00:00:00Z`, fractions and offsets allowed) or
 /// microseconds since the epoch.

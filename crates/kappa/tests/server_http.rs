@@ -534,3 +534,54 @@ fn sigterm_then_restart_keeps_everything() {
         json!((0..500).sum::<i32>() as f64)
     );
 }
+
+#[test]
+fn memory_flags_set_the_budgets_and_bad_sizes_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    for (flag, value, says) in [
+        ("--view-memory", "1MB", "too small"),
+        ("--view-memory", "lots", "not a size"),
+        ("--store-cache", "512KiB", "too small"),
+        ("--store-cache", "2XB", "unknown unit"),
+    ] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kappa"))
+            .arg("--data-dir")
+            .arg(tmp.path().join("refused"))
+            .args(["serve", "--http", "127.0.0.1:0", "--pg", "none", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value} was accepted");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(flag) && err.contains(says), "{flag} {value}: {err}");
+        assert!(
+            !tmp.path().join("refused").exists(),
+            "nothing is created for a refused command line"
+        );
+    }
+    // A small budget works: views spill groups to the store and commit
+    // sooner, with the same answers.
+    let s = Served::start(
+        &tmp.path().join("data"),
+        &["--view-memory", "16MiB", "--store-cache", "4MiB"],
+    );
+    s.sql_ok(TX);
+    s.sql_ok("CREATE VIEW n AS SELECT account, COUNT(*) AS n FROM tx GROUP BY account");
+    let ndjson: String = (0..20_000)
+        .map(|i| format!("{{\"account\":\"acc-{}\",\"amount\":1}}\n", i % 5000))
+        .collect();
+    let (st, a) = s.append("tx", &ndjson);
+    assert_eq!(st, 200, "{a}");
+    let token = a["token"].as_str().unwrap().to_string();
+    let (st, rows) = s.curl(
+        "POST",
+        "/v1/sql",
+        &["Content-Type: application/json"],
+        Some(
+            json!({"sql": "SELECT COUNT(*), MIN(n), MAX(n) FROM n", "token": token})
+                .to_string()
+                .as_bytes(),
+        ),
+    );
+    assert_eq!(st, 200, "{rows}");
+    assert_eq!(json(&rows)["rows"], json!([[5000, 4, 4]]));
+}

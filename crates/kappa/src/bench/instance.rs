@@ -50,7 +50,11 @@ impl Instance {
         if let Some(w) = workers {
             options.workers = w;
         }
-        let opened = crate::cli::engine::open_with(dir.path(), options)?;
+        let opened = crate::cli::engine::open_with(
+            dir.path(),
+            kappa_store::StoreOptions::default(),
+            options,
+        )?;
         let maintenance = Some(opened.engine.maintain());
         Ok(Instance::Embedded(Embedded {
             opened,

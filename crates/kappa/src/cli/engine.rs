@@ -31,12 +31,17 @@ impl Opened {
 
 /// Opens the data directory's log (taking its lock) and view store.
 pub fn open(data_dir: &Path) -> anyhow::Result<Opened> {
-    open_with(data_dir, kappa_engine::EngineOptions::default())
+    open_with(
+        data_dir,
+        StoreOptions::default(),
+        kappa_engine::EngineOptions::default(),
+    )
 }
 
-/// [`open`] with engine options (the server's flags).
+/// [`open`] with store and engine options (the server's flags).
 pub fn open_with(
     data_dir: &Path,
+    store_options: StoreOptions,
     mut options: kappa_engine::EngineOptions,
 ) -> anyhow::Result<Opened> {
     if options.snapshot_dir.is_none() {
@@ -48,7 +53,7 @@ pub fn open_with(
         std::fs::create_dir_all(parent)
             .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let store = RedbStore::open(&state, &StoreOptions::default())
+    let store = RedbStore::open(&state, &store_options)
         .with_context(|| format!("cannot open the view store {}", state.display()))?;
     let engine = Engine::open_with(log.clone(), Arc::new(store), options)
         .with_context(|| format!("cannot open the views in {}", data_dir.display()))?;

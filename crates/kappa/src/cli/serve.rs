@@ -64,6 +64,15 @@ pub struct ServeArgs {
     /// rollback` after a replace or rebuild (then its state is freed).
     #[arg(long, default_value = "1d", value_parser = crate::parse::duration_ms)]
     pub keep_previous: u64,
+    /// Memory for view state: groups in memory, changes not yet
+    /// committed, the batches of a replay being read (e.g. 256MiB, 2GiB).
+    /// Views share it; past it, groups go back to the store and commits
+    /// come sooner. The store's page cache is apart (--store-cache).
+    #[arg(long, default_value = "1GiB", value_parser = view_memory)]
+    pub view_memory: usize,
+    /// The view store's page cache (e.g. 256MiB).
+    #[arg(long, default_value = "256MiB", value_parser = store_cache)]
+    pub store_cache: usize,
     /// Threads a view's replay or rebuild keeps busy (default: one per
     /// core). With one, it reads, decodes, applies and commits in turn.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=256))]
@@ -77,10 +86,37 @@ pub struct ServeArgs {
     pub exit_on_stdin_close: bool,
 }
 
+/// A memory size of at least 16 MiB (less cannot hold a replay's batch).
+fn view_memory(s: &str) -> Result<usize, String> {
+    at_least(s, 16 << 20)
+}
+
+/// A memory size of at least 1 MiB.
+fn store_cache(s: &str) -> Result<usize, String> {
+    at_least(s, 1 << 20)
+}
+
+fn at_least(s: &str, min: usize) -> Result<usize, String> {
+    let n = crate::parse::size_bytes(s)?;
+    let n =
+        usize::try_from(n).map_err(|_| format!("{s:?} is more than this machine can address"))?;
+    if n < min {
+        return Err(format!(
+            "{s:?} is too small; give at least {} MiB",
+            min >> 20
+        ));
+    }
+    Ok(n)
+}
+
 pub async fn run(data_dir: &Path, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let opened = super::engine::open_with(
         data_dir,
+        kappa_store::StoreOptions {
+            cache_bytes: args.store_cache,
+        },
         kappa_engine::EngineOptions {
+            memory_budget: args.view_memory,
             keep_previous: Duration::from_millis(args.keep_previous),
             workers: args.view_workers.map_or_else(
                 || kappa_engine::EngineOptions::default().workers,
