@@ -118,6 +118,14 @@ impl Pending {
             .copied()
     }
 
+    /// Starts fetching where the pending row of the group in `slot` (of
+    /// the view's last aggregate) is found.
+    pub(crate) fn prefetch_index(&self, slot: u32) {
+        if let Some(r) = self.by_group.get(slot as usize) {
+            crate::memory::prefetch(r);
+        }
+    }
+
     /// Starts fetching the pending row of the group in `slot` (of the
     /// view's last aggregate), if it has one, into the cache.
     pub(crate) fn prefetch(&self, slot: u32) {

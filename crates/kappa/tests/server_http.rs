@@ -547,12 +547,23 @@ fn memory_flags_set_the_budgets_and_bad_sizes_are_refused() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_kappa"))
             .arg("--data-dir")
             .arg(tmp.path().join("refused"))
-            .args(["serve", "--http", "127.0.0.1:0", "--pg", "none", flag, value])
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--pg",
+                "none",
+                flag,
+                value,
+            ])
             .output()
             .unwrap();
         assert!(!out.status.success(), "{flag} {value} was accepted");
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains(flag) && err.contains(says), "{flag} {value}: {err}");
+        assert!(
+            err.contains(flag) && err.contains(says),
+            "{flag} {value}: {err}"
+        );
         assert!(
             !tmp.path().join("refused").exists(),
             "nothing is created for a refused command line"

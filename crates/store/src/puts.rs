@@ -94,11 +94,38 @@ impl Puts {
 
     /// Orders the entries by key (stable: of equal keys, the last pushed
     /// stays last, and wins when applied in order).
+    ///
+    /// Sorted as (first 16 bytes of the key, padded, big-endian; then the
+    /// whole key; then the entry's place), so that most comparisons read
+    /// only the array being sorted and not keys all over the buffer.
     pub fn sort_by_key(&mut self) {
-        let bytes = &self.bytes;
-        self.entries.sort_by(|a, b| {
-            bytes[a.key.0..a.key.0 + a.key.1].cmp(&bytes[b.key.0..b.key.0 + b.key.1])
+        let key = |e: &Entry| &self.bytes[e.key.0..e.key.0 + e.key.1];
+        let mut order: Vec<(u128, u32)> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let k = key(e);
+                let mut head = [0u8; 16];
+                let n = k.len().min(16);
+                head[..n].copy_from_slice(&k[..n]);
+                (u128::from_be_bytes(head), i as u32)
+            })
+            .collect();
+        if order.windows(2).all(|w| w[0].0 < w[1].0) {
+            return;
+        }
+        order.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| {
+                    key(&self.entries[a.1 as usize]).cmp(key(&self.entries[b.1 as usize]))
+                })
+                .then(a.1.cmp(&b.1))
         });
+        self.entries = order
+            .iter()
+            .map(|&(_, i)| self.entries[i as usize])
+            .collect();
     }
 
     /// Moves every entry of `other` to the end of this one.
@@ -140,6 +167,12 @@ mod tests {
             Some(&|out: &mut Vec<u8>| out.extend_from_slice(b"xy")),
         );
         p.push(b"b", Some(b"3"));
+        // Keys alike in their first 16 bytes, and a key that is another
+        // one padded with zeros.
+        p.push(b"0123456789abcdefZ", Some(b"z"));
+        p.push(b"0123456789abcdefA", Some(b"a"));
+        p.push(b"0123456789abcdef", Some(b"-"));
+        p.push(b"a\0", Some(b"0"));
         p.sort_by_key();
         let got: Vec<_> = p
             .iter()
@@ -148,7 +181,11 @@ mod tests {
         assert_eq!(
             got,
             vec![
+                (b"0123456789abcdef".to_vec(), Some(b"-".to_vec())),
+                (b"0123456789abcdefA".to_vec(), Some(b"a".to_vec())),
+                (b"0123456789abcdefZ".to_vec(), Some(b"z".to_vec())),
                 (b"a".to_vec(), None),
+                (b"a\0".to_vec(), Some(b"0".to_vec())),
                 (b"ab".to_vec(), Some(b"xy".to_vec())),
                 (b"b".to_vec(), Some(b"2".to_vec())),
                 (b"b".to_vec(), Some(b"3".to_vec())),

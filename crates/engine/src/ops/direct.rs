@@ -72,6 +72,10 @@ pub(crate) struct DirectRows<'a> {
 }
 
 impl Emit for DirectRows<'_> {
+    fn prefetch_index(&self, slot: u32) {
+        self.pending.prefetch_index(slot);
+    }
+
     fn prefetch(&self, slot: u32) {
         self.pending.prefetch(slot);
     }

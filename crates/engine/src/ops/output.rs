@@ -148,7 +148,12 @@ pub(crate) struct OutRow<'a> {
 pub(crate) trait Emit {
     fn push(&mut self, row: OutRow<'_>);
 
-    /// A hint: rows of the group in `slot` will be pushed soon.
+    /// A hint: rows of the group in `slot` will be pushed soon; start
+    /// fetching where to find what they go to.
+    fn prefetch_index(&self, _slot: u32) {}
+
+    /// A hint: rows of the group in `slot` will be pushed soon; start
+    /// fetching what they go to (after [`Emit::prefetch_index`]).
     fn prefetch(&self, _slot: u32) {}
 }
 
