@@ -183,6 +183,18 @@ pub(crate) struct Part {
 }
 
 impl Part {
+    /// Starts fetching the key and rows of `change` into the cache.
+    fn prefetch(&self, change: &PendingChange) {
+        for span in [Some(change.key), change.before, change.after]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(b) = self.arena.get(span.start as usize) {
+                crate::memory::prefetch(b);
+            }
+        }
+    }
+
     /// Heap bytes held, by capacity.
     pub(crate) fn bytes(&self) -> usize {
         self.arena.capacity()
@@ -197,15 +209,26 @@ pub(crate) fn pending_bytes(pending: &[Pending]) -> usize {
 }
 
 /// The shards' changes in log-time order (each shard's are), with the
-/// shard each comes from.
+/// shard each comes from. The bytes of each shard's changes a little
+/// ahead are fetched into the cache as they go: a change may name a row
+/// written much earlier in the arena (see [`Pending::sink_row`]).
 pub(crate) fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &PendingChange)> {
+    const AHEAD: usize = 8;
     let mut next = vec![0usize; parts.len()];
+    for part in parts {
+        for c in part.changes.iter().take(AHEAD) {
+            part.prefetch(c);
+        }
+    }
     std::iter::from_fn(move || {
         let (p, c) = parts
             .iter()
             .enumerate()
             .filter_map(|(p, part)| part.changes.get(next[p]).map(|c| (p, c)))
             .min_by_key(|(_, c)| c.log_time)?;
+        if let Some(ahead) = parts[p].changes.get(next[p] + AHEAD) {
+            parts[p].prefetch(ahead);
+        }
         next[p] += 1;
         Some((p, c))
     })
@@ -243,10 +266,10 @@ impl Pending {
 
     /// One row of the last stage's output: the row with `key` (in the
     /// last aggregate's group slot `group`, or [`NO_GROUP`]) inserted or
-    /// retracted at log time `t`; `encode` writes the row. A new change's
-    /// key and rows are written next to each other (a retraction is
-    /// written again rather than named by its earlier span), so a commit
-    /// reads the changes in one sweep of the arena, not at random.
+    /// retracted at log time `t`; `encode` writes the row. A retraction
+    /// of a pending row is its current value (what the stage emitted for
+    /// it last), so it is named by that row's span, not written again;
+    /// the commit fetches such spans ahead as it encodes the changes.
     pub(crate) fn sink_row(
         &mut self,
         key: &[u8],
@@ -269,11 +292,19 @@ impl Pending {
                     self.changes[last].after = after;
                     (last, after)
                 } else {
-                    let key = self.put(key);
+                    let key = self.rows[r as usize].key;
                     let (before, after) = if inserted {
                         (current, Some(self.encoded(encode)))
                     } else {
-                        (Some(self.encoded(encode)), None)
+                        debug_assert!(
+                            {
+                                let mut row = Vec::new();
+                                encode(&mut row);
+                                current.map(|c| self.get(c)) == Some(&row[..])
+                            },
+                            "a retraction is of the row's current value"
+                        );
+                        (current, None)
                     };
                     self.changes.push(PendingChange {
                         log_time: t,
