@@ -34,6 +34,8 @@ struct Tx<'a> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
+    // As the binary does; `open_engine` tunes again for its budget.
+    kappa_engine::memory::tune_allocator(kappa_engine::EngineOptions::default().memory_budget);
     // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
