@@ -112,15 +112,21 @@ impl Shard {
     }
 }
 
-/// The fixed hash of a group key's encoding: it picks the group's shard
-/// (every copy of the aggregate agrees) and finds the group in memory, so
-/// a key is hashed once.
-pub fn key_hash(key: &[u8]) -> u64 {
+/// The hash of a group key's encoding: it picks the group's shard and
+/// finds the group in memory, so a key is hashed once. Fixed for the
+/// process (every copy of an aggregate agrees on a group's shard; shards
+/// are not stored), and seeded at random per process, so that keys
+/// chosen to collide cannot be prepared in advance.
+fn key_hash(key: &[u8]) -> u64 {
     KEY_HASHER.hash_one(key)
 }
 
-const KEY_HASHER: foldhash::fast::FixedState =
-    foldhash::fast::FixedState::with_seed(0x6b61_7070_615f_7368);
+static KEY_HASHER: std::sync::LazyLock<foldhash::fast::FixedState> =
+    std::sync::LazyLock::new(|| {
+        foldhash::fast::FixedState::with_seed(
+            foldhash::fast::RandomState::default().hash_one(0x6b61_7070_615f_7368_u64),
+        )
+    });
 
 /// A batch's rows that one shard folds, with their group keys encoded
 /// and hashed in one pass before any group is looked up, so that lookups
