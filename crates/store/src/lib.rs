@@ -19,6 +19,7 @@ mod error;
 mod key_filter;
 mod puts;
 mod redb_store;
+mod redb_sync;
 
 pub use change::{Block, Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;
@@ -113,10 +114,11 @@ pub trait StoreWrite: StoreRead {
     fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError>;
     /// Makes the transaction durable (fsync) and visible.
     fn commit(self: Box<Self>) -> Result<(), StoreError>;
-    /// Makes the transaction visible now and durable at the latest with
-    /// the first commit `within` after the last durable one (this one, if
-    /// that is already due). A crash may lose it, and every commit after
-    /// the last durable one, whole: for state that can be recomputed from
-    /// the log (a view's step), where a lost step is applied again.
+    /// Makes the transaction visible now and durable within `within` of
+    /// the last durable commit, without waiting for the disk (the store
+    /// syncs in the background). A crash may lose it, and every commit
+    /// after the last durable one, whole: for state that can be
+    /// recomputed from the log (a view's step), where a lost step is
+    /// applied again.
     fn commit_soon(self: Box<Self>, within: std::time::Duration) -> Result<(), StoreError>;
 }

@@ -8,12 +8,14 @@
 
 use crate::change::{decode_changes, find_change};
 use crate::key_filter;
+use crate::redb_sync::Syncer;
 use crate::{Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta};
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
 };
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 const META: TableDefinition<u64, (u64, u64)> = TableDefinition::new("meta");
@@ -37,10 +39,12 @@ impl Default for StoreOptions {
 }
 
 pub struct RedbStore {
-    db: Database,
+    /// Makes relaxed commits durable (see `commit_soon`). Declared first:
+    /// dropped (its thread joined, after a last durable commit) before the
+    /// database closes.
+    syncer: Syncer,
+    db: Arc<Database>,
     path: PathBuf,
-    /// When a commit last reached the disk (see `commit_soon`).
-    last_sync: std::sync::Mutex<std::time::Instant>,
 }
 
 impl RedbStore {
@@ -66,10 +70,15 @@ impl RedbStore {
         txn.open_table(CHANGES)?;
         txn.open_table(CHANGE_FILTERS)?;
         txn.commit()?;
+        let db = Arc::new(db);
+        let syncer = Syncer::start(db.clone()).map_err(|e| StoreError::Open {
+            path: path.to_path_buf(),
+            detail: format!("cannot start its sync thread: {e}"),
+        })?;
         Ok(RedbStore {
+            syncer,
             db,
             path: path.to_path_buf(),
-            last_sync: std::sync::Mutex::new(std::time::Instant::now()),
         })
     }
 
@@ -86,9 +95,14 @@ impl StateStore for RedbStore {
     }
 
     fn write(&self) -> Result<Box<dyn StoreWrite + '_>, StoreError> {
+        if let Some(e) = self.syncer.failed() {
+            return Err(StoreError::CommitFailed(format!(
+                "an earlier durable commit failed ({e})"
+            )));
+        }
         Ok(Box::new(RedbWrite {
             txn: self.db.begin_write()?,
-            last_sync: &self.last_sync,
+            syncer: &self.syncer,
         }))
     }
 }
@@ -227,7 +241,7 @@ struct RedbRead {
 
 struct RedbWrite<'s> {
     txn: WriteTransaction,
-    last_sync: &'s std::sync::Mutex<std::time::Instant>,
+    syncer: &'s Syncer,
 }
 
 /// The reads of both transaction kinds (each opens its tables the same way).
@@ -375,23 +389,21 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn commit(self: Box<Self>) -> Result<(), StoreError> {
-        let last_sync = self.last_sync;
+        let syncer = self.syncer;
         self.txn.commit()?;
-        *last_sync.lock().expect("not poisoned") = std::time::Instant::now();
+        syncer.synced();
         Ok(())
     }
 
     fn commit_soon(mut self: Box<Self>, within: std::time::Duration) -> Result<(), StoreError> {
-        let due = self.last_sync.lock().expect("not poisoned").elapsed() >= within;
-        if due {
-            return self.commit();
-        }
-        // Visible at once; redb writes it with the next durable commit,
+        // Visible at once; the syncer's next durable commit writes it,
         // and a crash before that rolls back to the last durable one.
         self.txn
             .set_durability(redb::Durability::None)
             .map_err(|e| StoreError::CommitFailed(format!("cannot relax a commit: {e}")))?;
+        let syncer = self.syncer;
         self.txn.commit()?;
+        syncer.relaxed(within);
         Ok(())
     }
 }

@@ -257,3 +257,53 @@ fn change_for_key_equals_a_scan_of_history() {
         assert_eq!(got, expected, "seed {seed}: key {key:?} after {after}");
     }
 }
+
+/// The child half of `relaxed_commits_become_durable_in_the_background`:
+/// relaxed commits, a pause, then a crash (abort: no destructor runs, so
+/// nothing but the background syncer can have made them durable).
+#[test]
+fn relaxed_commit_child() {
+    let Ok(dir) = std::env::var("KAPPA_STORE_CHILD_DIR") else {
+        return;
+    };
+    let within_ms: u64 = std::env::var("KAPPA_STORE_CHILD_WITHIN_MS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let store = open(std::path::Path::new(&dir));
+    for frontier in 1..=3u64 {
+        let mut w = store.write().unwrap();
+        w.apply(&mut step(7, frontier, &[("k", Some("v"))], vec![]))
+            .unwrap();
+        w.commit_soon(std::time::Duration::from_millis(within_ms))
+            .unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    std::process::abort();
+}
+
+/// A live step's relaxed commit is visible at once and reaches the disk
+/// within its interval, without a later commit to carry it: after a
+/// crash 300 ms on, a 20 ms interval kept all three steps, and an interval
+/// of an hour (so no sync yet) lost them.
+#[test]
+fn relaxed_commits_become_durable_in_the_background() {
+    for (within_ms, kept) in [(20u64, true), (3_600_000, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "relaxed_commit_child", "--nocapture"])
+            .env("KAPPA_STORE_CHILD_DIR", dir.path())
+            .env("KAPPA_STORE_CHILD_WITHIN_MS", within_ms.to_string())
+            .status()
+            .unwrap();
+        assert!(!status.success(), "the child crashes");
+        let store = open(dir.path());
+        let frontier = store.read().unwrap().meta(7).unwrap().map(|m| m.frontier);
+        if kept {
+            assert_eq!(frontier, Some(3), "within {within_ms} ms");
+            assert_eq!(rows(&store, 7), vec![("k".into(), "v".into())]);
+        } else {
+            assert_eq!(frontier, None, "within {within_ms} ms");
+        }
+    }
+}
