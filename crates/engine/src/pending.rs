@@ -72,7 +72,8 @@ pub(crate) struct Pending {
     /// The rows changed, found by key through `index`.
     rows: Vec<PendingRow>,
     index: hashbrown::HashTable<u32>,
-    hasher: foldhash::fast::FixedState,
+    /// Seeded at random: keys cannot be prepared to collide.
+    hasher: foldhash::fast::RandomState,
     /// Or through their group (see [`Delta::groups`]): one plus the row's
     /// number, by group slot; 0 for none.
     by_group: Vec<u32>,
