@@ -3,7 +3,7 @@
 //! on its own thread. The stages before the aggregate run once, on the
 //! whole batch, and so does the evaluation of the aggregate's
 //! expressions; each shard then goes through the batch's group keys and
-//! folds the rows of the groups it owns (by a fixed hash of the key), so
+//! folds the rows of the groups it owns (by a hash of the key, the same for the whole process), so
 //! the shards' groups and view rows never overlap, no thread routes rows
 //! for the others, and a commit writes them all together, at one frontier.
 

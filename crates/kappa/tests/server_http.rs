@@ -38,18 +38,11 @@ fn api_end_to_end() {
     let token = json(&b)["token"].as_str().unwrap().to_string();
 
     // A query with the token sees every append before it.
-    let (st, rows) = s.curl(
-        "POST",
-        "/v1/sql",
-        &["Content-Type: application/json"],
-        Some(
-            json!({"sql": "SELECT account, balance, n FROM bal ORDER BY account", "token": token})
-                .to_string()
-                .as_bytes(),
-        ),
+    let (st, rows) = s.sql_after(
+        "SELECT account, balance, n FROM bal ORDER BY account",
+        &token,
     );
     assert_eq!(st, 200, "{rows}");
-    let rows = json(&rows);
     assert_eq!(
         rows["rows"],
         json!([["a", 6.5, 2], ["b", 7.0, 1], ["c", -2.0, 1]])
@@ -544,22 +537,10 @@ fn memory_flags_set_the_budgets_and_bad_sizes_are_refused() {
         ("--store-cache", "512KiB", "too small"),
         ("--store-cache", "2XB", "unknown unit"),
     ] {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kappa"))
-            .arg("--data-dir")
-            .arg(tmp.path().join("refused"))
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--pg",
-                "none",
-                flag,
-                value,
-            ])
-            .output()
-            .unwrap();
-        assert!(!out.status.success(), "{flag} {value} was accepted");
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = support::serve_refused(
+            &tmp.path().join("refused"),
+            &[flag.as_ref(), value.as_ref()],
+        );
         assert!(
             err.contains(flag) && err.contains(says),
             "{flag} {value}: {err}"
@@ -583,16 +564,7 @@ fn memory_flags_set_the_budgets_and_bad_sizes_are_refused() {
     let (st, a) = s.append("tx", &ndjson);
     assert_eq!(st, 200, "{a}");
     let token = a["token"].as_str().unwrap().to_string();
-    let (st, rows) = s.curl(
-        "POST",
-        "/v1/sql",
-        &["Content-Type: application/json"],
-        Some(
-            json!({"sql": "SELECT COUNT(*), MIN(n), MAX(n) FROM n", "token": token})
-                .to_string()
-                .as_bytes(),
-        ),
-    );
+    let (st, rows) = s.sql_after("SELECT COUNT(*), MIN(n), MAX(n) FROM n", &token);
     assert_eq!(st, 200, "{rows}");
-    assert_eq!(json(&rows)["rows"], json!([[5000, 4, 4]]));
+    assert_eq!(rows["rows"], json!([[5000, 4, 4]]));
 }

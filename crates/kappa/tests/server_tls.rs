@@ -196,24 +196,16 @@ fn https_and_postgresql_over_tls() {
 fn a_missing_or_bad_certificate_is_a_clear_error() {
     let tmp = tempfile::tempdir().unwrap();
     std::fs::write(tmp.path().join("junk.pem"), "not a certificate\n").unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
-        .arg("--data-dir")
-        .arg(tmp.path().join("data"))
-        .args([
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--pg",
-            "none",
-            "--tls-cert",
-        ])
-        .arg(tmp.path().join("junk.pem"))
-        .arg("--tls-key")
-        .arg(tmp.path().join("missing.key"))
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (cert, key) = (tmp.path().join("junk.pem"), tmp.path().join("missing.key"));
+    let err = support::serve_refused(
+        &tmp.path().join("data"),
+        &[
+            "--tls-cert".as_ref(),
+            cert.as_ref(),
+            "--tls-key".as_ref(),
+            key.as_ref(),
+        ],
+    );
     assert!(
         err.contains("junk.pem") && err.contains("no certificate"),
         "{err}"

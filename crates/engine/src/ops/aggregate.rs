@@ -264,11 +264,6 @@ impl Aggregate {
             .find(hash, |i| &self.slots[i as usize].key[..] == key)
     }
 
-    /// Starts fetching the index entries a lookup of `hash` probes.
-    fn prefetch_entry(&self, hash: u64) {
-        self.index.prefetch(hash);
-    }
-
     /// Starts fetching the slot of the group whose key hashes to `hash`
     /// into the cache, its index entries being fetched already (and,
     /// through `out`, where it finds what the group emits to). The first
@@ -487,7 +482,7 @@ impl Aggregate {
         let mut new = Vec::with_capacity(self.aggs.len());
         for (j, &i) in batch.rows.iter().enumerate() {
             if let Some(&ahead) = batch.hashes.get(j + 3 * AHEAD) {
-                self.prefetch_entry(ahead);
+                self.index.prefetch(ahead);
             }
             if let Some(&ahead) = batch.hashes.get(j + 2 * AHEAD) {
                 self.prefetch_slot(ahead, out);

@@ -7,7 +7,8 @@ use datafusion::arrow::array::ArrayRef;
 use std::hash::BuildHasher;
 
 /// One of `of` shards of an aggregate's groups: a group belongs to the
-/// shard its key's fixed hash picks, so every copy of the aggregate agrees.
+/// shard its key's hash picks (the same for the whole process), so every
+/// copy of the aggregate agrees.
 #[derive(Clone, Copy, Debug)]
 pub struct Shard {
     pub index: usize,
@@ -41,8 +42,7 @@ static KEY_HASHER: std::sync::LazyLock<foldhash::fast::FixedState> =
 
 /// A batch's rows that one shard folds, with their group keys encoded
 /// and hashed in one pass before any group is looked up, so that lookups
-/// can be started ahead. Kept between batches for its
-/// buffers.
+/// can be started ahead. Kept between batches for its buffers.
 #[derive(Default)]
 pub(super) struct BatchKeys {
     pub(super) rows: Vec<u32>,

@@ -134,6 +134,18 @@ impl Served {
         (status, json(&body))
     }
 
+    /// A query that waits for the views to pass `token` (as JSON).
+    pub fn sql_after(&self, sql: &str, token: &str) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({"sql": sql, "token": token}).to_string();
+        let (status, body) = self.curl(
+            "POST",
+            "/v1/sql",
+            &["Content-Type: application/json"],
+            Some(body.as_bytes()),
+        );
+        (status, json(&body))
+    }
+
     /// A SQL statement that must succeed.
     pub fn sql_ok(&self, sql: &str) -> serde_json::Value {
         let (status, body) = self.sql(sql);
@@ -172,6 +184,21 @@ impl Drop for Served {
             let _ = self.child.wait();
         }
     }
+}
+
+/// `kappa serve` on `data_dir` with `args` (after its listen flags),
+/// which must refuse to start: its stderr.
+pub fn serve_refused(data_dir: &Path, args: &[&std::ffi::OsStr]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_kappa"))
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(["serve", "--http", "127.0.0.1:0", "--pg", "none"])
+        .args(args)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "started with {args:?}: {err}");
+    err
 }
 
 pub fn json(body: &str) -> serde_json::Value {
