@@ -73,8 +73,11 @@ pub struct RecordDecoder<'t> {
     /// checked: appends through the engine check every column, and a
     /// record that reached the log another way is a dead letter only for
     /// views that read a column it does not fit), and no [`Checked`] is
-    /// made. `None`: every column, checked.
+    /// made. `None`: every column, checked. Past the topic's columns, the
+    /// flags of its meta columns (`_partition` ...).
     reads: Option<Vec<bool>>,
+    /// Whether `_key` is read (or else left null).
+    reads_key: bool,
     slots: Vec<Got>,
     scratch: String,
     builders: Vec<Builder>,
@@ -91,6 +94,7 @@ impl<'t> RecordDecoder<'t> {
         RecordDecoder {
             def,
             reads: None,
+            reads_key: true,
             slots: vec![Got::Missing; columns.len()],
             scratch: String::new(),
             builders: columns
@@ -115,6 +119,8 @@ impl<'t> RecordDecoder<'t> {
     pub fn reading(def: &'t TopicDef, reads: Option<&[bool]>) -> RecordDecoder<'t> {
         let mut d = RecordDecoder::new(def);
         d.reads = reads.map(<[bool]>::to_vec);
+        let key = def.columns.as_ref().map_or(0, Vec::len) + 3;
+        d.reads_key = reads.is_none_or(|r| r.get(key).copied().unwrap_or(true));
         d
     }
 
@@ -269,8 +275,8 @@ impl<'t> RecordDecoder<'t> {
         self.offset.append_value(r.offset);
         self.log_time.append_value(r.log_time.0 as i64);
         match r.key.as_deref() {
-            Some(k) => self.key.append_value(String::from_utf8_lossy(k)),
-            None => self.key.append_null(),
+            Some(k) if self.reads_key => self.key.append_value(String::from_utf8_lossy(k)),
+            _ => self.key.append_null(),
         }
     }
 

@@ -604,6 +604,7 @@ impl Engine {
             self.memory.share(),
         );
         runtime.workers = self.workers.load(std::sync::atomic::Ordering::Relaxed);
+        runtime.stage_bytes = self.options.stage_bytes;
         Ok(runtime)
     }
 

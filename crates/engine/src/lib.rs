@@ -11,11 +11,13 @@
 //! `value` is the stored encoding of rows; `engine` ties them together.
 
 mod append;
+mod committer;
 pub mod dead_letters;
 pub mod decode;
 mod engine;
 mod error;
 pub mod feed;
+mod history;
 pub mod live;
 pub mod memory;
 pub mod ops;

@@ -25,6 +25,12 @@ pub struct EngineOptions {
     /// decode ahead of the operators and commit behind them. Default: one
     /// per core.
     pub workers: usize,
+    /// With more than one worker, a catch-up writes the changes it has
+    /// applied (the view's history) to the store ahead of the commit that
+    /// reaches them, once this many bytes of them are encoded (and seals
+    /// history blocks at this size, up to 252 KiB): the disk takes them
+    /// while the operators go on, not in the catch-up's last commit.
+    pub stage_bytes: usize,
 }
 
 impl Default for EngineOptions {
@@ -35,6 +41,7 @@ impl Default for EngineOptions {
             keep_previous: Duration::from_secs(24 * 3600),
             snapshot_dir: None,
             workers: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            stage_bytes: 2 << 20,
         }
     }
 }

@@ -77,8 +77,11 @@ pub(crate) struct Pending {
     /// Or through their group (see [`Delta::groups`]): one plus the row's
     /// number, by group slot; 0 for none.
     by_group: Vec<u32>,
-    /// In log-time order; one per (key, log time).
+    /// In log-time order; one per (key, log time). Those before it was
+    /// last emptied ([`Pending::clear_changes`]) are gone: `staged` of
+    /// them, so a row's `last` is `changes[last - staged]`.
     changes: Vec<PendingChange>,
+    staged: usize,
     /// Dead letters.
     pub(crate) state: Puts,
     pub(crate) records: u64,
@@ -156,6 +159,27 @@ impl Pending {
         });
     }
 
+    /// The changes not yet encoded, with the arena their bytes are in.
+    pub(crate) fn changes(&self) -> Changes<'_> {
+        Changes {
+            arena: &self.arena,
+            changes: &self.changes,
+        }
+    }
+
+    /// How many changes are pending since they were last emptied.
+    pub(crate) fn change_count(&self) -> usize {
+        self.changes.len()
+    }
+
+    /// Empties the changes once they are encoded (their rows stay
+    /// pending). Only between batches: a change is merged with later
+    /// output only at its own log time, which no later batch has.
+    pub(crate) fn clear_changes(&mut self) {
+        self.staged += self.changes.len();
+        self.changes.clear();
+    }
+
     /// Takes what is pending out for a commit, leaving it empty (with
     /// `spare`'s buffers). Its dead letters go to `state`.
     pub(crate) fn take(&mut self, spare: Part, state: &mut Puts) -> Part {
@@ -166,6 +190,7 @@ impl Pending {
         }
         self.index.clear();
         self.records = 0;
+        self.staged = 0;
         state.append_puts(&std::mem::take(&mut self.state));
         Part {
             arena: std::mem::replace(&mut self.arena, spare.arena),
@@ -184,6 +209,29 @@ pub(crate) struct Part {
 }
 
 impl Part {
+    pub(crate) fn changes(&self) -> Changes<'_> {
+        Changes {
+            arena: &self.arena,
+            changes: &self.changes,
+        }
+    }
+
+    /// Heap bytes held, by capacity.
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.capacity()
+            + self.rows.capacity() * std::mem::size_of::<PendingRow>()
+            + self.changes.capacity() * std::mem::size_of::<PendingChange>()
+    }
+}
+
+/// A shard's changes in log-time order, and the arena their bytes are in.
+#[derive(Clone, Copy)]
+pub(crate) struct Changes<'a> {
+    pub(crate) arena: &'a [u8],
+    pub(crate) changes: &'a [PendingChange],
+}
+
+impl Changes<'_> {
     /// Starts fetching the key and rows of `change` into the cache.
     fn prefetch(&self, change: &PendingChange) {
         for span in [Some(change.key), change.before, change.after]
@@ -194,13 +242,6 @@ impl Part {
                 crate::memory::prefetch(b);
             }
         }
-    }
-
-    /// Heap bytes held, by capacity.
-    pub(crate) fn bytes(&self) -> usize {
-        self.arena.capacity()
-            + self.rows.capacity() * std::mem::size_of::<PendingRow>()
-            + self.changes.capacity() * std::mem::size_of::<PendingChange>()
     }
 }
 
@@ -213,7 +254,9 @@ pub(crate) fn pending_bytes(pending: &[Pending]) -> usize {
 /// shard each comes from. The bytes of each shard's changes a little
 /// ahead are fetched into the cache as they go: a change may name a row
 /// written much earlier in the arena (see [`Pending::sink_row`]).
-pub(crate) fn merged_changes(parts: &[Part]) -> impl Iterator<Item = (usize, &PendingChange)> {
+pub(crate) fn merged_changes<'a>(
+    parts: &'a [Changes<'a>],
+) -> impl Iterator<Item = (usize, &'a PendingChange)> {
     const AHEAD: usize = 8;
     let mut next = vec![0usize; parts.len()];
     for part in parts {
@@ -290,7 +333,8 @@ impl Pending {
                 let (at, after) = if last_time == t {
                     // A retraction names the row already pending.
                     let after = inserted.then(|| self.encoded(encode));
-                    self.changes[last].after = after;
+                    debug_assert!(last >= self.staged, "a change is merged only in its batch");
+                    self.changes[last - self.staged].after = after;
                     (last, after)
                 } else {
                     let key = self.rows[r as usize].key;
@@ -313,7 +357,7 @@ impl Pending {
                         before,
                         after,
                     });
-                    (self.changes.len() - 1, after)
+                    (self.staged + self.changes.len() - 1, after)
                 };
                 let entry = &mut self.rows[r as usize];
                 entry.row = after;
@@ -330,7 +374,7 @@ impl Pending {
                 } else {
                     (Some(row), None)
                 };
-                let last = self.changes.len();
+                let last = self.staged + self.changes.len();
                 self.insert(PendingRow {
                     key: key_span,
                     row: after,

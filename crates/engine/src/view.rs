@@ -5,11 +5,13 @@
 //! transaction.
 
 use crate::EngineError;
+use crate::committer::{Committer, Inflight, stopped};
 use crate::dead_letters::{dead_letter, is_evaluation_error, isolate, run};
+use crate::history::History;
 use crate::ops::aggregate::StateSource;
 use crate::ops::window::WindowState;
 use crate::ops::{Delta, Stage};
-use crate::pending::{ARENA_LIMIT, Part, Pending, Span, merged_changes, pending_bytes, sink};
+use crate::pending::{ARENA_LIMIT, Part, Pending, Span, pending_bytes, sink};
 use crate::plan::Pipeline;
 use crate::reading::{Decoded, Reading, Source, produce};
 use crate::schema::TopicDef;
@@ -44,11 +46,15 @@ pub struct ViewRuntime {
     /// dropped from memory (the store has them).
     pub memory: crate::memory::Share,
     /// The commit being written in the background, if any.
-    pub inflight: Option<Inflight>,
+    pub(crate) inflight: Option<Inflight>,
     /// The thread commits are written on behind the operators, once
     /// started (one per view, for as long as it lives: not a thread per
     /// commit, whose allocations would each land in an arena of its own).
     committer: Option<Committer>,
+    /// The pending commit's changes encoded so far (and not staged).
+    history: History,
+    /// Blocks were staged since the last commit: it must land after them.
+    staged: bool,
     /// Buffers back from the last commit, for the next pending work.
     spare: Option<Spare>,
     /// Records applied, for the view's rate (shared with status readers,
@@ -61,6 +67,8 @@ pub struct ViewRuntime {
     /// splits its groups into one shard per worker (by key), each shard
     /// folding its rows of a batch on its own thread.
     pub workers: usize,
+    /// `EngineOptions::stage_bytes`.
+    pub stage_bytes: usize,
     /// The shards of the groups beyond the first (whose stages are the
     /// pipeline's): copies of the pipeline's stages, each with its own
     /// groups. Empty with one worker, or for a view that cannot be split.
@@ -82,7 +90,7 @@ impl ViewRuntime {
         let reads = topic
             .columns
             .as_ref()
-            .and_then(|c| pipeline.columns_read(c.len()))
+            .and_then(|c| pipeline.columns_read(c.len() + crate::schema::META_COLUMNS.len()))
             .map(Arc::from);
         ViewRuntime {
             reads,
@@ -96,9 +104,12 @@ impl ViewRuntime {
             memory,
             inflight: None,
             committer: None,
+            history: History::default(),
+            staged: false,
             spare: None,
             meter: Arc::default(),
             workers: 2,
+            stage_bytes: crate::EngineOptions::default().stage_bytes,
             shards: Vec::new(),
         }
     }
@@ -109,52 +120,15 @@ impl Drop for ViewRuntime {
     /// store) goes.
     fn drop(&mut self) {
         if let Some(c) = self.committer.take() {
-            drop(c.jobs);
-            let _ = c.thread.join();
+            c.stop();
         }
-    }
-}
-
-/// A commit being written on the committer's thread while the operators
-/// go on.
-pub struct Inflight {
-    position: u64,
-    /// Memory it holds: what was pending, and its encoding for the store.
-    bytes: usize,
-    done: tokio::sync::oneshot::Receiver<Result<Spare, EngineError>>,
-}
-
-type CommitJob = (
-    Sealed,
-    tokio::sync::oneshot::Sender<Result<Spare, EngineError>>,
-);
-
-/// A view's committer thread: writes the commits it is sent, in order,
-/// until the sender goes.
-struct Committer {
-    jobs: std::sync::mpsc::Sender<CommitJob>,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Committer {
-    fn start(view: &str, store: Arc<dyn StateStore>) -> Result<Committer, EngineError> {
-        let (jobs, received) = std::sync::mpsc::channel::<CommitJob>();
-        let thread = std::thread::Builder::new()
-            .name(format!("kappa-commit-{view}"))
-            .spawn(move || {
-                for (sealed, done) in received {
-                    let _ = done.send(sealed.write(store.as_ref()));
-                }
-            })
-            .map_err(|e| EngineError::Query(format!("cannot start the view's committer: {e}")))?;
-        Ok(Committer { jobs, thread })
     }
 }
 
 /// What a commit writes, taken from the view and its pending work on the
 /// operators' thread; [`Sealed::write`] builds the store commit from it
 /// and writes it (on any thread).
-struct Sealed {
+pub(crate) struct Sealed {
     view: ViewId,
     position: u64,
     /// Changes at or before this log time are past the view's history.
@@ -163,23 +137,27 @@ struct Sealed {
     live: bool,
     /// One per shard of the view's groups (their keys are disjoint).
     parts: Vec<Part>,
+    /// The changes before the parts' ones, encoded as the catch-up went
+    /// and not staged.
+    history: History,
     /// Operator state and dead letters.
     state: Puts,
 }
 
 /// A written commit's buffers (emptied), kept for the next pending work.
-pub struct Spare {
+pub(crate) struct Spare {
     parts: Vec<Part>,
 }
 
 impl Sealed {
-    fn write(self, store: &dyn StateStore) -> Result<Spare, EngineError> {
+    pub(crate) fn write(self, store: &dyn StateStore) -> Result<Spare, EngineError> {
         let Sealed {
             view,
             position,
             cutoff,
             live,
             mut parts,
+            mut history,
             state,
         } = self;
         let mut commit = ViewCommit {
@@ -195,22 +173,30 @@ impl Sealed {
                 rows.push(get(r.key), r.row.map(get));
             }
         }
+        let started = std::time::Instant::now();
         let mut w = store.write()?;
+        let mut marks = [std::time::Duration::ZERO; 5];
         // A big commit has a helper thread sort its rows and then encode
         // its changes, while the state and then the rows go into the
         // store (which takes them in key order).
         let many = parts.iter().map(|p| p.changes.len()).sum::<usize>() >= PARALLEL_ENCODE;
+        let encode = |parts: &[Part], mut history: History| {
+            let shards: Vec<_> = parts.iter().map(Part::changes).collect();
+            history.encode(&shards, cutoff);
+            history.finish()
+        };
         let (changes, dropped) = std::thread::scope(|scope| {
             let (sorted, rows_back) = std::sync::mpsc::sync_channel::<Puts>(1);
             let helper = if many {
                 let mut rows = std::mem::take(&mut rows);
                 let parts = &parts;
+                let history = std::mem::take(&mut history);
                 let spawned = std::thread::Builder::new()
                     .name("kappa-commit".into())
                     .spawn_scoped(scope, move || {
                         rows.sort_by_key();
                         let _ = sorted.send(rows);
-                        encode_changes(parts, cutoff)
+                        encode(parts, history)
                     });
                 Some(spawned.map_err(|e| {
                     EngineError::Query(format!("cannot start a thread for the commit: {e}"))
@@ -219,6 +205,7 @@ impl Sealed {
                 None
             };
             w.apply(&mut commit)?;
+            marks[0] = started.elapsed();
             commit.state = Puts::default();
             commit.rows = match helper {
                 Some(_) => rows_back
@@ -227,23 +214,39 @@ impl Sealed {
                 None => std::mem::take(&mut rows),
             };
             w.apply(&mut commit)?;
+            marks[1] = started.elapsed();
             match helper {
                 Some(h) => h
                     .join()
                     .map_err(|_| EngineError::Query("encoding a commit's changes failed".into())),
-                None => Ok(encode_changes(&parts, cutoff)),
+                None => Ok(encode(&parts, std::mem::take(&mut history))),
             }
         })?;
+        marks[2] = started.elapsed();
         let rows = std::mem::take(&mut commit.rows);
         commit.state = Puts::default();
         commit.changes = changes;
         commit.history_start = dropped;
         w.apply(&mut commit)?;
         w.trim_history(view, cutoff)?;
+        marks[3] = started.elapsed();
         if live {
             w.commit_soon(LIVE_SYNC_INTERVAL)?;
         } else {
             w.commit()?;
+        }
+        marks[4] = started.elapsed();
+        if !live {
+            tracing::debug!(
+                view,
+                "commit: state by {:.2?}, rows by {:.2?}, changes encoded by {:.2?}, \
+                 written by {:.2?}, durable by {:.2?}",
+                marks[0],
+                marks[1],
+                marks[2],
+                marks[3],
+                marks[4]
+            );
         }
         drop(rows);
         for part in &mut parts {
@@ -258,30 +261,6 @@ impl Sealed {
 /// A commit with at least this many changes encodes them beside the
 /// store's inserts of its rows.
 const PARALLEL_ENCODE: usize = 10_000;
-
-/// The shards' changes, merged in log-time order, as change blocks; and
-/// the last log time let go of. Changes older than the retention window
-/// (at or before `cutoff`) are not kept: history then starts at the last
-/// one let go of (exactly: AS OF and feeds past it miss nothing).
-fn encode_changes(parts: &[Part], cutoff: u64) -> (kappa_store::ChangeBlocks, u64) {
-    let mut blocks = kappa_store::ChangeBlocks::default();
-    let mut dropped = 0;
-    for (p, c) in merged_changes(parts) {
-        let arena = &parts[p].arena;
-        let get = |s: Span| &arena[s.range()];
-        let before = c.before.map(get);
-        let after = c.after.map(get);
-        if before == after {
-            continue;
-        }
-        if c.log_time > cutoff {
-            blocks.push(c.log_time, get(c.key), before, after);
-        } else {
-            dropped = dropped.max(c.log_time);
-        }
-    }
-    (blocks, dropped)
-}
 
 pub(crate) struct StoreSource<'a> {
     pub(crate) read: Box<dyn StoreRead + 'a>,
@@ -369,6 +348,8 @@ impl ViewRuntime {
     /// store.
     fn reset(&mut self) {
         self.frontier = None;
+        self.history = History::default();
+        self.staged = false;
         self.each_stage(|s| match s {
             Stage::Aggregate(a) => a.reset(),
             Stage::Window(w) => w.reset(),
@@ -401,7 +382,10 @@ impl ViewRuntime {
             None => {
                 let meta = store.read()?.meta(self.id)?;
                 match meta {
-                    Some(m) => m.frontier,
+                    Some(m) => {
+                        self.discard_staged(store).await?;
+                        m.frontier
+                    }
                     None => {
                         self.start(store)?;
                         0
@@ -463,6 +447,9 @@ impl ViewRuntime {
             self.meter.add(decoded.records as u64);
             self.meter.reached(&decoded.next_offsets);
             self.step(store, &decoded, &mut pending)?;
+            if !serial {
+                self.encode_ahead(store, &mut pending, head)?;
+            }
             timing.operators += mark.elapsed();
             mark = std::time::Instant::now();
             uncommitted = Some(decoded.position);
@@ -481,8 +468,14 @@ impl ViewRuntime {
             } else {
                 decoded.reading_bytes(self.workers - 1)
             };
-            let memory =
-                pending_bytes(&pending) + self.groups_memory() + inflight + spare + reading;
+            let staging =
+                self.history.bytes() + self.committer.as_ref().map_or(0, Committer::staging_bytes);
+            let memory = pending_bytes(&pending)
+                + self.groups_memory()
+                + inflight
+                + spare
+                + reading
+                + staging;
             self.memory.set(memory);
             let limit = self.memory.limit();
             let interval = if serial {
@@ -573,12 +566,14 @@ impl ViewRuntime {
             .map(|p| p.take(spare.next().unwrap_or_default(), &mut state))
             .collect();
         self.take_state(&mut state);
+        self.staged = false;
         Sealed {
             view: self.id,
             position,
             cutoff: head.saturating_sub(self.history_micros),
             live,
             parts,
+            history: std::mem::take(&mut self.history),
             state,
         }
     }
@@ -593,6 +588,12 @@ impl ViewRuntime {
         head: u64,
     ) -> Result<(), EngineError> {
         self.settle().await?;
+        if self.staged
+            && let Some(c) = &self.committer
+        {
+            // The blocks staged land first: the commit reaches them.
+            c.barrier().await?;
+        }
         let sealed = self.seal(pending, position, head);
         let spare = sealed.write(store.as_ref())?;
         self.committed(position, spare);
@@ -612,16 +613,7 @@ impl ViewRuntime {
         self.settle().await?;
         let bytes = 2 * pending_bytes(pending);
         let sealed = self.seal(pending, position, head);
-        let (tx, done) = tokio::sync::oneshot::channel();
-        let committer = match self.committer.take() {
-            Some(c) if !c.thread.is_finished() => c,
-            _ => Committer::start(&self.name, store.clone())?,
-        };
-        committer
-            .jobs
-            .send((sealed, tx))
-            .map_err(|_| EngineError::Query("the view's committer stopped".into()))?;
-        self.committer = Some(committer);
+        let done = self.committer(store)?.commit(sealed)?;
         self.inflight = Some(Inflight {
             position,
             bytes,
@@ -636,6 +628,61 @@ impl ViewRuntime {
         Ok(())
     }
 
+    /// The committer thread, started if it is not running.
+    fn committer(&mut self, store: &Arc<dyn StateStore>) -> Result<&Committer, EngineError> {
+        if self.committer.as_ref().is_none_or(Committer::is_finished) {
+            if let Some(old) = self.committer.take() {
+                old.stop();
+            }
+            self.committer = Some(Committer::start(&self.name, store.clone())?);
+        }
+        Ok(self.committer.as_ref().expect("just started"))
+    }
+
+    /// Encodes the changes pending once a shard holds enough of them,
+    /// and stages the sealed blocks once there are enough (see
+    /// `history.rs`). Between batches only.
+    fn encode_ahead(
+        &mut self,
+        store: &Arc<dyn StateStore>,
+        pending: &mut [Pending],
+        head: u64,
+    ) -> Result<(), EngineError> {
+        if pending.iter().all(|p| p.change_count() == 0) {
+            return Ok(());
+        }
+        if self.history.is_new() {
+            self.history = History::new(self.stage_bytes);
+        }
+        let shards: Vec<_> = pending.iter().map(Pending::changes).collect();
+        self.history
+            .encode(&shards, head.saturating_sub(self.history_micros));
+        pending.iter_mut().for_each(Pending::clear_changes);
+        if let Some(blocks) = self.history.ready() {
+            let view = self.id;
+            self.committer(store)?.stage(view, blocks)?;
+            self.staged = true;
+        }
+        Ok(())
+    }
+
+    /// Removes blocks staged past the frontier by a catch-up that did not
+    /// reach them (it failed, was cancelled, or the process died), before
+    /// the view applies anything again.
+    async fn discard_staged(&mut self, store: &Arc<dyn StateStore>) -> Result<(), EngineError> {
+        if let Some(c) = &self.committer
+            && let Err(e) = c.barrier().await
+        {
+            // Its catch-up has already stopped; the blocks go now.
+            tracing::debug!(view = %self.name, "a staging that failed: {e}");
+        }
+        let mut w = store.write()?;
+        if w.discard_staged(self.id)? {
+            w.commit()?;
+        }
+        Ok(())
+    }
+
     /// Whether no commit is in flight any more (one that has landed is
     /// settled), without waiting.
     fn try_settle(&mut self) -> Result<bool, EngineError> {
@@ -645,9 +692,7 @@ impl ViewRuntime {
         let result = match f.done.try_recv() {
             Ok(result) => result,
             Err(tokio::sync::oneshot::error::TryRecvError::Empty) => return Ok(false),
-            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {
-                Err(EngineError::Query("the view's committer stopped".into()))
-            }
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed) => Err(stopped()),
         };
         let Some(f) = self.inflight.take() else {
             return Ok(true);
@@ -664,9 +709,7 @@ impl ViewRuntime {
         let Some(f) = self.inflight.as_mut() else {
             return Ok(());
         };
-        let result = (&mut f.done)
-            .await
-            .unwrap_or_else(|_| Err(EngineError::Query("the view's committer stopped".into())));
+        let result = (&mut f.done).await.unwrap_or_else(|_| Err(stopped()));
         let Some(f) = self.inflight.take() else {
             return Ok(());
         };

@@ -51,6 +51,8 @@ pub struct ChangeBlocks {
     hashes: Vec<u64>,
     count: u32,
     last: u64,
+    /// Seal blocks at this size (0: [`ChangeBlocks::BLOCK_BYTES`]).
+    block_bytes: usize,
 }
 
 impl ChangeBlocks {
@@ -59,6 +61,15 @@ impl ChangeBlocks {
     /// value its own pages in power-of-two runs of 4 KiB, so a block just
     /// over 256 KiB would take 512 KiB on disk and in every write.
     pub const BLOCK_BYTES: usize = (256 << 10) - (4 << 10);
+
+    /// Blocks sealed at `bytes` (at most [`ChangeBlocks::BLOCK_BYTES`]):
+    /// smaller blocks, to be written sooner.
+    pub fn with_block_bytes(bytes: usize) -> ChangeBlocks {
+        ChangeBlocks {
+            block_bytes: bytes.clamp(1, Self::BLOCK_BYTES),
+            ..ChangeBlocks::default()
+        }
+    }
 
     pub fn from_changes(changes: &[Change]) -> ChangeBlocks {
         let mut b = ChangeBlocks::default();
@@ -84,8 +95,11 @@ impl ChangeBlocks {
                 .flatten()
                 .map(|r| 10 + r.len())
                 .sum::<usize>();
-        if self.count > 0 && self.current.len() + entry > Self::BLOCK_BYTES && log_time != self.last
-        {
+        let limit = match self.block_bytes {
+            0 => Self::BLOCK_BYTES,
+            n => n,
+        };
+        if self.count > 0 && self.current.len() + entry > limit && log_time != self.last {
             self.seal();
         }
         let previous = if self.count == 0 {
@@ -154,6 +168,20 @@ impl ChangeBlocks {
 
     pub fn is_empty(&self) -> bool {
         self.count == 0 && self.sealed.is_empty()
+    }
+
+    /// Bytes of the sealed blocks not yet taken.
+    pub fn sealed_bytes(&self) -> usize {
+        self.sealed
+            .iter()
+            .map(|b| b.bytes.len() + b.filter.len())
+            .sum()
+    }
+
+    /// Takes the sealed blocks out, in log-time order; the open block
+    /// stays, and later changes go on from it.
+    pub fn take_sealed(&mut self) -> Vec<Block> {
+        std::mem::take(&mut self.sealed)
     }
 
     /// The blocks, in log-time order.

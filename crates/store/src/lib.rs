@@ -7,7 +7,10 @@
 //! - **operator state**: accumulators and the like, by key, opaque here;
 //! - **changes**: every change to a row (key, before, after, log time), in
 //!   blocks, in log-time order. They serve change feeds and AS OF (the view
-//!   at time T is the current rows with every change after T undone);
+//!   at time T is the current rows with every change after T undone). A
+//!   long step may write its blocks ahead of the commit that reaches
+//!   them ([`StoreWrite::stage_changes`]): reads never go past the
+//!   frontier, so they are seen only with it;
 //! - **meta**: the frontier (every record up to this log time is applied)
 //!   and the start of retained history.
 //!
@@ -108,6 +111,17 @@ pub trait StoreWrite: StoreRead {
     /// Applies one step of a view (rows, state, changes, frontier). The
     /// puts may be reordered.
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError>;
+    /// Writes change blocks ahead of the commit that moves the view's
+    /// frontier past them (they follow the frontier and every block staged
+    /// before them). Until then no read sees them: reads stop at the
+    /// frontier. A view that stops before that commit (a crash, a failed
+    /// step) has them removed by [`StoreWrite::discard_staged`] before it
+    /// applies anything again. Nothing is written for a view that has no
+    /// frontier (dropped, or never started).
+    fn stage_changes(&mut self, view: ViewId, blocks: &[crate::Block]) -> Result<(), StoreError>;
+    /// Removes the blocks staged past the view's frontier; whether there
+    /// were any.
+    fn discard_staged(&mut self, view: ViewId) -> Result<bool, StoreError>;
     /// Drops changes at or before `before` and moves the history start up.
     fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError>;
     /// Removes everything of a view.

@@ -9,7 +9,9 @@
 use crate::change::{decode_changes, find_change};
 use crate::key_filter;
 use crate::redb_sync::Syncer;
-use crate::{Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta};
+use crate::{
+    Block, Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta,
+};
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
     WriteTransaction,
@@ -191,16 +193,31 @@ fn prefix_of(
     Ok(())
 }
 
+/// The last log time a read of the view's changes may see: its frontier.
+/// Blocks staged past it (`stage_changes`) are not there yet. A staged
+/// block's changes all follow the frontier and a committed block's
+/// precede it, so whole blocks are in or out.
+fn frontier_of(
+    meta: &impl ReadableTable<u64, (u64, u64)>,
+    view: ViewId,
+) -> Result<u64, StoreError> {
+    Ok(meta.get(view)?.map_or(0, |g| g.value().0))
+}
+
 fn changes_of(
     t: &impl ReadableTable<(u64, u64), &'static [u8]>,
     view: ViewId,
     after: u64,
+    frontier: u64,
     visit: &mut dyn FnMut(&Change) -> bool,
 ) -> Result<(), StoreError> {
     // Blocks are keyed by their last log time: every block holding a change
     // after `after` has a key above it.
     let start = after.saturating_add(1);
-    for entry in t.range((view, start)..=(view, u64::MAX))? {
+    if start > frontier {
+        return Ok(());
+    }
+    for entry in t.range((view, start)..=(view, frontier))? {
         let (_, v) = entry?;
         for change in decode_changes(v.value())? {
             if change.log_time > after && !visit(&change) {
@@ -217,10 +234,14 @@ fn change_for_key_of(
     view: ViewId,
     key: &[u8],
     after: u64,
+    frontier: u64,
 ) -> Result<Option<Change>, StoreError> {
     let hash = key_filter::key_hash(key);
     let start = after.saturating_add(1);
-    for entry in filters.range((view, start)..=(view, u64::MAX))? {
+    if start > frontier {
+        return Ok(None);
+    }
+    for entry in filters.range((view, start)..=(view, frontier))? {
         let (k, filter) = entry?;
         if !key_filter::may_contain(filter.value(), hash) {
             continue;
@@ -233,6 +254,16 @@ fn change_for_key_of(
         }
     }
     Ok(None)
+}
+
+fn put_blocks(txn: &WriteTransaction, view: ViewId, blocks: &[Block]) -> Result<(), StoreError> {
+    let mut t = txn.open_table(CHANGES)?;
+    let mut f = txn.open_table(CHANGE_FILTERS)?;
+    for b in blocks {
+        t.insert((view, b.last), b.bytes.as_slice())?;
+        f.insert((view, b.last), b.filter.as_slice())?;
+    }
+    Ok(())
 }
 
 struct RedbRead {
@@ -281,7 +312,8 @@ macro_rules! store_read {
                 after: u64,
                 visit: &mut dyn FnMut(&Change) -> bool,
             ) -> Result<(), StoreError> {
-                changes_of(&self.txn.open_table(CHANGES)?, view, after, visit)
+                let frontier = frontier_of(&self.txn.open_table(META)?, view)?;
+                changes_of(&self.txn.open_table(CHANGES)?, view, after, frontier, visit)
             }
             fn change_for_key(
                 &self,
@@ -295,6 +327,7 @@ macro_rules! store_read {
                     view,
                     key,
                     after,
+                    frontier_of(&self.txn.open_table(META)?, view)?,
                 )
             }
         }
@@ -331,17 +364,36 @@ impl StoreWrite for RedbWrite<'_> {
             }
         }
         if !c.changes.is_empty() {
-            let mut t = self.txn.open_table(CHANGES)?;
-            let mut f = self.txn.open_table(CHANGE_FILTERS)?;
-            for b in c.changes.blocks() {
-                t.insert((c.view, b.last), b.bytes.as_slice())?;
-                f.insert((c.view, b.last), b.filter.as_slice())?;
-            }
+            put_blocks(&self.txn, c.view, c.changes.blocks())?;
         }
         let mut meta = self.txn.open_table(META)?;
         let history_start = meta.get(c.view)?.map_or(0, |g| g.value().1);
         meta.insert(c.view, (c.frontier, history_start.max(c.history_start)))?;
         Ok(())
+    }
+
+    fn stage_changes(&mut self, view: ViewId, blocks: &[Block]) -> Result<(), StoreError> {
+        let Some(meta) = meta_of(&self.txn.open_table(META)?, view)? else {
+            return Ok(());
+        };
+        if let Some(b) = blocks.first() {
+            debug_assert!(b.last > meta.frontier, "staged blocks follow the frontier");
+        }
+        put_blocks(&self.txn, view, blocks)
+    }
+
+    fn discard_staged(&mut self, view: ViewId) -> Result<bool, StoreError> {
+        let frontier = frontier_of(&self.txn.open_table(META)?, view)?;
+        let Some(first) = frontier.checked_add(1) else {
+            return Ok(false);
+        };
+        let mut any = false;
+        for table in [CHANGES, CHANGE_FILTERS] {
+            let mut t = self.txn.open_table(table)?;
+            any |= t.range((view, first)..=(view, u64::MAX))?.next().is_some();
+            t.retain_in((view, first)..=(view, u64::MAX), |_, _| false)?;
+        }
+        Ok(any)
     }
 
     fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError> {

@@ -307,3 +307,106 @@ fn relaxed_commits_become_durable_in_the_background() {
         }
     }
 }
+
+/// Every change `read` sees after `after`, as log times and keys.
+fn history(store: &RedbStore, view: u64, after: u64) -> Vec<(u64, String)> {
+    let mut out = Vec::new();
+    store
+        .read()
+        .unwrap()
+        .changes(view, after, &mut |c| {
+            out.push((c.log_time, String::from_utf8(c.key.clone()).unwrap()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+#[test]
+fn staged_changes_are_seen_only_with_the_frontier_that_reaches_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut w = store.write().unwrap();
+    w.apply(&mut step(
+        3,
+        10,
+        &[("a", Some("1"))],
+        vec![change(10, "a", None, Some("1"))],
+    ))
+    .unwrap();
+    w.commit().unwrap();
+
+    // Two blocks staged past the frontier, in transactions of their own.
+    let staged = |changes: Vec<Change>| ChangeBlocks::from_changes(&changes).into_blocks();
+    for (t, v) in [(20u64, "2"), (30, "3")] {
+        let mut w = store.write().unwrap();
+        w.stage_changes(3, &staged(vec![change(t, "a", Some("1"), Some(v))]))
+            .unwrap();
+        w.commit().unwrap();
+    }
+    // Not there for reads: not in the feed, not for AS OF a key.
+    assert_eq!(history(&store, 3, 0), vec![(10, "a".to_string())]);
+    let r = store.read().unwrap();
+    assert_eq!(r.change_for_key(3, b"a", 10).unwrap(), None);
+    drop(r);
+
+    // A view without a frontier gets nothing staged.
+    let mut w = store.write().unwrap();
+    w.stage_changes(4, &staged(vec![change(5, "b", None, Some("1"))]))
+        .unwrap();
+    w.commit().unwrap();
+    assert!(history(&store, 4, 0).is_empty());
+    let mut w = store.write().unwrap();
+    assert!(
+        !w.discard_staged(4).unwrap(),
+        "nothing was staged for view 4"
+    );
+    drop(w);
+
+    // They survive a reopen, still unseen, and a discard removes them.
+    drop(store);
+    let store = open(dir.path());
+    assert_eq!(history(&store, 3, 0).len(), 1);
+    let mut w = store.write().unwrap();
+    assert!(w.discard_staged(3).unwrap());
+    w.commit().unwrap();
+    let mut w = store.write().unwrap();
+    assert!(
+        !w.discard_staged(3).unwrap(),
+        "the discard removed them all"
+    );
+    drop(w);
+
+    // Staged again, then reached by a commit: seen with it, in order,
+    // with the commit's own block after them.
+    let mut w = store.write().unwrap();
+    w.stage_changes(3, &staged(vec![change(20, "a", Some("1"), Some("2"))]))
+        .unwrap();
+    w.commit().unwrap();
+    let mut w = store.write().unwrap();
+    w.apply(&mut step(
+        3,
+        40,
+        &[("a", Some("4"))],
+        vec![change(40, "a", Some("2"), Some("4"))],
+    ))
+    .unwrap();
+    w.commit().unwrap();
+    assert_eq!(
+        history(&store, 3, 0),
+        vec![
+            (10, "a".to_string()),
+            (20, "a".to_string()),
+            (40, "a".to_string())
+        ]
+    );
+    let r = store.read().unwrap();
+    let c = r.change_for_key(3, b"a", 10).unwrap().unwrap();
+    assert_eq!((c.log_time, c.before.as_deref()), (20, Some(&b"1"[..])));
+    drop(r);
+    let mut w = store.write().unwrap();
+    assert!(
+        !w.discard_staged(3).unwrap(),
+        "reached blocks are not staged"
+    );
+}

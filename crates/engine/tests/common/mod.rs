@@ -49,16 +49,43 @@ pub fn open_tuned(
         Some(delay) => Arc::new(SlowStore {
             inner: store,
             delay,
+            failing_stages: Arc::default(),
         }),
         None => Arc::new(store),
     };
     Engine::open_with(Arc::new(log), store, options).unwrap()
 }
 
-/// The real store, with commits that wait before they happen.
+/// An engine whose store refuses the next `failing_stages` stagings of
+/// history (`StoreWrite::stage_changes`) with an error.
+pub fn open_failing_stages(
+    dir: &Path,
+    options: kappa_engine::EngineOptions,
+    failing_stages: Arc<std::sync::atomic::AtomicU32>,
+) -> Engine {
+    let log = EmbeddedLog::open(
+        dir.join("log"),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )
+    .unwrap();
+    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
+    let store = Arc::new(SlowStore {
+        inner: store,
+        delay: std::time::Duration::ZERO,
+        failing_stages,
+    });
+    Engine::open_with(Arc::new(log), store, options).unwrap()
+}
+
+/// The real store, with commits that wait before they happen, and
+/// stagings that fail while `failing_stages` is above zero.
 struct SlowStore {
     inner: RedbStore,
     delay: std::time::Duration,
+    failing_stages: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl StateStore for SlowStore {
@@ -70,6 +97,7 @@ impl StateStore for SlowStore {
         Ok(Box::new(SlowWrite {
             inner: self.inner.write()?,
             delay: self.delay,
+            failing_stages: self.failing_stages.clone(),
         }))
     }
 }
@@ -77,6 +105,7 @@ impl StateStore for SlowStore {
 struct SlowWrite<'a> {
     inner: Box<dyn StoreWrite + 'a>,
     delay: std::time::Duration,
+    failing_stages: Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl StoreRead for SlowWrite<'_> {
@@ -134,6 +163,24 @@ impl StoreWrite for SlowWrite<'_> {
     }
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError> {
         self.inner.apply(commit)
+    }
+    fn stage_changes(
+        &mut self,
+        view: ViewId,
+        blocks: &[kappa_store::Block],
+    ) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        let fail = self
+            .failing_stages
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        if fail {
+            return Err(StoreError::CommitFailed("a staging failed (test)".into()));
+        }
+        self.inner.stage_changes(view, blocks)
+    }
+    fn discard_staged(&mut self, view: ViewId) -> Result<bool, StoreError> {
+        self.inner.discard_staged(view)
     }
     fn trim_history(&mut self, view: ViewId, before: u64) -> Result<(), StoreError> {
         self.inner.trim_history(view, before)
