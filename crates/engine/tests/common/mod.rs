@@ -29,13 +29,8 @@ pub fn open_with(dir: &Path, budget: usize) -> Engine {
     )
 }
 
-/// An engine with `options`, over a store whose commits take at least
-/// `slow_commits` (a slow disk: commits in flight overlap more work).
-pub fn open_tuned(
-    dir: &Path,
-    options: kappa_engine::EngineOptions,
-    slow_commits: Option<std::time::Duration>,
-) -> Engine {
+/// The log (no cleaner) and the store of an engine in `dir`.
+fn open_parts(dir: &Path) -> (EmbeddedLog, RedbStore) {
     let log = EmbeddedLog::open(
         dir.join("log"),
         LogOptions {
@@ -45,6 +40,17 @@ pub fn open_tuned(
     )
     .unwrap();
     let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
+    (log, store)
+}
+
+/// An engine with `options`, over a store whose commits take at least
+/// `slow_commits` (a slow disk: commits in flight overlap more work).
+pub fn open_tuned(
+    dir: &Path,
+    options: kappa_engine::EngineOptions,
+    slow_commits: Option<std::time::Duration>,
+) -> Engine {
+    let (log, store) = open_parts(dir);
     let store: Arc<dyn StateStore> = match slow_commits {
         Some(delay) => Arc::new(SlowStore {
             inner: store,
@@ -63,15 +69,7 @@ pub fn open_failing_stages(
     options: kappa_engine::EngineOptions,
     failing_stages: Arc<std::sync::atomic::AtomicU32>,
 ) -> Engine {
-    let log = EmbeddedLog::open(
-        dir.join("log"),
-        LogOptions {
-            cleaner_interval: None,
-            ..LogOptions::default()
-        },
-    )
-    .unwrap();
-    let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default()).unwrap();
+    let (log, store) = open_parts(dir);
     let store = Arc::new(SlowStore {
         inner: store,
         delay: std::time::Duration::ZERO,
