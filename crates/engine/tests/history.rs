@@ -5,9 +5,7 @@
 
 mod common;
 
-use kappa_engine::feed::{FeedEvent, FeedStart};
 use kappa_engine::{EngineOptions, ViewDef};
-use kappa_log::LogTime;
 use kappa_store::{ChangeBlocks, RedbStore, StateStore, StoreOptions};
 use std::sync::Arc;
 
@@ -29,34 +27,6 @@ async fn append(engine: &kappa_engine::Engine, from: u32, n: u32) {
     engine.append_json("t", &refs).await.unwrap();
 }
 
-/// Every change of `view` after `from`, as (log time, key, before, after)
-/// in feed order, up to the view's frontier.
-async fn feed(
-    engine: &Arc<kappa_engine::Engine>,
-    view: &str,
-    from: u64,
-) -> Vec<(u64, Vec<u8>, String, String)> {
-    let frontier = engine.frontier(view).await.unwrap().0;
-    let mut feed = engine
-        .subscribe(view, FeedStart::After(LogTime(from)))
-        .await
-        .unwrap();
-    let mut out = Vec::new();
-    loop {
-        match feed.next().await.unwrap() {
-            FeedEvent::Change {
-                log_time,
-                key,
-                before,
-                after,
-            } => out.push((log_time.0, key, format!("{before:?}"), format!("{after:?}"))),
-            FeedEvent::Progress { frontier: f } if f.0 >= frontier => return out,
-            FeedEvent::Progress { .. } => {}
-            other => panic!("unexpected {other:?}"),
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn blocks_staged_past_the_frontier_are_discarded_before_the_view_goes_on() {
     let dir = tempfile::tempdir().unwrap();
@@ -73,7 +43,7 @@ async fn blocks_staged_past_the_frontier_are_discarded_before_the_view_goes_on()
     engine.catch_up().await.unwrap();
     let frontier = engine.frontier("v").await.unwrap().0;
     let engine = Arc::new(engine);
-    let before = feed(&engine, "v", frontier - 1).await;
+    let before = common::feed_changes(&engine, "v", frontier - 1).await;
     assert_eq!(before.len(), 1, "the last record's change");
     drop(engine);
 
@@ -110,7 +80,7 @@ async fn blocks_staged_past_the_frontier_are_discarded_before_the_view_goes_on()
     append(&engine, 100, 100).await;
     engine.catch_up().await.unwrap();
     let engine = Arc::new(engine);
-    let after = feed(&engine, "v", frontier - 1).await;
+    let after = common::feed_changes(&engine, "v", frontier - 1).await;
     assert_eq!(
         after.len(),
         101,
@@ -120,13 +90,7 @@ async fn blocks_staged_past_the_frontier_are_discarded_before_the_view_goes_on()
         after.iter().all(|(t, ..)| *t != leftover),
         "the block left past the frontier was not discarded"
     );
-    // Each change follows its key's previous one.
-    let mut rows = std::collections::HashMap::new();
-    for (t, key, before, after) in after {
-        if let Some(current) = rows.insert(key, after) {
-            assert_eq!(before, current, "the change at {t}");
-        }
-    }
+    common::assert_chain(&after, "after the discard");
     // And the view equals its batch evaluation, now and AS OF before.
     for at in [frontier, engine.frontier("v").await.unwrap().0] {
         let live = common::rows(
@@ -175,7 +139,7 @@ async fn a_failed_staging_fails_the_catch_up_and_the_next_one_loses_nothing() {
     assert_eq!(engine.frontier("v").await.unwrap().0, start);
     // The next one starts again from the store and gets everything once.
     engine.catch_up().await.unwrap();
-    let changes = feed(&engine, "v", start).await;
+    let changes = common::feed_changes(&engine, "v", start).await;
     assert_eq!(changes.len(), 200);
     let at = engine.frontier("v").await.unwrap().0;
     let live = common::rows(

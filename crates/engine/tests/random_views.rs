@@ -250,49 +250,8 @@ async fn run(seed: u64) {
         let past = common::rows(&engine, &format!("SELECT * FROM {name} AS OF TOKEN '{at}'")).await;
         let oracle = table(&engine.evaluate_batch(sql, at.log_time().0).await.unwrap());
         assert_eq!(past, oracle, "seed {seed}: view {name} AS OF {at} = {sql}");
-        feed_is_a_chain(&engine, name, tokens[0].log_time(), frontier, seed).await;
-    }
-}
-
-/// The view's change feed after `from` holds each change once and
-/// misses none: every change's `before` is the row its key's previous
-/// change left (a key's first change may find the row it started with).
-async fn feed_is_a_chain(
-    engine: &std::sync::Arc<kappa_engine::Engine>,
-    view: &str,
-    from: kappa_log::LogTime,
-    frontier: u64,
-    seed: u64,
-) {
-    use kappa_engine::feed::{FeedEvent, FeedStart};
-    let mut feed = engine
-        .subscribe(view, FeedStart::After(from))
-        .await
-        .unwrap();
-    let mut rows = std::collections::HashMap::new();
-    loop {
-        let event = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
-            .await
-            .unwrap_or_else(|_| panic!("seed {seed}: view {view}: the feed stalled"))
-            .unwrap();
-        match event {
-            FeedEvent::Change {
-                log_time,
-                key,
-                before,
-                after,
-            } => {
-                if let Some(current) = rows.get(&key) {
-                    assert_eq!(
-                        &before, current,
-                        "seed {seed}: view {view}: the change at {log_time:?} does not follow the last one"
-                    );
-                }
-                rows.insert(key, after);
-            }
-            FeedEvent::Progress { frontier: f } if f.0 >= frontier => return,
-            FeedEvent::Progress { .. } => {}
-            other => panic!("seed {seed}: view {view}: unexpected {other:?}"),
-        }
+        // Its feed holds each change once and misses none.
+        let changes = common::feed_changes(&engine, name, tokens[0].log_time().0).await;
+        common::assert_chain(&changes, &format!("seed {seed}: view {name}"));
     }
 }

@@ -229,3 +229,55 @@ pub async fn rows(engine: &Engine, sql: &str) -> Vec<Vec<String>> {
         other => panic!("{sql}: {other:?}"),
     }
 }
+
+/// One change read from a feed: log time, key, row before, row after.
+pub type FeedChange = (
+    u64,
+    Vec<u8>,
+    Option<Vec<datafusion::common::ScalarValue>>,
+    Option<Vec<datafusion::common::ScalarValue>>,
+);
+
+/// Every change of `view` after log time `from`, in feed order, read
+/// until a progress mark reaches the view's frontier.
+pub async fn feed_changes(engine: &Arc<Engine>, view: &str, from: u64) -> Vec<FeedChange> {
+    use kappa_engine::feed::{FeedEvent, FeedStart};
+    let frontier = engine.frontier(view).await.unwrap().0;
+    let mut feed = engine
+        .subscribe(view, FeedStart::After(kappa_log::LogTime(from)))
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    loop {
+        let event = tokio::time::timeout(std::time::Duration::from_secs(10), feed.next())
+            .await
+            .unwrap_or_else(|_| panic!("view {view}: the feed stalled"))
+            .unwrap();
+        match event {
+            FeedEvent::Change {
+                log_time,
+                key,
+                before,
+                after,
+            } => out.push((log_time.0, key, before, after)),
+            FeedEvent::Progress { frontier: f } if f.0 >= frontier => return out,
+            FeedEvent::Progress { .. } => {}
+            other => panic!("view {view}: unexpected {other:?}"),
+        }
+    }
+}
+
+/// The changes hold each change once and miss none: every change's
+/// `before` is the row its key's previous change left (a key's first
+/// change may find the row it started with).
+pub fn assert_chain(changes: &[FeedChange], what: &str) {
+    let mut rows = std::collections::HashMap::new();
+    for (t, key, before, after) in changes {
+        if let Some(current) = rows.insert(key, after) {
+            assert_eq!(
+                before, current,
+                "{what}: the change at {t} does not follow its key's last one"
+            );
+        }
+    }
+}
