@@ -222,6 +222,71 @@ impl Part {
             + self.rows.capacity() * std::mem::size_of::<PendingRow>()
             + self.changes.capacity() * std::mem::size_of::<PendingChange>()
     }
+
+    fn key(&self, row: u32) -> &[u8] {
+        &self.arena[self.rows[row as usize].key.range()]
+    }
+
+    /// Its rows' places in `rows`, in key order (a row's key is unique).
+    ///
+    /// Sorted as (first 16 bytes of the key, padded, big-endian; then the
+    /// whole key), so that most comparisons read only the array being
+    /// sorted and not keys all over the arena.
+    pub(crate) fn key_order(&self) -> Vec<u32> {
+        let head = |k: &[u8]| {
+            let mut head = [0u8; 16];
+            let n = k.len().min(16);
+            head[..n].copy_from_slice(&k[..n]);
+            u128::from_be_bytes(head)
+        };
+        let mut order: Vec<(u128, u32)> = (0..self.rows.len() as u32)
+            .map(|i| (head(self.key(i)), i))
+            .collect();
+        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1))));
+        order.into_iter().map(|(_, i)| i).collect()
+    }
+}
+
+/// The rows of every part (their keys are disjoint) as (key, row; `None`:
+/// deleted), in key order, given each part's [`Part::key_order`].
+pub(crate) fn rows_in_key_order<'a>(
+    parts: &'a [Part],
+    orders: &'a [Vec<u32>],
+) -> impl Iterator<Item = (&'a [u8], Option<&'a [u8]>)> {
+    debug_assert_eq!(parts.len(), orders.len());
+    // The rows are all over the arena (which holds the changes too): the
+    // bytes of the rows a little ahead are fetched into the cache.
+    const AHEAD: usize = 8;
+    let prefetch = |part: &Part, i: u32| {
+        let r = &part.rows[i as usize];
+        for span in [Some(r.key), r.row].into_iter().flatten() {
+            if let Some(b) = part.arena.get(span.start as usize) {
+                crate::memory::prefetch(b);
+            }
+        }
+    };
+    for (part, order) in parts.iter().zip(orders) {
+        for &i in order.iter().take(AHEAD) {
+            prefetch(part, i);
+        }
+    }
+    let mut next = vec![0usize; parts.len()];
+    std::iter::from_fn(move || {
+        let (p, i) = parts
+            .iter()
+            .zip(orders)
+            .enumerate()
+            .filter_map(|(p, (part, order))| order.get(next[p]).map(|&i| (p, (part, i))))
+            .min_by(|(_, (a, i)), (_, (b, j))| a.key(*i).cmp(b.key(*j)))
+            .map(|(p, (_, i))| (p, i))?;
+        next[p] += 1;
+        let part = &parts[p];
+        if let Some(&ahead) = orders[p].get(next[p] + AHEAD) {
+            prefetch(part, ahead);
+        }
+        let row = part.rows[i as usize].row;
+        Some((part.key(i), row.map(|s| &part.arena[s.range()])))
+    })
 }
 
 /// A shard's changes in log-time order, and the arena their bytes are in.
@@ -390,5 +455,70 @@ impl Pending {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A part holding `rows` (key, value; `None`: deleted) in that order,
+    /// after some bytes that are not rows.
+    fn part(rows: &[(&str, Option<&str>)]) -> Part {
+        let mut p = Part {
+            arena: b"change bytes".to_vec(),
+            ..Part::default()
+        };
+        for (key, row) in rows {
+            let mut put = |b: &str| {
+                let start = p.arena.len();
+                p.arena.extend_from_slice(b.as_bytes());
+                Span::new(start, b.len())
+            };
+            let key = put(key);
+            let row = row.map(&mut put);
+            p.rows.push(PendingRow {
+                key,
+                row,
+                last: 0,
+                last_time: 0,
+                group: NO_GROUP,
+            });
+        }
+        p
+    }
+
+    #[test]
+    fn rows_of_several_parts_come_in_key_order() {
+        // Keys longer than the 16 bytes sorted on first, and sharing them.
+        let long = |s: &str| format!("0123456789abcdef-{s}");
+        let (k1, k2, k3) = (long("b"), long("a"), long("c"));
+        let parts = [
+            part(&[("m", Some("1")), (&k1, None), ("a", Some("2"))]),
+            part(&[("z", Some("3")), (&k2, Some("4"))]),
+            part(&[]),
+            part(&[(&k3, Some("5")), ("b", None)]),
+        ];
+        let orders: Vec<_> = parts.iter().map(Part::key_order).collect();
+        let got: Vec<(String, Option<String>)> = rows_in_key_order(&parts, &orders)
+            .map(|(k, v)| {
+                let text = |b: &[u8]| String::from_utf8(b.to_vec()).unwrap();
+                (text(k), v.map(text))
+            })
+            .collect();
+        let mut want: Vec<(String, Option<String>)> = [
+            ("m", Some("1")),
+            (k1.as_str(), None),
+            ("a", Some("2")),
+            ("z", Some("3")),
+            (k2.as_str(), Some("4")),
+            (k3.as_str(), Some("5")),
+            ("b", None),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+        .collect();
+        want.sort();
+        assert_eq!(got, want);
     }
 }

@@ -31,7 +31,18 @@ impl Decoded {
     /// `decoders` decoding ahead, that many batches, the ones waiting for
     /// the operators, and the one being read.
     pub(crate) fn reading_bytes(&self, decoders: usize) -> usize {
-        self.bytes * (decoders + READ_QUEUE + 1)
+        self.bytes * batches_held(decoders)
+    }
+}
+
+/// Batches a reading holds at once with `decoders` decoding ahead (0: it
+/// reads inline): those decoding, those waiting for the operators, and the
+/// one being read.
+pub(crate) fn batches_held(decoders: usize) -> usize {
+    if decoders == 0 {
+        1
+    } else {
+        decoders + READ_QUEUE + 1
     }
 }
 

@@ -11,7 +11,7 @@ use crate::history::History;
 use crate::ops::aggregate::StateSource;
 use crate::ops::window::WindowState;
 use crate::ops::{Delta, Stage};
-use crate::pending::{ARENA_LIMIT, Part, Pending, Span, pending_bytes, sink};
+use crate::pending::{ARENA_LIMIT, Part, Pending, pending_bytes, rows_in_key_order, sink};
 use crate::plan::Pipeline;
 use crate::reading::{Decoded, Reading, Source, produce};
 use crate::schema::TopicDef;
@@ -166,36 +166,33 @@ impl Sealed {
             state,
             ..ViewCommit::default()
         };
-        let mut rows = Puts::default();
-        for part in &parts {
-            let get = |s: Span| &part.arena[s.range()];
-            for r in &part.rows {
-                rows.push(get(r.key), r.row.map(get));
-            }
-        }
         let started = std::time::Instant::now();
         let mut w = store.write()?;
         let mut marks = [std::time::Duration::ZERO; 5];
-        // A big commit has a helper thread sort its rows and then encode
-        // its changes, while the state and then the rows go into the
-        // store (which takes them in key order).
-        let many = parts.iter().map(|p| p.changes.len()).sum::<usize>() >= PARALLEL_ENCODE;
+        // A big commit has a helper thread put its rows in key order and
+        // then encode its changes, while the state and then the rows go
+        // into the store (which takes them in key order). The rows go
+        // from the parts' arenas, not copied.
+        let many = parts
+            .iter()
+            .map(|p| p.changes.len() + p.rows.len())
+            .sum::<usize>()
+            >= PARALLEL_ENCODE;
         let encode = |parts: &[Part], mut history: History| {
             let shards: Vec<_> = parts.iter().map(Part::changes).collect();
             history.encode(&shards, cutoff);
             history.finish()
         };
+        let key_orders = |parts: &[Part]| parts.iter().map(Part::key_order).collect::<Vec<_>>();
         let (changes, dropped) = std::thread::scope(|scope| {
-            let (sorted, rows_back) = std::sync::mpsc::sync_channel::<Puts>(1);
+            let (sorted, orders_back) = std::sync::mpsc::sync_channel::<Vec<Vec<u32>>>(1);
+            let parts = &parts;
             let helper = if many {
-                let mut rows = std::mem::take(&mut rows);
-                let parts = &parts;
                 let history = std::mem::take(&mut history);
                 let spawned = std::thread::Builder::new()
                     .name("kappa-commit".into())
                     .spawn_scoped(scope, move || {
-                        rows.sort_by_key();
-                        let _ = sorted.send(rows);
+                        let _ = sorted.send(key_orders(parts));
                         encode(parts, history)
                     });
                 Some(spawned.map_err(|e| {
@@ -207,24 +204,22 @@ impl Sealed {
             w.apply(&mut commit)?;
             marks[0] = started.elapsed();
             commit.state = Puts::default();
-            commit.rows = match helper {
-                Some(_) => rows_back
+            let orders = match helper {
+                Some(_) => orders_back
                     .recv()
                     .map_err(|_| EngineError::Query("sorting a commit's rows failed".into()))?,
-                None => std::mem::take(&mut rows),
+                None => key_orders(parts),
             };
-            w.apply(&mut commit)?;
+            w.put_rows(view, &mut rows_in_key_order(parts, &orders))?;
             marks[1] = started.elapsed();
             match helper {
                 Some(h) => h
                     .join()
                     .map_err(|_| EngineError::Query("encoding a commit's changes failed".into())),
-                None => Ok(encode(&parts, std::mem::take(&mut history))),
+                None => Ok(encode(parts, std::mem::take(&mut history))),
             }
         })?;
         marks[2] = started.elapsed();
-        let rows = std::mem::take(&mut commit.rows);
-        commit.state = Puts::default();
         commit.changes = changes;
         commit.history_start = dropped;
         w.apply(&mut commit)?;
@@ -248,7 +243,6 @@ impl Sealed {
                 marks[4]
             );
         }
-        drop(rows);
         for part in &mut parts {
             part.arena.clear();
             part.rows.clear();
@@ -258,8 +252,8 @@ impl Sealed {
     }
 }
 
-/// A commit with at least this many changes encodes them beside the
-/// store's inserts of its rows.
+/// A commit with at least this many changes and rows sorts its rows and
+/// encodes its changes beside the store's inserts.
 const PARALLEL_ENCODE: usize = 10_000;
 
 pub(crate) struct StoreSource<'a> {
@@ -402,6 +396,18 @@ impl ViewRuntime {
             .merged_reader(&[self.topic.name.as_str()], LogTime(frontier))
             .await?;
         let serial = self.workers <= 1;
+        // The batches the reading holds at once, each its records and about
+        // as much again in columns, take at most an eighth of the view's
+        // budget, so that a small budget bounds them too (a commit cannot
+        // shrink them). At 10M keys and a 64 MiB budget they were ~47 MiB.
+        let held = crate::reading::batches_held(if serial { 0 } else { self.workers - 1 });
+        let limits = ReadLimits {
+            max_bytes: limits
+                .max_bytes
+                .min(self.memory.limit() / 16 / held)
+                .max(64 << 10),
+            ..limits
+        };
         let (mut source, producer) = if serial {
             (
                 Source::Inline(Reading {

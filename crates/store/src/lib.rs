@@ -111,6 +111,15 @@ pub trait StoreWrite: StoreRead {
     /// Applies one step of a view (rows, state, changes, frontier). The
     /// puts may be reordered.
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError>;
+    /// Upserts (`Some`) and deletes (`None`) rows of a view, as
+    /// [`ViewCommit::rows`] does, from the caller's buffers (no copy into
+    /// a [`Puts`]). Fastest in key order. Part of the step that the next
+    /// [`StoreWrite::apply`] of the view completes.
+    fn put_rows(
+        &mut self,
+        view: ViewId,
+        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError>;
     /// Writes change blocks ahead of the commit that moves the view's
     /// frontier past them (they follow the frontier and every block staged
     /// before them). Until then no read sees them: reads stop at the

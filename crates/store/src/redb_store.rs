@@ -275,6 +275,28 @@ struct RedbWrite<'s> {
     syncer: &'s Syncer,
 }
 
+impl RedbWrite<'_> {
+    /// Upserts and deletes entries of `view` in `table`, as given.
+    fn put_all(
+        &mut self,
+        table: TableDefinition<&[u8], &[u8]>,
+        view: ViewId,
+        puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError> {
+        let mut t = self.txn.open_table(table)?;
+        let mut key = view.to_be_bytes().to_vec();
+        for (k, v) in puts {
+            key.truncate(8);
+            key.extend_from_slice(k);
+            match v {
+                Some(v) => t.insert(key.as_slice(), v)?,
+                None => t.remove(key.as_slice())?,
+            };
+        }
+        Ok(())
+    }
+}
+
 /// The reads of both transaction kinds (each opens its tables the same way).
 macro_rules! store_read {
     ($t:ty) => {
@@ -352,16 +374,7 @@ impl StoreWrite for RedbWrite<'_> {
         for (table, puts) in [(ROWS, &mut c.rows), (STATE, &mut c.state)] {
             // In key order: neighbouring inserts then touch the same pages.
             puts.sort_by_key();
-            let mut t = self.txn.open_table(table)?;
-            let mut key = c.view.to_be_bytes().to_vec();
-            for (k, v) in puts.iter() {
-                key.truncate(8);
-                key.extend_from_slice(k);
-                match v {
-                    Some(v) => t.insert(key.as_slice(), v)?,
-                    None => t.remove(key.as_slice())?,
-                };
-            }
+            self.put_all(table, c.view, &mut puts.iter())?;
         }
         if !c.changes.is_empty() {
             put_blocks(&self.txn, c.view, c.changes.blocks())?;
@@ -370,6 +383,14 @@ impl StoreWrite for RedbWrite<'_> {
         let history_start = meta.get(c.view)?.map_or(0, |g| g.value().1);
         meta.insert(c.view, (c.frontier, history_start.max(c.history_start)))?;
         Ok(())
+    }
+
+    fn put_rows(
+        &mut self,
+        view: ViewId,
+        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError> {
+        self.put_all(ROWS, view, rows)
     }
 
     fn stage_changes(&mut self, view: ViewId, blocks: &[Block]) -> Result<(), StoreError> {

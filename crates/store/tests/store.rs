@@ -410,3 +410,34 @@ fn staged_changes_are_seen_only_with_the_frontier_that_reaches_them() {
         "reached blocks are not staged"
     );
 }
+
+#[test]
+fn rows_put_by_reference_upsert_and_delete_like_a_commit_s_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut w = store.write().unwrap();
+    w.apply(&mut step(
+        3,
+        10,
+        &[("a", Some("1")), ("b", Some("2"))],
+        vec![],
+    ))
+    .unwrap();
+    w.commit().unwrap();
+    let mut w = store.write().unwrap();
+    // Out of key order, with a delete, an upsert and a new row; another
+    // view's row of the same key is left alone.
+    let puts: Vec<(&[u8], Option<&[u8]>)> =
+        vec![(b"c", Some(b"3")), (b"a", None), (b"b", Some(b"20"))];
+    w.put_rows(3, &mut puts.into_iter()).unwrap();
+    w.put_rows(4, &mut std::iter::once((&b"a"[..], Some(&b"x"[..]))))
+        .unwrap();
+    w.apply(&mut step(3, 11, &[], vec![])).unwrap();
+    w.commit().unwrap();
+    assert_eq!(
+        rows(&store, 3),
+        [("b".into(), "20".into()), ("c".into(), "3".into())]
+    );
+    assert_eq!(rows(&store, 4), [("a".into(), "x".into())]);
+    assert_eq!(store.read().unwrap().meta(3).unwrap().unwrap().frontier, 11);
+}

@@ -162,6 +162,13 @@ impl StoreWrite for SlowWrite<'_> {
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError> {
         self.inner.apply(commit)
     }
+    fn put_rows(
+        &mut self,
+        view: ViewId,
+        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+    ) -> Result<(), StoreError> {
+        self.inner.put_rows(view, rows)
+    }
     fn stage_changes(
         &mut self,
         view: ViewId,
