@@ -29,9 +29,17 @@ const VIEW: &str =
 const NEXT: &str = "SELECT account, SUM(amount) AS balance, COUNT(*) AS n, MIN(amount) AS low, \
      MAX(amount) AS high FROM transactions GROUP BY account";
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    // As the binary does, before any thread starts.
     kappa_engine::memory::tune_allocator(kappa_engine::EngineOptions::default().memory_budget);
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(run())
+}
+
+async fn run() -> anyhow::Result<()> {
     // RUST_LOG=kappa_engine=debug: where each catch-up's time went.
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
