@@ -163,16 +163,16 @@ impl Sealed {
         let mut commit = ViewCommit {
             view,
             frontier: position,
-            state,
             ..ViewCommit::default()
         };
+        let mut state = state;
         let started = std::time::Instant::now();
         let mut w = store.write()?;
         let mut marks = [std::time::Duration::ZERO; 5];
         // A big commit has a helper thread put its rows in key order and
-        // then encode its changes, while the state and then the rows go
-        // into the store (which takes them in key order). The rows go
-        // from the parts' arenas, not copied.
+        // then encode its changes, while this one sorts the state and then
+        // has the store write both (at once, in the redb store). The rows
+        // go from the parts' arenas, not copied.
         let many = parts
             .iter()
             .map(|p| p.changes.len() + p.rows.len())
@@ -201,16 +201,15 @@ impl Sealed {
             } else {
                 None
             };
-            w.apply(&mut commit)?;
-            marks[0] = started.elapsed();
-            commit.state = Puts::default();
+            state.sort_by_key();
             let orders = match helper {
                 Some(_) => orders_back
                     .recv()
                     .map_err(|_| EngineError::Query("sorting a commit's rows failed".into()))?,
                 None => key_orders(parts),
             };
-            w.put_rows(view, &mut rows_in_key_order(parts, &orders))?;
+            marks[0] = started.elapsed();
+            w.put_rows_and_state(view, &mut rows_in_key_order(parts, &orders), &mut state)?;
             marks[1] = started.elapsed();
             match helper {
                 Some(h) => h
@@ -234,7 +233,7 @@ impl Sealed {
         if !live {
             tracing::debug!(
                 view,
-                "commit: state by {:.2?}, rows by {:.2?}, changes encoded by {:.2?}, \
+                "commit: sorted by {:.2?}, rows and state by {:.2?}, changes encoded by {:.2?}, \
                  written by {:.2?}, durable by {:.2?}",
                 marks[0],
                 marks[1],

@@ -111,14 +111,17 @@ pub trait StoreWrite: StoreRead {
     /// Applies one step of a view (rows, state, changes, frontier). The
     /// puts may be reordered.
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError>;
-    /// Upserts (`Some`) and deletes (`None`) rows of a view, as
-    /// [`ViewCommit::rows`] does, from the caller's buffers (no copy into
-    /// a [`Puts`]). Fastest in key order. Part of the step that the next
+    /// Upserts (`Some`) and deletes (`None`) rows of a view from the
+    /// caller's buffers (no copy into a [`Puts`]), and puts its state, as
+    /// [`ViewCommit::rows`] and [`ViewCommit::state`] do. Fastest with the
+    /// rows in key order; the state may be reordered. The store may write
+    /// the two at once. Part of the step that the next
     /// [`StoreWrite::apply`] of the view completes.
-    fn put_rows(
+    fn put_rows_and_state(
         &mut self,
         view: ViewId,
-        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+        rows: &mut (dyn Iterator<Item = (&[u8], Option<&[u8]>)> + Send),
+        state: &mut Puts,
     ) -> Result<(), StoreError>;
     /// Writes change blocks ahead of the commit that moves the view's
     /// frontier past them (they follow the frontier and every block staged

@@ -100,6 +100,9 @@ impl Puts {
     /// only the array being sorted and not keys all over the buffer.
     pub fn sort_by_key(&mut self) {
         let key = |e: &Entry| &self.bytes[e.key.0..e.key.0 + e.key.1];
+        if self.entries.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {
+            return;
+        }
         let mut order: Vec<(u128, u32)> = self
             .entries
             .iter()
@@ -112,9 +115,6 @@ impl Puts {
                 (u128::from_be_bytes(head), i as u32)
             })
             .collect();
-        if order.windows(2).all(|w| w[0].0 < w[1].0) {
-            return;
-        }
         order.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
                 .then_with(|| {

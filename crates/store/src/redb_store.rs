@@ -283,19 +283,31 @@ impl RedbWrite<'_> {
         view: ViewId,
         puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
     ) -> Result<(), StoreError> {
-        let mut t = self.txn.open_table(table)?;
-        let mut key = view.to_be_bytes().to_vec();
-        for (k, v) in puts {
-            key.truncate(8);
-            key.extend_from_slice(k);
-            match v {
-                Some(v) => t.insert(key.as_slice(), v)?,
-                None => t.remove(key.as_slice())?,
-            };
-        }
-        Ok(())
+        put_into(&mut self.txn.open_table(table)?, view, puts)
     }
 }
+
+/// Upserts and deletes entries of `view` in an open table, as given.
+fn put_into(
+    t: &mut redb::Table<&[u8], &[u8]>,
+    view: ViewId,
+    puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+) -> Result<(), StoreError> {
+    let mut key = view.to_be_bytes().to_vec();
+    for (k, v) in puts {
+        key.truncate(8);
+        key.extend_from_slice(k);
+        match v {
+            Some(v) => t.insert(key.as_slice(), v)?,
+            None => t.remove(key.as_slice())?,
+        };
+    }
+    Ok(())
+}
+
+/// A step's rows and state are written at once, on two threads, when the
+/// state has at least this many entries (each is a tree of its own).
+const PARALLEL_PUTS: usize = 10_000;
 
 /// The reads of both transaction kinds (each opens its tables the same way).
 macro_rules! store_read {
@@ -385,12 +397,33 @@ impl StoreWrite for RedbWrite<'_> {
         Ok(())
     }
 
-    fn put_rows(
+    fn put_rows_and_state(
         &mut self,
         view: ViewId,
-        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+        rows: &mut (dyn Iterator<Item = (&[u8], Option<&[u8]>)> + Send),
+        state: &mut crate::Puts,
     ) -> Result<(), StoreError> {
-        self.put_all(ROWS, view, rows)
+        // In key order: neighbouring inserts then touch the same pages.
+        state.sort_by_key();
+        if state.len() < PARALLEL_PUTS {
+            self.put_all(STATE, view, &mut state.iter())?;
+            return self.put_all(ROWS, view, rows);
+        }
+        let mut row_table = self.txn.open_table(ROWS)?;
+        let mut state_table = self.txn.open_table(STATE)?;
+        std::thread::scope(|scope| {
+            let helper = std::thread::Builder::new()
+                .name("kappa-store-put".into())
+                .spawn_scoped(scope, || {
+                    put_into(&mut state_table, view, &mut state.iter())
+                })
+                .map_err(|e| StoreError::Io(format!("cannot start a thread for a write: {e}")))?;
+            let rows_put = put_into(&mut row_table, view, rows);
+            let state_put = helper
+                .join()
+                .map_err(|_| StoreError::Io("writing a step's state failed".into()))?;
+            rows_put.and(state_put)
+        })
     }
 
     fn stage_changes(&mut self, view: ViewId, blocks: &[Block]) -> Result<(), StoreError> {

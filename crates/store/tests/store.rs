@@ -412,7 +412,7 @@ fn staged_changes_are_seen_only_with_the_frontier_that_reaches_them() {
 }
 
 #[test]
-fn rows_put_by_reference_upsert_and_delete_like_a_commit_s_rows() {
+fn rows_put_by_reference_and_state_upsert_and_delete_like_a_commit() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut w = store.write().unwrap();
@@ -424,20 +424,54 @@ fn rows_put_by_reference_upsert_and_delete_like_a_commit_s_rows() {
     ))
     .unwrap();
     w.commit().unwrap();
-    let mut w = store.write().unwrap();
     // Out of key order, with a delete, an upsert and a new row; another
-    // view's row of the same key is left alone.
-    let puts: Vec<(&[u8], Option<&[u8]>)> =
-        vec![(b"c", Some(b"3")), (b"a", None), (b"b", Some(b"20"))];
-    w.put_rows(3, &mut puts.into_iter()).unwrap();
-    w.put_rows(4, &mut std::iter::once((&b"a"[..], Some(&b"x"[..]))))
+    // view's row of the same key is left alone. Small and big steps: the
+    // big one's rows and state are written on two threads.
+    for n in [3u32, 30_000] {
+        let mut w = store.write().unwrap();
+        let puts: Vec<(&[u8], Option<&[u8]>)> =
+            vec![(b"c", Some(b"3")), (b"a", None), (b"b", Some(b"20"))];
+        let mut state = kappa_store::Puts::default();
+        for i in (0..n).rev() {
+            state.push(&i.to_be_bytes(), Some(&(i + n).to_le_bytes()));
+        }
+        state.push(b"acc", None);
+        w.put_rows_and_state(3, &mut puts.into_iter(), &mut state)
+            .unwrap();
+        let mut none = kappa_store::Puts::default();
+        w.put_rows_and_state(
+            4,
+            &mut std::iter::once((&b"a"[..], Some(&b"x"[..]))),
+            &mut none,
+        )
         .unwrap();
-    w.apply(&mut step(3, 11, &[], vec![])).unwrap();
-    w.commit().unwrap();
-    assert_eq!(
-        rows(&store, 3),
-        [("b".into(), "20".into()), ("c".into(), "3".into())]
-    );
-    assert_eq!(rows(&store, 4), [("a".into(), "x".into())]);
-    assert_eq!(store.read().unwrap().meta(3).unwrap().unwrap().frontier, 11);
+        w.apply(&mut ViewCommit {
+            view: 3,
+            frontier: 10 + n as u64,
+            ..ViewCommit::default()
+        })
+        .unwrap();
+        w.commit().unwrap();
+        assert_eq!(
+            rows(&store, 3),
+            [("b".into(), "20".into()), ("c".into(), "3".into())]
+        );
+        assert_eq!(rows(&store, 4), [("a".into(), "x".into())]);
+        let r = store.read().unwrap();
+        assert_eq!(r.meta(3).unwrap().unwrap().frontier, 10 + n as u64);
+        assert_eq!(r.state(3, b"acc").unwrap(), None, "deleted");
+        for i in [0, n / 2, n - 1] {
+            assert_eq!(
+                r.state(3, &i.to_be_bytes()).unwrap(),
+                Some((i + n).to_le_bytes().to_vec())
+            );
+        }
+        let mut count = 0;
+        r.state_prefix(3, &[], &mut |_, _| {
+            count += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!(count, n as usize);
+    }
 }

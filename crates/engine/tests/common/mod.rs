@@ -162,12 +162,13 @@ impl StoreWrite for SlowWrite<'_> {
     fn apply(&mut self, commit: &mut ViewCommit) -> Result<(), StoreError> {
         self.inner.apply(commit)
     }
-    fn put_rows(
+    fn put_rows_and_state(
         &mut self,
         view: ViewId,
-        rows: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
+        rows: &mut (dyn Iterator<Item = (&[u8], Option<&[u8]>)> + Send),
+        state: &mut kappa_store::Puts,
     ) -> Result<(), StoreError> {
-        self.inner.put_rows(view, rows)
+        self.inner.put_rows_and_state(view, rows, state)
     }
     fn stage_changes(
         &mut self,
