@@ -100,6 +100,7 @@ pub(crate) fn table_bytes(capacity: usize) -> usize {
 ///   and a 256 MiB budget, one arena instead of the default peaked 40–60
 ///   MiB lower, with the replay's speed unchanged within the noise
 ///   (small allocations come from each thread's cache without the lock).
+///   `MALLOC_ARENA_MAX` in the environment overrides it.
 pub fn tune_allocator(budget: usize) {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
@@ -111,7 +112,10 @@ pub fn tune_allocator(budget: usize) {
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
             libc::mallopt(libc::M_TRIM_THRESHOLD, keep as libc::c_int);
-            libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+            // The operator's own setting wins.
+            if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+                libc::mallopt(libc::M_ARENA_MAX, arenas as libc::c_int);
+            }
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
