@@ -475,3 +475,119 @@ fn rows_put_by_reference_and_state_upsert_and_delete_like_a_commit() {
         assert_eq!(count, n as usize);
     }
 }
+
+/// Entries per step in the kill test: enough for the two-thread write.
+const KILL_ENTRIES: u32 = 12_000;
+
+/// The child half of `kill_9_during_big_steps_keeps_each_step_whole`:
+/// steps whose rows and state (every entry valued the step's number) are
+/// written on two threads, committed one after another until it is
+/// killed. It prints each step it has begun.
+#[test]
+fn big_steps_child() {
+    let Ok(dir) = std::env::var("KAPPA_STORE_KILL_DIR") else {
+        return;
+    };
+    let store = open(std::path::Path::new(&dir));
+    let start = store
+        .read()
+        .unwrap()
+        .meta(9)
+        .unwrap()
+        .map_or(0, |m| m.frontier);
+    for step in start + 1.. {
+        println!("step {step}");
+        let value = step.to_le_bytes();
+        let keys: Vec<[u8; 4]> = (0..KILL_ENTRIES).map(u32::to_be_bytes).collect();
+        let mut state = kappa_store::Puts::default();
+        for k in keys.iter().rev() {
+            state.push(k, Some(&value));
+        }
+        let mut w = store.write().unwrap();
+        w.put_rows_and_state(
+            9,
+            &mut keys.iter().map(|k| (&k[..], Some(&value[..]))),
+            &mut state,
+        )
+        .unwrap();
+        w.apply(&mut ViewCommit {
+            view: 9,
+            frontier: step,
+            ..ViewCommit::default()
+        })
+        .unwrap();
+        w.commit().unwrap();
+    }
+}
+
+/// kill -9 at random points of big steps (rows and state written on two
+/// threads of one transaction): after each, the store holds the last
+/// committed step whole, every row and state entry of it and nothing of
+/// the step cut off. KAPPA_STORE_KILLS sets the number of kills (3).
+#[test]
+fn kill_9_during_big_steps_keeps_each_step_whole() {
+    use std::io::{BufRead, BufReader};
+    let kills: u32 = std::env::var("KAPPA_STORE_KILLS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let seed = std::env::var("KAPPA_STORE_KILL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    println!("KAPPA_STORE_KILL_SEED={seed}");
+    let dir = tempfile::tempdir().unwrap();
+    let mut last = 0;
+    for kill in 0..kills {
+        let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", "big_steps_child", "--nocapture"])
+            .env("KAPPA_STORE_KILL_DIR", dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Wait for a few steps to begin, then kill at a pseudo-random
+        // moment within the next one.
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut begun = 0;
+        while begun < 3 {
+            let line = lines.next().expect("the child runs").unwrap();
+            if line.starts_with("step ") {
+                begun += 1;
+            }
+        }
+        let wait = (seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(u64::from(kill))
+            >> 33)
+            % 40;
+        std::thread::sleep(std::time::Duration::from_millis(wait));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let store = open(dir.path());
+        let r = store.read().unwrap();
+        let frontier = r.meta(9).unwrap().expect("a step committed").frontier;
+        assert!(frontier >= last, "kill {kill}: frontier went back");
+        last = frontier;
+        let value = frontier.to_le_bytes().to_vec();
+        let mut states = 0;
+        r.state_prefix(9, &[], &mut |_, v| {
+            assert_eq!(v, value, "kill {kill}: a state entry of another step");
+            states += 1;
+            true
+        })
+        .unwrap();
+        let mut rows = 0;
+        r.rows(9, &mut |_, v| {
+            assert_eq!(v, value, "kill {kill}: a row of another step");
+            rows += 1;
+            true
+        })
+        .unwrap();
+        assert_eq!((states, rows), (KILL_ENTRIES, KILL_ENTRIES), "kill {kill}");
+    }
+}
