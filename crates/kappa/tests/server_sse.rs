@@ -304,6 +304,12 @@ fn metric(s: &Served, name: &str) -> u64 {
 
 /// A subscriber that stops reading is cut off (its buffer is bounded) and
 /// the server carries on; one that reads too slowly is told why.
+///
+/// The lag limit is well above the send timeout: the stalled subscriber
+/// must be cut by the timeout of a write its full socket blocks, not as
+/// slow first. With a 300 ms limit a CI run once cut it as slow before
+/// its socket had filled (its task not yet run): its last events then
+/// went out without blocking, and no send timed out.
 #[test]
 fn slow_subscribers_are_disconnected() {
     let tmp = tempfile::tempdir().unwrap();
@@ -315,7 +321,7 @@ fn slow_subscribers_are_disconnected() {
             "--subscriber-queue-events",
             "8",
             "--subscriber-max-lag-ms",
-            "300",
+            "5000",
         ],
     );
     setup(&s);
