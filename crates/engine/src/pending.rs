@@ -6,7 +6,7 @@
 use crate::memory::table_bytes;
 use crate::ops::Delta;
 use crate::value::encode_cell;
-use kappa_store::Puts;
+use kappa_store::{Puts, key_head};
 use std::hash::BuildHasher;
 
 /// A range of [`Pending::arena`], in 32 bits (a pending change is most
@@ -227,20 +227,11 @@ impl Part {
         &self.arena[self.rows[row as usize].key.range()]
     }
 
-    /// Its rows' places in `rows`, in key order (a row's key is unique).
-    ///
-    /// Sorted as (first 16 bytes of the key, padded, big-endian; then the
-    /// whole key), so that most comparisons read only the array being
-    /// sorted and not keys all over the arena.
+    /// Its rows' places in `rows`, in key order (a row's key is unique),
+    /// sorted by [`key_head`] first, then the whole key.
     pub(crate) fn key_order(&self) -> Vec<u32> {
-        let head = |k: &[u8]| {
-            let mut head = [0u8; 16];
-            let n = k.len().min(16);
-            head[..n].copy_from_slice(&k[..n]);
-            u128::from_be_bytes(head)
-        };
         let mut order: Vec<(u128, u32)> = (0..self.rows.len() as u32)
-            .map(|i| (head(self.key(i)), i))
+            .map(|i| (key_head(self.key(i)), i))
             .collect();
         order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1))));
         order.into_iter().map(|(_, i)| i).collect()

@@ -158,21 +158,21 @@ impl Sealed {
             live,
             mut parts,
             mut history,
-            state,
+            mut state,
         } = self;
         let mut commit = ViewCommit {
             view,
             frontier: position,
             ..ViewCommit::default()
         };
-        let mut state = state;
         let started = std::time::Instant::now();
         let mut w = store.write()?;
         let mut marks = [std::time::Duration::ZERO; 5];
         // A big commit has a helper thread put its rows in key order and
-        // then encode its changes, while this one sorts the state and then
-        // has the store write both (at once, in the redb store). The rows
-        // go from the parts' arenas, not copied.
+        // then encode its changes, while this one sorts the state (the
+        // store's own sort then only finds it in order) and then has the
+        // store write both (at once, in the redb store). The rows go from
+        // the parts' arenas, not copied.
         let many = parts
             .iter()
             .map(|p| p.changes.len() + p.rows.len())
