@@ -8,6 +8,8 @@
 //! slots (no `serde_json::Value` tree), checked, then appended to the
 //! column builders, so a rejected record leaves no partial row behind.
 
+mod flat;
+
 use crate::schema::{ColumnType, TopicDef, parse_timestamp};
 use datafusion::arrow::array::{
     ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
@@ -131,13 +133,32 @@ impl<'t> RecordDecoder<'t> {
             field: field.map(str::to_string),
             reason,
         };
-        let Some(columns) = &self.def.columns else {
+        let def = self.def;
+        let Some(columns) = def.columns.as_deref() else {
             // A raw topic takes any JSON value.
             let mut de = serde_json::Deserializer::from_slice(value);
             <IgnoredAny as serde::Deserialize>::deserialize(&mut de)
                 .and_then(|_| de.end())
                 .map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
             return Ok(Checked::default());
+        };
+        for s in &mut self.slots {
+            *s = Got::Missing;
+        }
+        self.scratch.clear();
+        let reads = self.reads.as_deref();
+        if !flat::scan(value, columns, reads, &mut self.slots, &mut self.scratch) {
+            self.parse(value)?;
+        }
+        self.typed(columns)
+    }
+
+    /// The record through serde_json, for what [`flat::scan`] declines.
+    fn parse(&mut self, value: &[u8]) -> Result<(), Rejection> {
+        let columns = self.def.columns.as_deref().unwrap_or_default();
+        let bad = |field: Option<&str>, reason: String| Rejection {
+            field: field.map(str::to_string),
+            reason,
         };
         for s in &mut self.slots {
             *s = Got::Missing;
@@ -173,7 +194,15 @@ impl<'t> RecordDecoder<'t> {
         if let Some(kind) = top {
             return Err(bad(None, format!("expected a JSON object, got {kind}")));
         }
-        parsed.map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
+        parsed.map_err(|e| bad(None, format!("not valid JSON: {e}")))
+    }
+
+    /// The slots checked against their columns' types.
+    fn typed(&mut self, columns: &'t [crate::schema::Column]) -> Result<Checked, Rejection> {
+        let bad = |field: Option<&str>, reason: String| Rejection {
+            field: field.map(str::to_string),
+            reason,
+        };
         let mut checked = Checked::default();
         let reads = self.reads.as_deref();
         for (i, (c, got)) in columns.iter().zip(&mut self.slots).enumerate() {

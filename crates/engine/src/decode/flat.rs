@@ -1,0 +1,402 @@
+//! The fast path of record decoding: a flat JSON object (the shape nearly
+//! every record of a topic with a schema has) scanned by hand into the
+//! column slots, without serde's visitor machinery per key and value.
+//!
+//! It takes only a subset of JSON on which its result is serde_json's by
+//! construction, and declines everything else, which then goes through
+//! serde_json whole (`RecordDecoder::check`): so the two paths cannot
+//! disagree, and every error message comes from serde_json's path.
+//!
+//! Taken: an object whose keys are column names written without escapes;
+//! values that are strings without escapes or control characters, `true`,
+//! `false`, `null`, or numbers. Integers of up to 18 digits are read
+//! here; other numbers are handed to serde_json alone (the same parse it
+//! would have made in place). Declined: escapes, nested objects or arrays,
+//! a key naming no column, anything malformed.
+
+use super::{Got, ValueSeed};
+use crate::schema::Column;
+use serde::de::{DeserializeSeed, IgnoredAny};
+
+/// Scans `v` into `slots` (one per column; text goes into `scratch`).
+/// `false`: declined, and `slots` and `scratch` may hold part of the
+/// record (the caller starts again).
+pub(super) fn scan(
+    v: &[u8],
+    columns: &[Column],
+    reads: Option<&[bool]>,
+    slots: &mut [Got],
+    scratch: &mut String,
+) -> bool {
+    scan_object(v, columns, reads, slots, scratch).is_some()
+}
+
+fn scan_object(
+    v: &[u8],
+    columns: &[Column],
+    reads: Option<&[bool]>,
+    slots: &mut [Got],
+    scratch: &mut String,
+) -> Option<()> {
+    let mut c = Cursor { b: v, i: 0 };
+    c.ws();
+    c.eat(b'{')?;
+    c.ws();
+    if c.eat(b'}').is_some() {
+        return c.end();
+    }
+    // Records usually name the columns in the schema's order.
+    let mut hint = 0;
+    loop {
+        c.eat(b'"')?;
+        let key = c.plain_str()?;
+        let i = find(columns, key, hint)?;
+        hint = i + 1;
+        c.ws();
+        c.eat(b':')?;
+        c.ws();
+        if reads.is_none_or(|r| r[i]) {
+            slots[i] = c.value(scratch)?;
+        } else {
+            c.skip_value()?;
+        }
+        c.ws();
+        match c.next()? {
+            b',' => c.ws(),
+            b'}' => return c.end(),
+            _ => return None,
+        }
+    }
+}
+
+/// The column named `key`, trying `hint` first.
+fn find(columns: &[Column], key: &[u8], hint: usize) -> Option<usize> {
+    if columns.get(hint).is_some_and(|c| c.name.as_bytes() == key) {
+        return Some(hint);
+    }
+    columns.iter().position(|c| c.name.as_bytes() == key)
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = *self.b.get(self.i)?;
+        self.i += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, want: u8) -> Option<()> {
+        (self.b.get(self.i) == Some(&want)).then(|| self.i += 1)
+    }
+
+    /// Only whitespace is left.
+    fn end(&mut self) -> Option<()> {
+        self.ws();
+        (self.i == self.b.len()).then_some(())
+    }
+
+    /// The rest of a string whose opening quote was eaten, if it has no
+    /// escape and no control character (as bytes: not checked as UTF-8).
+    fn plain_str(&mut self) -> Option<&'a [u8]> {
+        let start = self.i;
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(&self.b[start..self.i - 1]);
+                }
+                b'\\' | 0..0x20 => return None,
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.i + word.len();
+        (self.b.get(self.i..end)? == word).then(|| self.i = end)
+    }
+
+    /// The bytes a number can be made of, from here.
+    fn number_extent(&mut self) -> &'a [u8] {
+        let start = self.i;
+        while let Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+        }
+        &self.b[start..self.i]
+    }
+
+    fn value(&mut self, scratch: &mut String) -> Option<Got> {
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                let s = std::str::from_utf8(self.plain_str()?).ok()?;
+                let a = scratch.len();
+                scratch.push_str(s);
+                Some(Got::Text(a, scratch.len()))
+            }
+            b't' => self.literal(b"true").map(|()| Got::Bool(true)),
+            b'f' => self.literal(b"false").map(|()| Got::Bool(false)),
+            b'n' => self.literal(b"null").map(|()| Got::Null),
+            b'-' | b'0'..=b'9' => {
+                let n = self.number_extent();
+                Some(match integer(n) {
+                    Some(i) => Got::Int(i),
+                    None => {
+                        let mut de = serde_json::Deserializer::from_slice(n);
+                        let got = ValueSeed { scratch }.deserialize(&mut de).ok()?;
+                        de.end().ok()?;
+                        got
+                    }
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// Steps over a value no column slot wants (still checked as JSON).
+    fn skip_value(&mut self) -> Option<()> {
+        match *self.b.get(self.i)? {
+            b'"' => {
+                self.i += 1;
+                self.plain_str().map(drop)
+            }
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => {
+                let n = self.number_extent();
+                if integer(n).is_none() {
+                    let mut de = serde_json::Deserializer::from_slice(n);
+                    <IgnoredAny as serde::Deserialize>::deserialize(&mut de).ok()?;
+                    de.end().ok()?;
+                }
+                Some(())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A JSON integer of 1 to 18 digits (so it fits an `i64` either way),
+/// without a leading zero; `-0` is left to serde_json.
+fn integer(n: &[u8]) -> Option<i64> {
+    let (negative, digits) = match n {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, n),
+    };
+    if digits.is_empty()
+        || digits.len() > 18
+        || (digits[0] == b'0' && (negative || digits.len() > 1))
+    {
+        return None;
+    }
+    let mut v: i64 = 0;
+    for &d in digits {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + i64::from(d - b'0');
+    }
+    Some(if negative { -v } else { v })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::RecordDecoder;
+    use crate::schema::{ColumnType, TopicDef};
+
+    fn def() -> TopicDef {
+        let col = |name: &str, ty| Column {
+            name: name.into(),
+            ty,
+            not_null: false,
+        };
+        TopicDef {
+            name: "t".into(),
+            columns: Some(vec![
+                col("account", ColumnType::Text),
+                col("amount", ColumnType::Double),
+                col("n", ColumnType::BigInt),
+                col("ok", ColumnType::Boolean),
+            ]),
+            key: None,
+            event_time: None,
+        }
+    }
+
+    /// The slots as comparable text (text resolved, floats by their bits).
+    fn shown(slots: &[Got], scratch: &str) -> Vec<String> {
+        slots
+            .iter()
+            .map(|g| match g {
+                Got::Text(a, b) => format!("text {:?}", &scratch[*a..*b]),
+                Got::Float(f) => format!("float {:x}", f.to_bits()),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
+    /// Pieces records are made of: every JSON value kind, the number forms
+    /// serde_json treats apart, escapes, and malformed bits.
+    const VALUES: &[&str] = &[
+        r#""acct-1""#,
+        r#""""#,
+        r#""é ü 日本""#,
+        r#""a\"b""#,
+        r#""a\nb""#,
+        r#""\u00e9""#,
+        "\"a\tb\"",
+        r#""unterminated"#,
+        "0",
+        "-0",
+        "7",
+        "-12",
+        "123456789012345678",
+        "1234567890123456789",
+        "-9223372036854775808",
+        "18446744073709551615",
+        "18446744073709551616",
+        "12.5",
+        "-0.01",
+        "1e3",
+        "1E-2",
+        "2.5e+10",
+        "-0.0",
+        "1.",
+        "01",
+        "--1",
+        "1e",
+        ".5",
+        "+1",
+        "1.2.3",
+        "0.1234567890123456789",
+        "1e400",
+        "true",
+        "false",
+        "null",
+        "nul",
+        "tru",
+        "[1,2]",
+        "{\"x\":1}",
+        "[]",
+        "{}",
+    ];
+    const KEYS: &[&str] = &[
+        "\"account\"",
+        "\"amount\"",
+        "\"n\"",
+        "\"ok\"",
+        "\"zz\"",
+        "\"acc\\u006funt\"",
+        "\"amount \"",
+        "account",
+    ];
+    const SPACE: &[&str] = &["", "", "", " ", "\n\t ", "\r"];
+
+    /// Whatever the fast path takes, serde_json's path takes too, into the
+    /// same slots; and the fast path takes the common shapes.
+    #[test]
+    fn takes_only_what_serde_json_reads_the_same() {
+        let seed: u64 = std::env::var("KAPPA_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
+        let mut rng = seed | 1;
+        let mut next = move |n: usize| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            (rng % n as u64) as usize
+        };
+        let def = def();
+        let columns = def.columns.as_deref().unwrap();
+        let (mut taken, mut plain, mut plain_taken) = (0, 0, 0);
+        for case in 0..50_000 {
+            // Mostly well-formed objects of plain values; now and then a
+            // piece from anywhere, a cut or a trailing byte.
+            let wild = next(4) == 0;
+            let mut text = String::from(SPACE[next(SPACE.len())]);
+            text.push('{');
+            let fields = next(6);
+            let mut simple = !wild;
+            for f in 0..fields {
+                if f > 0 {
+                    text.push(',');
+                }
+                text.push_str(SPACE[next(SPACE.len())]);
+                let key = if wild {
+                    KEYS[next(KEYS.len())]
+                } else {
+                    KEYS[next(4)]
+                };
+                let value = if wild {
+                    VALUES[next(VALUES.len())]
+                } else {
+                    VALUES[[0, 1, 2, 8, 10, 11, 17, 18, 32, 33, 34][next(11)]]
+                };
+                simple &= !value.contains('\\');
+                text.push_str(key);
+                text.push_str(SPACE[next(SPACE.len())]);
+                text.push(':');
+                text.push_str(SPACE[next(SPACE.len())]);
+                text.push_str(value);
+            }
+            text.push_str(SPACE[next(SPACE.len())]);
+            text.push('}');
+            if wild && next(3) == 0 {
+                let cut = next(text.len() + 1);
+                text.truncate(text.floor_char_boundary(cut));
+            }
+            if wild && next(4) == 0 {
+                text.push([' ', 'x', ',', '}'][next(4)]);
+            }
+            for reads in [None, Some([false, true, false, true])] {
+                let mut slots = vec![Got::Missing; columns.len()];
+                let mut scratch = String::new();
+                let fast = scan(
+                    text.as_bytes(),
+                    columns,
+                    reads.as_ref().map(|r| &r[..]),
+                    &mut slots,
+                    &mut scratch,
+                );
+                if simple {
+                    plain += 1;
+                    plain_taken += usize::from(fast);
+                }
+                if !fast {
+                    continue;
+                }
+                taken += 1;
+                let mut d = RecordDecoder::reading(&def, reads.as_ref().map(|r| &r[..]));
+                if let Err(e) = d.parse(text.as_bytes()) {
+                    panic!("case {case}: the fast path took {text:?}, serde_json says {e}");
+                }
+                assert_eq!(
+                    shown(&slots, &scratch),
+                    shown(&d.slots, &d.scratch),
+                    "case {case}: {text:?} (reads {reads:?})"
+                );
+            }
+        }
+        println!("taken {taken}; plain records taken {plain_taken} of {plain}");
+        assert_eq!(plain_taken, plain, "every plain record takes the fast path");
+        assert!(taken > plain, "some wild records take it too");
+    }
+}
