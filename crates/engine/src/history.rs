@@ -44,13 +44,20 @@ impl History {
         for (p, c) in merged_changes(shards) {
             let arena = shards[p].arena;
             let get = |s: crate::pending::Span| &arena[s.range()];
-            let before = c.before.map(get);
-            let after = c.after.map(get);
-            if before == after {
+            // A row version's identity: its shard's arena and its place
+            // there (an arena only grows until the commit that ends this
+            // history). A before that is its key's last after is then
+            // written as a reference, its bytes not read again.
+            let version =
+                |s: crate::pending::Span| (get(s), Some((p as u64) << 32 | u64::from(s.start())));
+            let before = c.before.map(version);
+            let after = c.after.map(version);
+            if !c.differs && before.map(|b| b.0) == after.map(|a| a.0) {
                 continue;
             }
             if c.log_time > cutoff {
-                self.blocks.push(c.log_time, get(c.key), before, after);
+                self.blocks
+                    .push_versions(c.log_time, get(c.key), before, after);
             } else {
                 self.dropped = self.dropped.max(c.log_time);
             }

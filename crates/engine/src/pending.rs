@@ -19,6 +19,11 @@ pub(crate) struct Span {
 }
 
 impl Span {
+    /// Where it starts in its arena: with the arena, its identity.
+    pub(crate) fn start(self) -> u32 {
+        self.start
+    }
+
     pub(crate) fn new(start: usize, len: usize) -> Span {
         debug_assert!(
             start + len <= u32::MAX as usize,
@@ -46,6 +51,9 @@ pub(crate) struct PendingChange {
     pub(crate) key: Span,
     pub(crate) before: Option<Span>,
     pub(crate) after: Option<Span>,
+    /// Known to change the row (`before` and `after` differ), so history
+    /// need not compare their bytes; else they may be the same.
+    pub(crate) differs: bool,
 }
 
 /// A row changed since the last commit.
@@ -346,6 +354,7 @@ pub(crate) fn sink(pending: &mut Pending, delta: &Delta) {
             group,
             delta.log_times[i],
             delta.weights[i] > 0,
+            false,
             |arena| {
                 arena.extend_from_slice(&width);
                 for c in columns {
@@ -370,12 +379,16 @@ impl Pending {
     /// of a pending row is its current value (what the stage emitted for
     /// it last), so it is named by that row's span, not written again;
     /// the commit fetches such spans ahead as it encodes the changes.
+    /// `differs`: the row is one of a retraction and insertion pair (or a
+    /// lone one) that the stage knows changes the row; a change made of
+    /// more than that pair may come to nothing, and is compared.
     pub(crate) fn sink_row(
         &mut self,
         key: &[u8],
         group: u32,
         t: u64,
         inserted: bool,
+        differs: bool,
         encode: impl FnOnce(&mut Vec<u8>),
     ) {
         match self.find(group, key) {
@@ -390,7 +403,11 @@ impl Pending {
                     // A retraction names the row already pending.
                     let after = inserted.then(|| self.encoded(encode));
                     debug_assert!(last >= self.staged, "a change is merged only in its batch");
-                    self.changes[last - self.staged].after = after;
+                    let change = &mut self.changes[last - self.staged];
+                    // Only the insertion that completes a retraction keeps
+                    // the pair known to differ.
+                    change.differs &= differs && inserted && change.after.is_none();
+                    change.after = after;
                     (last, after)
                 } else {
                     let key = self.rows[r as usize].key;
@@ -412,6 +429,7 @@ impl Pending {
                         key,
                         before,
                         after,
+                        differs,
                     });
                     (self.staged + self.changes.len() - 1, after)
                 };
@@ -443,6 +461,7 @@ impl Pending {
                     key: key_span,
                     before,
                     after,
+                    differs,
                 });
             }
         }

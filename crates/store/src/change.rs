@@ -4,21 +4,29 @@
 //! kept small:
 //!
 //! ```text
-//! block   u8 version (2), varint count, then count entries:
+//! block   u8 version (3), varint count, then count entries:
 //! entry   varint log_time - previous entry's (the first: from 0),
 //!         varint key_len, key, u8 flags, [before], [after]
 //! flags   1: before present, 2: after present,
 //!         4: before is `row_prefix(key)` + the bytes stored,
-//!         8: after likewise
+//!         8: after likewise,
+//!         16: before is a back reference (with 1; not with 4)
 //! row     varint len, bytes
+//! back    varint distance from this entry's first byte back to the first
+//!         byte of an earlier entry of the same key in this block, whose
+//!         after is this entry's before
 //! ```
 //! where `row_prefix(key)` is a row's leading bytes when its first cells
 //! are the key's (a view's rows usually start with their key columns: two
-//! bytes of width, then the key cells). Blocks live inside redb, which
-//! checksums its pages.
+//! bytes of width, then the key cells). A key changed many times in a
+//! block (a replay folding records into a few groups) so stores each of
+//! its rows once. Version 2 is version 3 without back references, and is
+//! still read. Blocks live inside redb, which checksums its pages.
 
 use crate::StoreError;
 use crate::key_filter;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -53,6 +61,28 @@ pub struct ChangeBlocks {
     last: u64,
     /// Seal blocks at this size (0: [`ChangeBlocks::BLOCK_BYTES`]).
     block_bytes: usize,
+    /// For each key (by hash) of the current block whose last entry has
+    /// an after: that row's identity (see [`ChangeBlocks::push_versions`])
+    /// and where the entry starts.
+    afters: HashMap<u64, (u64, usize), BuildHasherDefault<Prehashed>>,
+}
+
+/// A key's hash is already a good hash: used as it is.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = v;
+    }
 }
 
 impl ChangeBlocks {
@@ -81,6 +111,26 @@ impl ChangeBlocks {
 
     /// Appends a change; log times must not decrease.
     pub fn push(&mut self, log_time: u64, key: &[u8], before: Option<&[u8]>, after: Option<&[u8]>) {
+        self.push_versions(
+            log_time,
+            key,
+            before.map(|r| (r, None)),
+            after.map(|r| (r, None)),
+        );
+    }
+
+    /// Appends a change whose rows carry the caller's identities of row
+    /// versions (two rows with the same identity have the same bytes).
+    /// A `before` that is the `after` of the key's last entry in the
+    /// current block, by identity, is stored as a reference to it, and its
+    /// bytes are not read.
+    pub fn push_versions(
+        &mut self,
+        log_time: u64,
+        key: &[u8],
+        before: Option<(&[u8], Option<u64>)>,
+        after: Option<(&[u8], Option<u64>)>,
+    ) {
         assert!(
             self.count == 0 && self.sealed.is_empty() || log_time >= self.last,
             "changes are pushed in log-time order"
@@ -93,7 +143,7 @@ impl ChangeBlocks {
             + [before, after]
                 .iter()
                 .flatten()
-                .map(|r| 10 + r.len())
+                .map(|r| 10 + r.0.len())
                 .sum::<usize>();
         let limit = match self.block_bytes {
             0 => Self::BLOCK_BYTES,
@@ -110,7 +160,16 @@ impl ChangeBlocks {
         } else {
             self.last
         };
-        self.hashes.push(key_filter::key_hash(key));
+        let hash = key_filter::key_hash(key);
+        self.hashes.push(hash);
+        let start = self.current.len();
+        // The start of the key's last entry in this block, if its after is
+        // `before` (the key compared too: hashes can collide).
+        let back = before
+            .and_then(|(_, id)| id)
+            .and_then(|id| self.afters.get(&hash).filter(|(a, _)| *a == id))
+            .map(|&(_, at)| at)
+            .filter(|&at| entry_key(&self.current, at) == Some(key));
         let out = &mut self.current;
         put_varint(out, log_time - previous);
         put_varint(out, key.len() as u64);
@@ -118,16 +177,22 @@ impl ChangeBlocks {
         let shares = |row: &[u8]| row.len() >= 2 + key.len() && &row[2..2 + key.len()] == key;
         let mut flags = 0u8;
         for (row, present, shared) in [(before, 1, 4), (after, 2, 8)] {
-            if let Some(r) = row {
+            if let Some((r, _)) = row {
                 flags |= present;
-                if shares(r) {
+                if present == 1 && back.is_some() {
+                    flags |= BACK;
+                } else if shares(r) {
                     flags |= shared;
                 }
             }
         }
         out.push(flags);
-        for (row, shared) in [(before, 4), (after, 8)] {
-            if let Some(r) = row {
+        if let Some(at) = back {
+            put_varint(out, (start - at) as u64);
+        }
+        let rows = [(before.filter(|_| back.is_none()), 4), (after, 8)];
+        for (row, shared) in rows {
+            if let Some((r, _)) = row {
                 let r = if flags & shared != 0 {
                     // The width stays; the key cells are the key's bytes.
                     out.extend_from_slice(&r[..2]);
@@ -137,6 +202,14 @@ impl ChangeBlocks {
                 };
                 put_varint(out, r.len() as u64);
                 out.extend_from_slice(r);
+            }
+        }
+        match after {
+            Some((_, Some(id))) => {
+                self.afters.insert(hash, (id, start));
+            }
+            _ => {
+                self.afters.remove(&hash);
             }
         }
         self.count += 1;
@@ -158,6 +231,7 @@ impl ChangeBlocks {
         let bytes = std::mem::take(&mut self.current);
         let filter = key_filter::build(&self.hashes);
         self.hashes.clear();
+        self.afters.clear();
         self.sealed.push(Block {
             last: self.last,
             bytes,
@@ -197,7 +271,19 @@ impl ChangeBlocks {
     }
 }
 
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// The version before back references, still read.
+const VERSION_2: u8 = 2;
+/// Entry flag: the before is a back reference.
+const BACK: u8 = 16;
+
+/// The key of the entry that starts at `at` in a block being written.
+fn entry_key(block: &[u8], at: usize) -> Option<&[u8]> {
+    let mut r = Reader { b: block, at };
+    r.varint().ok()?;
+    let n = r.len().ok()?;
+    r.bytes(n).ok()
+}
 /// Bytes of a block's entry count (a varint padded to this width).
 const COUNT_BYTES: usize = 5;
 
@@ -272,26 +358,72 @@ impl EntryRef<'_> {
 fn scan<'a>(b: &'a [u8], visit: &mut dyn FnMut(&EntryRef<'a>) -> bool) -> Result<(), StoreError> {
     let mut r = Reader { b, at: 0 };
     let version = r.bytes(1)?[0];
-    if version != VERSION {
-        return Err(StoreError::Corrupt(format!(
-            "change block has version {version}; this build reads version {VERSION}"
-        )));
-    }
+    let allowed = match version {
+        VERSION => 0x1F,
+        VERSION_2 => 0x0F,
+        _ => {
+            return Err(StoreError::Corrupt(format!(
+                "change block has version {version}; this build reads versions {VERSION_2} and {VERSION}"
+            )));
+        }
+    };
     let count = r.varint()?;
     let mut log_time = 0u64;
     for _ in 0..count {
+        let start = r.at;
+        let entry = parse_entry(&mut r, allowed)?;
         log_time = log_time
-            .checked_add(r.varint()?)
+            .checked_add(entry.delta)
             .ok_or_else(|| StoreError::Corrupt("change block log time overflows".into()))?;
-        let key_len = r.len()?;
-        let key = r.bytes(key_len)?;
-        let flags = r.bytes(1)?[0];
-        if flags & !0x0F != 0 {
-            return Err(StoreError::Corrupt(format!(
-                "bad flags {flags:#x} in change block"
-            )));
+        let before = match entry.before {
+            Before::Row(row) => row,
+            Before::Back(back) => Some(referenced_after(b, start, back, entry.key, allowed)?),
+        };
+        let entry = EntryRef {
+            log_time,
+            key: entry.key,
+            before,
+            after: entry.after,
+        };
+        if !visit(&entry) {
+            return Ok(());
         }
-        let mut row = |present: u8, shared: u8| -> Result<Option<RowRef<'a>>, StoreError> {
+    }
+    if r.at != b.len() {
+        return Err(StoreError::Corrupt(format!(
+            "change block has {} trailing bytes",
+            b.len() - r.at
+        )));
+    }
+    Ok(())
+}
+
+/// An entry as it is stored.
+struct RawEntry<'a> {
+    delta: u64,
+    key: &'a [u8],
+    before: Before<'a>,
+    after: Option<RowRef<'a>>,
+}
+
+enum Before<'a> {
+    Row(Option<RowRef<'a>>),
+    /// The after of the entry this many bytes before this one's start.
+    Back(usize),
+}
+
+fn parse_entry<'a>(r: &mut Reader<'a>, allowed: u8) -> Result<RawEntry<'a>, StoreError> {
+    let delta = r.varint()?;
+    let key_len = r.len()?;
+    let key = r.bytes(key_len)?;
+    let flags = r.bytes(1)?[0];
+    if flags & !allowed != 0 || flags & BACK != 0 && flags & 0x05 != 0x01 {
+        return Err(StoreError::Corrupt(format!(
+            "bad flags {flags:#x} in change block"
+        )));
+    }
+    let row =
+        |r: &mut Reader<'a>, present: u8, shared: u8| -> Result<Option<RowRef<'a>>, StoreError> {
             if flags & present == 0 {
                 return Ok(None);
             }
@@ -306,25 +438,44 @@ fn scan<'a>(b: &'a [u8], visit: &mut dyn FnMut(&EntryRef<'a>) -> bool) -> Result
                 rest: r.bytes(n)?,
             }))
         };
-        let before = row(1, 4)?;
-        let after = row(2, 8)?;
-        let entry = EntryRef {
-            log_time,
-            key,
-            before,
-            after,
-        };
-        if !visit(&entry) {
-            return Ok(());
-        }
+    let before = if flags & BACK != 0 {
+        Before::Back(r.len()?)
+    } else {
+        Before::Row(row(r, 1, 4)?)
+    };
+    let after = row(r, 2, 8)?;
+    Ok(RawEntry {
+        delta,
+        key,
+        before,
+        after,
+    })
+}
+
+/// The after of the entry `back` bytes before `start`, which must be an
+/// earlier entry of `key` with an after.
+fn referenced_after<'a>(
+    b: &'a [u8],
+    start: usize,
+    back: usize,
+    key: &[u8],
+    allowed: u8,
+) -> Result<RowRef<'a>, StoreError> {
+    let bad = || {
+        StoreError::Corrupt(format!(
+            "bad back reference {back} at byte {start} of a change block"
+        ))
+    };
+    // The first entry starts after the version and the count.
+    let at = start
+        .checked_sub(back)
+        .filter(|&at| back > 0 && at > COUNT_BYTES)
+        .ok_or_else(bad)?;
+    let entry = parse_entry(&mut Reader { b, at }, allowed)?;
+    match entry.after {
+        Some(after) if entry.key == key => Ok(after),
+        _ => Err(bad()),
     }
-    if r.at != b.len() {
-        return Err(StoreError::Corrupt(format!(
-            "change block has {} trailing bytes",
-            b.len() - r.at
-        )));
-    }
-    Ok(())
 }
 
 struct Reader<'a> {
@@ -489,5 +640,103 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Changes of a few keys, each before the key's previous after; the
+    /// rows' identities are their version numbers.
+    fn versioned() -> (Vec<Change>, Vec<(Option<u64>, Option<u64>)>) {
+        let mut changes = Vec::new();
+        let mut ids = Vec::new();
+        let mut current: Vec<Option<(Vec<u8>, u64)>> = vec![None; 5];
+        for i in 0..400u64 {
+            let k = (i * 7 % 5) as usize;
+            let key = format!("key-{k}").into_bytes();
+            let before = current[k].clone();
+            let after = (i % 11 != 3).then(|| {
+                let mut row = vec![2, 0];
+                row.extend_from_slice(&key);
+                row.extend_from_slice(&i.to_le_bytes());
+                (row, 1000 + i)
+            });
+            changes.push(Change {
+                log_time: 100 + i,
+                key,
+                before: before.as_ref().map(|b| b.0.clone()),
+                after: after.as_ref().map(|a| a.0.clone()),
+            });
+            ids.push((before.map(|b| b.1), after.as_ref().map(|a| a.1)));
+            current[k] = after;
+        }
+        (changes, ids)
+    }
+
+    fn push_all(changes: &[Change], ids: &[(Option<u64>, Option<u64>)]) -> Vec<u8> {
+        let mut blocks = ChangeBlocks::default();
+        for (c, (b, a)) in changes.iter().zip(ids) {
+            blocks.push_versions(
+                c.log_time,
+                &c.key,
+                c.before.as_deref().map(|r| (r, *b)),
+                c.after.as_deref().map(|r| (r, *a)),
+            );
+        }
+        let blocks = blocks.into_blocks();
+        assert_eq!(blocks.len(), 1);
+        blocks.into_iter().next().unwrap().bytes
+    }
+
+    #[test]
+    fn a_row_before_that_was_the_keys_last_after_is_stored_once() {
+        let (changes, ids) = versioned();
+        let with_refs = push_all(&changes, &ids);
+        let plain = ChangeBlocks::from_changes(&changes)
+            .into_blocks()
+            .remove(0)
+            .bytes;
+        assert_eq!(decode_changes(&with_refs).unwrap(), changes);
+        assert!(
+            with_refs.len() * 10 < plain.len() * 8,
+            "{} bytes with references, {} without",
+            with_refs.len(),
+            plain.len()
+        );
+        // Each change found by key after a time, through its reference.
+        for (i, c) in changes.iter().enumerate().skip(1) {
+            let found = find_change(&with_refs, &c.key, c.log_time - 1).unwrap();
+            assert_eq!(found.as_ref(), Some(c), "change {i}");
+        }
+        // Identities that do not match store the row itself.
+        let wrong: Vec<_> = ids.iter().map(|(b, a)| (b.map(|b| b + 1), *a)).collect();
+        assert_eq!(push_all(&changes, &wrong).len(), plain.len());
+        for cut in 0..with_refs.len() {
+            assert!(decode_changes(&with_refs[..cut]).is_err(), "cut at {cut}");
+        }
+        // Damage anywhere is an error or a wrong answer, never a panic.
+        for at in 0..with_refs.len() {
+            for bit in [0x01, 0x80] {
+                let mut b = with_refs.clone();
+                b[at] ^= bit;
+                let _ = decode_changes(&b);
+                let _ = find_change(&b, b"key-3", 0);
+            }
+        }
+    }
+
+    #[test]
+    fn version_2_blocks_are_still_read() {
+        let (changes, _) = versioned();
+        let mut b = ChangeBlocks::from_changes(&changes)
+            .into_blocks()
+            .remove(0)
+            .bytes;
+        assert_eq!(b[0], VERSION);
+        // Without references, version 3 is version 2.
+        b[0] = VERSION_2;
+        assert_eq!(decode_changes(&b).unwrap(), changes);
+        // A reference in a version 2 block is damage.
+        let (changes, ids) = versioned();
+        let mut b = push_all(&changes, &ids);
+        b[0] = VERSION_2;
+        assert!(decode_changes(&b).is_err());
     }
 }

@@ -93,7 +93,7 @@ impl Emit for DirectRows<'_> {
         let columns = &self.plan.columns;
         let width = (columns.len() as u16).to_le_bytes();
         self.pending
-            .sink_row(key, slot, log_time, weight > 0, |arena| {
+            .sink_row(key, slot, log_time, weight > 0, true, |arena| {
                 arena.extend_from_slice(&width);
                 for c in columns {
                     match c {
