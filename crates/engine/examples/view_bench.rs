@@ -65,7 +65,9 @@ async fn run() -> anyhow::Result<()> {
             let n = args[2].parse()?;
             let dir = std::path::Path::new(&args[3]);
             let engine = open_engine(dir, 1 << 30)?;
-            let records = kappa_log_bench::workload::generate(n, 100_000, 42);
+            // `prepare N DIR ACCOUNTS`: over that many accounts.
+            let accounts = args.get(4).map_or(Ok(100_000), |s| s.parse())?;
+            let records = kappa_log_bench::workload::generate(n, accounts, 42);
             append_workload(&engine, &records).await?;
             return Ok(());
         }

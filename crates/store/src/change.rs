@@ -25,8 +25,6 @@
 
 use crate::StoreError;
 use crate::key_filter;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Change {
@@ -61,28 +59,30 @@ pub struct ChangeBlocks {
     last: u64,
     /// Seal blocks at this size (0: [`ChangeBlocks::BLOCK_BYTES`]).
     block_bytes: usize,
-    /// For each key (by hash) of the current block whose last entry has
-    /// an after: that row's identity (see [`ChangeBlocks::push_versions`])
-    /// and where the entry starts.
-    afters: HashMap<u64, (u64, usize), BuildHasherDefault<Prehashed>>,
+    /// Recent afters of the current block, by key hash (a direct-mapped
+    /// table: a newer key evicts an older one, which only costs a
+    /// reference): see [`ChangeBlocks::push_versions`].
+    afters: Vec<Recent>,
+    /// Numbers the blocks, so that the table need not be cleared at a
+    /// seal: an entry of an earlier block is not this one's.
+    generation: u32,
 }
 
-/// A key's hash is already a good hash: used as it is.
-#[derive(Default)]
-struct Prehashed(u64);
+/// An after in [`ChangeBlocks::afters`].
+#[derive(Clone, Copy, Debug, Default)]
+struct Recent {
+    /// The row version's identity.
+    id: u64,
+    /// Where its entry starts in the block.
+    at: u32,
+    generation: u32,
+}
 
-impl Hasher for Prehashed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-    fn write_u64(&mut self, v: u64) {
-        self.0 = v;
-    }
+/// Entries of [`ChangeBlocks::afters`] (16 bytes each).
+const RECENT: usize = 4096;
+
+fn recent_slot(hash: u64) -> usize {
+    (hash >> 40) as usize % RECENT
 }
 
 impl ChangeBlocks {
@@ -167,8 +167,10 @@ impl ChangeBlocks {
         // `before` (the key compared too: hashes can collide).
         let back = before
             .and_then(|(_, id)| id)
-            .and_then(|id| self.afters.get(&hash).filter(|(a, _)| *a == id))
-            .map(|&(_, at)| at)
+            .and_then(|id| {
+                let r = self.afters.get(recent_slot(hash))?;
+                (r.id == id && r.generation == self.generation).then_some(r.at as usize)
+            })
             .filter(|&at| entry_key(&self.current, at) == Some(key));
         let out = &mut self.current;
         put_varint(out, log_time - previous);
@@ -204,13 +206,18 @@ impl ChangeBlocks {
                 out.extend_from_slice(r);
             }
         }
-        match after {
-            Some((_, Some(id))) => {
-                self.afters.insert(hash, (id, start));
+        // A row version's identity names it alone, so an entry needs no
+        // removal when its key is deleted: no later before has its id.
+        if let Some((_, Some(id))) = after {
+            if self.afters.is_empty() {
+                self.afters = vec![Recent::default(); RECENT];
+                self.generation = 1;
             }
-            _ => {
-                self.afters.remove(&hash);
-            }
+            self.afters[recent_slot(hash)] = Recent {
+                id,
+                at: start as u32,
+                generation: self.generation,
+            };
         }
         self.count += 1;
         self.last = log_time;
@@ -231,7 +238,12 @@ impl ChangeBlocks {
         let bytes = std::mem::take(&mut self.current);
         let filter = key_filter::build(&self.hashes);
         self.hashes.clear();
-        self.afters.clear();
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            // After 2^32 blocks: entries of generation 1 would match again.
+            self.afters.fill(Recent::default());
+            self.generation = 1;
+        }
         self.sealed.push(Block {
             last: self.last,
             bytes,
@@ -645,11 +657,16 @@ mod tests {
     /// Changes of a few keys, each before the key's previous after; the
     /// rows' identities are their version numbers.
     fn versioned() -> (Vec<Change>, Vec<(Option<u64>, Option<u64>)>) {
+        versions(5, 400)
+    }
+
+    /// `n` changes of `keys` keys.
+    fn versions(keys: u64, n: u64) -> (Vec<Change>, Vec<(Option<u64>, Option<u64>)>) {
         let mut changes = Vec::new();
         let mut ids = Vec::new();
-        let mut current: Vec<Option<(Vec<u8>, u64)>> = vec![None; 5];
-        for i in 0..400u64 {
-            let k = (i * 7 % 5) as usize;
+        let mut current: Vec<Option<(Vec<u8>, u64)>> = vec![None; keys as usize];
+        for i in 0..n {
+            let k = (i * 7 % keys) as usize;
             let key = format!("key-{k}").into_bytes();
             let before = current[k].clone();
             let after = (i % 11 != 3).then(|| {
@@ -671,6 +688,12 @@ mod tests {
     }
 
     fn push_all(changes: &[Change], ids: &[(Option<u64>, Option<u64>)]) -> Vec<u8> {
+        let blocks = push_blocks(changes, ids);
+        assert_eq!(blocks.len(), 1);
+        blocks.into_iter().next().unwrap().bytes
+    }
+
+    fn push_blocks(changes: &[Change], ids: &[(Option<u64>, Option<u64>)]) -> Vec<Block> {
         let mut blocks = ChangeBlocks::default();
         for (c, (b, a)) in changes.iter().zip(ids) {
             blocks.push_versions(
@@ -680,9 +703,30 @@ mod tests {
                 c.after.as_deref().map(|r| (r, *a)),
             );
         }
-        let blocks = blocks.into_blocks();
-        assert_eq!(blocks.len(), 1);
-        blocks.into_iter().next().unwrap().bytes
+        blocks.into_blocks()
+    }
+
+    #[test]
+    fn references_hold_across_blocks_and_evictions() {
+        // More keys than the table of recent afters, over many blocks.
+        let (changes, ids) = versions(9_001, 60_000);
+        let blocks = push_blocks(&changes, &ids);
+        assert!(blocks.len() > 3, "{} blocks", blocks.len());
+        let decoded: Vec<Change> = blocks
+            .iter()
+            .flat_map(|b| decode_changes(&b.bytes).unwrap())
+            .collect();
+        assert_eq!(decoded, changes);
+        let plain: usize = ChangeBlocks::from_changes(&changes)
+            .into_blocks()
+            .iter()
+            .map(|b| b.bytes.len())
+            .sum();
+        let with_refs: usize = blocks.iter().map(|b| b.bytes.len()).sum();
+        assert!(
+            with_refs < plain,
+            "{with_refs} bytes with references, {plain} without"
+        );
     }
 
     #[test]

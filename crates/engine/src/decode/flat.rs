@@ -9,9 +9,10 @@
 //!
 //! Taken: an object whose keys are column names written without escapes;
 //! values that are strings without escapes or control characters, `true`,
-//! `false`, `null`, or numbers. Integers of up to 18 digits are read
-//! here; other numbers are handed to serde_json alone (the same parse it
-//! would have made in place). Declined: escapes, nested objects or arrays,
+//! `false`, `null`, or numbers. Integers of up to 18 digits and decimals
+//! of up to 15 digits without an exponent are read here (to the very
+//! values serde_json reads, see [`decimal`]); other numbers are handed to
+//! serde_json alone (the same parse it would have made in place). Declined: escapes, nested objects or arrays,
 //! a key naming no column, anything malformed.
 
 use super::{Got, ValueSeed};
@@ -151,6 +152,7 @@ impl<'a> Cursor<'a> {
                 let n = self.number_extent();
                 Some(match integer(n) {
                     Some(i) => Got::Int(i),
+                    None if let Some(f) = decimal(n) => Got::Float(f),
                     None => {
                         let mut de = serde_json::Deserializer::from_slice(n);
                         let got = ValueSeed { scratch }.deserialize(&mut de).ok()?;
@@ -175,7 +177,7 @@ impl<'a> Cursor<'a> {
             b'n' => self.literal(b"null"),
             b'-' | b'0'..=b'9' => {
                 let n = self.number_extent();
-                if integer(n).is_none() {
+                if integer(n).is_none() && decimal(n).is_none() {
                     let mut de = serde_json::Deserializer::from_slice(n);
                     <IgnoredAny as serde::Deserialize>::deserialize(&mut de).ok()?;
                     de.end().ok()?;
@@ -185,6 +187,42 @@ impl<'a> Cursor<'a> {
             _ => None,
         }
     }
+}
+
+/// Exact powers of ten as `f64` (up to 10^22, the last one exact).
+const POW10: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// A JSON number with a fraction and no exponent, of at most 15 digits:
+/// its digits as an integer are exact in an `f64` (below 2^53), and so
+/// is the power of ten it is divided by, so the one division rounds
+/// correctly, which is exactly what serde_json computes (by the same
+/// division, or by a correctly rounding parser with `float_roundtrip`).
+fn decimal(n: &[u8]) -> Option<f64> {
+    let (negative, digits) = match n {
+        [b'-', rest @ ..] => (true, rest),
+        _ => (false, n),
+    };
+    let point = digits.iter().position(|&c| c == b'.')?;
+    let (whole, fraction) = (&digits[..point], &digits[point + 1..]);
+    if whole.is_empty()
+        || fraction.is_empty()
+        || whole.len() + fraction.len() > 15
+        || (whole[0] == b'0' && whole.len() > 1)
+    {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &d in whole.iter().chain(fraction) {
+        if !d.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(d - b'0');
+    }
+    let f = v as f64 / POW10[fraction.len()];
+    Some(if negative { -f } else { f })
 }
 
 /// A JSON integer of 1 to 18 digits (so it fits an `i64` either way),
@@ -303,6 +341,57 @@ mod tests {
         "account",
     ];
     const SPACE: &[&str] = &["", "", "", " ", "\n\t ", "\r"];
+
+    /// Decimals read here are the very `f64` serde_json reads, bit for
+    /// bit, over random digit strings with the point anywhere.
+    #[test]
+    fn decimals_are_read_as_serde_json_reads_them() {
+        let seed: u64 = std::env::var("KAPPA_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| d.as_nanos() as u64)
+            });
+        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
+        let mut rng = seed | 1;
+        let mut next = move |n: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            rng % n
+        };
+        let mut read = 0;
+        for _ in 0..200_000 {
+            let digits = 1 + next(17) as usize;
+            let mut text: String = (0..digits)
+                .map(|_| char::from(b'0' + next(10) as u8))
+                .collect();
+            let point = next(digits as u64 + 1) as usize;
+            text.insert(point, '.');
+            if next(2) == 0 {
+                text.insert(0, '-');
+            }
+            let ours = decimal(text.as_bytes());
+            let theirs = serde_json::from_str::<f64>(&text).ok();
+            match ours {
+                Some(f) => {
+                    read += 1;
+                    let theirs = theirs.unwrap_or_else(|| panic!("{text}: serde_json refuses it"));
+                    assert_eq!(
+                        f.to_bits(),
+                        theirs.to_bits(),
+                        "{text}: {f} against {theirs}"
+                    );
+                }
+                // Declined: serde_json's own path will read it.
+                None => assert!(digits > 15 || theirs.is_none(), "{text} declined"),
+            }
+        }
+        println!("{read} read here");
+        assert!(read > 100_000, "{read}");
+    }
 
     /// Whatever the fast path takes, serde_json's path takes too, into the
     /// same slots; and the fast path takes the common shapes.
