@@ -656,12 +656,15 @@ mod tests {
 
     /// Changes of a few keys, each before the key's previous after; the
     /// rows' identities are their version numbers.
-    fn versioned() -> (Vec<Change>, Vec<(Option<u64>, Option<u64>)>) {
+    /// Each change's (before, after) row identities.
+    type Ids = Vec<(Option<u64>, Option<u64>)>;
+
+    fn versioned() -> (Vec<Change>, Ids) {
         versions(5, 400)
     }
 
     /// `n` changes of `keys` keys.
-    fn versions(keys: u64, n: u64) -> (Vec<Change>, Vec<(Option<u64>, Option<u64>)>) {
+    fn versions(keys: u64, n: u64) -> (Vec<Change>, Ids) {
         let mut changes = Vec::new();
         let mut ids = Vec::new();
         let mut current: Vec<Option<(Vec<u8>, u64)>> = vec![None; keys as usize];
