@@ -34,6 +34,8 @@ mod shards;
 pub mod snapshot;
 pub mod sql;
 mod status;
+#[cfg(test)]
+mod test_rng;
 pub mod value;
 pub mod verify;
 pub mod view;

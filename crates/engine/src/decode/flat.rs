@@ -346,22 +346,7 @@ mod tests {
     /// bit, over random digit strings with the point anywhere.
     #[test]
     fn decimals_are_read_as_serde_json_reads_them() {
-        let seed: u64 = std::env::var("KAPPA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
-        let mut rng = seed | 1;
-        let mut next = move |n: u64| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng % n
-        };
+        let mut next = crate::test_rng::seeded();
         let mut read = 0;
         for _ in 0..200_000 {
             let digits = 1 + next(17) as usize;
@@ -397,22 +382,8 @@ mod tests {
     /// same slots; and the fast path takes the common shapes.
     #[test]
     fn takes_only_what_serde_json_reads_the_same() {
-        let seed: u64 = std::env::var("KAPPA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
-        let mut rng = seed | 1;
-        let mut next = move |n: usize| {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            (rng % n as u64) as usize
-        };
+        let mut rng = crate::test_rng::seeded();
+        let mut next = move |n: usize| rng(n as u64) as usize;
         let def = def();
         let columns = def.columns.as_deref().unwrap();
         let (mut taken, mut plain, mut plain_taken) = (0, 0, 0);

@@ -194,22 +194,8 @@ mod tests {
     /// collide.
     #[test]
     fn matches_a_map_under_random_operations() {
-        let seed: u64 = std::env::var("KAPPA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(1, |d| d.as_nanos() as u64)
-            });
-        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
-        let mut rng = seed | 1;
-        let mut next = move || {
-            rng ^= rng << 13;
-            rng ^= rng >> 7;
-            rng ^= rng << 17;
-            rng
-        };
+        let mut rng = crate::test_rng::seeded();
+        let mut next = move || rng(u64::MAX);
         // The live (slot, hash) pairs; a slot's entry is found by its
         // slot number.
         let mut model: Vec<(u32, u64)> = Vec::new();
