@@ -252,8 +252,11 @@ impl Feed {
     /// and the frontier has not moved.
     fn fetch(&mut self) -> Result<bool, EngineError> {
         let read = self.engine.store.read()?;
+        // No meta yet: the view has not committed (just created, its
+        // first catch-up to come). Whether it still exists is
+        // `follow_replacement`'s question, asked next.
         let Some(meta) = read.meta(self.id)? else {
-            return Err(EngineError::NotFound(self.view.clone()));
+            return Ok(false);
         };
         if meta.frontier <= self.cursor {
             return Ok(false);

@@ -427,3 +427,42 @@ async fn a_big_snapshot_comes_in_parts_then_the_changes() {
         ])
     );
 }
+
+/// A feed may start on a view that has not committed anything yet (just
+/// created; its first catch-up still to come): it waits for the view's
+/// first commit instead of calling the view unknown.
+#[tokio::test]
+async fn a_feed_on_a_view_not_yet_committed_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Arc::new(open(dir.path()));
+    for sql in [
+        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+    ] {
+        engine.execute(sql).await.unwrap();
+    }
+    let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
+    let FeedEvent::Snapshot { rows, .. } = feed.next().await.unwrap() else {
+        panic!("expected a snapshot first")
+    };
+    assert_eq!(rows.num_rows(), 0);
+    let token = engine
+        .append_json("t", &[br#"{"a":"k","x":2}"#])
+        .await
+        .unwrap()
+        .token;
+    let mut changes = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the feed moves on")
+            .expect("the feed goes on")
+        {
+            FeedEvent::Change { before, after, .. } => changes.push((before, after)),
+            FeedEvent::Progress { frontier } if frontier >= token.log_time() => break,
+            _ => {}
+        }
+    }
+    let s = |a: &str, x: i64| Some(vec![ScalarValue::from(a), ScalarValue::Int64(Some(x))]);
+    assert_eq!(changes, vec![(None, s("k", 2))]);
+}
