@@ -412,9 +412,15 @@ async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Resul
         .execute(&format!("CREATE VIEW balances AS {VIEW}"))
         .await?;
     let started = Instant::now();
+    let cpu_before = cpu_secs();
     let progress = engine.catch_up().await?;
     let secs = started.elapsed().as_secs_f64();
+    let cpu = cpu_secs() - cpu_before;
     sampler.report();
+    println!(
+        "replay CPU {cpu:.2} s (user and system, all threads): {:.2} cores busy on average",
+        cpu / secs
+    );
     let records: u64 = progress.iter().map(|(_, p)| p.records).sum();
     let peak = peak_rss_mib();
     println!(
@@ -513,6 +519,18 @@ fn status_mib(field: &str) -> u64 {
 }
 
 /// The process's peak resident memory (VmHWM), in MiB.
+/// CPU time the process has used so far (user and system, all threads).
+fn cpu_secs() -> f64 {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes the struct it is given; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

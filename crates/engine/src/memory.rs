@@ -122,23 +122,33 @@ pub fn tune_allocator(budget: usize) {
     let _ = budget;
 }
 
-/// Asks the CPU to bring the cache lines of `value` (its first two) in,
-/// ahead of a use that would otherwise wait for memory: a replay looks
-/// groups up at random, and each lookup that misses the cache costs more
-/// than the work done on the group. A hint only: it never faults.
+/// Asks the CPU to bring the cache lines of `value` (every line it
+/// spans) in, ahead of a use that would otherwise wait for memory: a
+/// replay looks groups up at random, and each lookup that misses the
+/// cache costs more than the work done on the group. A hint only: it
+/// never faults.
+///
+/// Every line, not just the first two: an aggregate's slot is 120 bytes,
+/// so most slots in its vector straddle three lines, and the field read
+/// first (the accumulators' inline-or-heap tag) sat in the third one,
+/// missed on every record.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
         let p = (value as *const T).cast::<i8>();
-        // SAFETY: a prefetch reads nothing and cannot fault, whatever the
-        // address; `p` and the line after it are only hints.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(p);
-            if std::mem::size_of::<T>() > 64 {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(64));
-            }
+        let size = std::mem::size_of::<T>().max(1);
+        // The lines from the one holding the first byte to the one
+        // holding the last.
+        let first = p as usize & !63;
+        let lines = ((p as usize + size - 1) - first) / 64 + 1;
+        for line in 0..lines {
+            // SAFETY: a prefetch reads nothing and cannot fault, whatever
+            // the address; the addresses are only hints.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line * 64 - (p as usize - first)))
+            };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
