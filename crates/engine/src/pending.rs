@@ -259,8 +259,8 @@ pub(crate) fn rows_in_key_order<'a>(
     let prefetch = |part: &Part, i: u32| {
         let r = &part.rows[i as usize];
         for span in [Some(r.key), r.row].into_iter().flatten() {
-            if let Some(b) = part.arena.get(span.start as usize) {
-                crate::memory::prefetch(b);
+            if let Some(b) = part.arena.get(span.range()) {
+                crate::memory::prefetch_bytes(b);
             }
         }
     };
@@ -302,8 +302,8 @@ impl Changes<'_> {
             .into_iter()
             .flatten()
         {
-            if let Some(b) = self.arena.get(span.start as usize) {
-                crate::memory::prefetch(b);
+            if let Some(b) = self.arena.get(span.range()) {
+                crate::memory::prefetch_bytes(b);
             }
         }
     }
