@@ -60,14 +60,17 @@ impl TopicTable {
                         .map_err(|e| external(e.into()))?,
                 };
                 let mut records = reader
-                    .next_batch(ReadLimits::default())
+                    .next_columns(ReadLimits::default())
                     .await
                     .map_err(|e| external(e.into()))?;
                 if records.is_empty() {
                     return Ok(None);
                 }
-                let done = records.last().is_some_and(|r| r.log_time.0 >= upto);
-                records.retain(|r| r.log_time.0 <= upto);
+                let done = records
+                    .entries()
+                    .last()
+                    .is_some_and(|r| r.log_time.0 >= upto);
+                let records = records.split_off_front(records.count_upto(LogTime(upto)));
                 let (batch, _) = def.to_batch(&records);
                 Ok(Some((batch, (Some(reader), done))))
             }

@@ -7,7 +7,7 @@
 use crate::EngineError;
 use crate::dead_letters::dead_letter;
 use crate::schema::TopicDef;
-use kappa_log::{ReadLimits, Record};
+use kappa_log::{ReadLimits, RecordColumns};
 use kappa_store::Puts;
 use std::sync::Arc;
 
@@ -64,11 +64,11 @@ pub(crate) struct Reading {
 impl Reading {
     /// The next batch of records and the log time the view reaches with
     /// it; `None` once `head` is reached.
-    async fn next(&mut self) -> Option<Result<(Vec<Record>, u64), EngineError>> {
+    async fn next(&mut self) -> Option<Result<(RecordColumns, u64), EngineError>> {
         if self.position >= self.head {
             return None;
         }
-        Some(match self.reader.next_batch(self.limits).await {
+        Some(match self.reader.next_columns(self.limits).await {
             Err(e) => Err(EngineError::from(e)),
             Ok(records) => {
                 // Nothing more: every record of the topic up to `head` has
@@ -122,7 +122,7 @@ pub(crate) async fn produce(
         std::collections::VecDeque::new();
     let mut reading_done = false;
     // A batch read and not yet decoding.
-    let mut ahead: Option<(Vec<Record>, u64)> = None;
+    let mut ahead: Option<(RecordColumns, u64)> = None;
     loop {
         // Start decoding what is read, while decoders are free; then read
         // the next batch while they work.
@@ -168,11 +168,16 @@ pub(crate) async fn produce(
     }
 }
 
-fn decode(topic: &TopicDef, records: &[Record], position: u64, reads: Option<&[bool]>) -> Decoded {
+fn decode(
+    topic: &TopicDef,
+    records: &RecordColumns,
+    position: u64,
+    reads: Option<&[bool]>,
+) -> Decoded {
     let (batch, rejected) = topic.to_batch_reading(records, reads);
     let mut dead = Puts::default();
     for (i, reason) in rejected {
-        let r = &records[i];
+        let r = records.entry(i);
         dead_letter(
             &mut dead,
             &topic.name,
@@ -183,16 +188,14 @@ fn decode(topic: &TopicDef, records: &[Record], position: u64, reads: Option<&[b
         );
     }
     let mut next_offsets: Vec<(u32, u64)> = Vec::new();
-    let mut read = std::mem::size_of_val(records);
-    for r in records {
+    for r in records.entries() {
         match next_offsets.iter_mut().find(|(p, _)| *p == r.partition) {
             Some(e) => e.1 = e.1.max(r.offset + 1),
             None => next_offsets.push((r.partition, r.offset + 1)),
         }
-        read += r.value.as_ref().map_or(0, |v| v.len());
     }
     Decoded {
-        bytes: read + batch.get_array_memory_size(),
+        bytes: records.heap_bytes() + batch.get_array_memory_size(),
         batch,
         dead,
         records: records.len(),

@@ -7,10 +7,10 @@
 
 use crate::EngineError;
 pub use crate::decode::Checked;
-use crate::decode::{RecordDecoder, decode_reading};
+use crate::decode::{RecordDecoder, decode_columns};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
-use kappa_log::Record;
+use kappa_log::RecordColumns;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
@@ -124,7 +124,7 @@ impl TopicDef {
     /// Records of this topic as one Arrow batch in its table form. A record
     /// that does not fit (possible only for data appended outside the
     /// engine) is returned in the second list with the reason.
-    pub fn to_batch(&self, records: &[Record]) -> (RecordBatch, Vec<(usize, String)>) {
+    pub fn to_batch(&self, records: &RecordColumns) -> (RecordBatch, Vec<(usize, String)>) {
         self.to_batch_reading(records, None)
     }
 
@@ -132,10 +132,10 @@ impl TopicDef {
     /// (the others are null): see [`RecordDecoder::reading`].
     pub fn to_batch_reading(
         &self,
-        records: &[Record],
+        records: &RecordColumns,
         reads: Option<&[bool]>,
     ) -> (RecordBatch, Vec<(usize, String)>) {
-        let (batch, rejected) = decode_reading(self, records, reads);
+        let (batch, rejected) = decode_columns(self, records, reads);
         let rejected = rejected
             .into_iter()
             .map(|(i, r)| (i, format!("does not fit topic {}: {r}", self.name)))

@@ -13,12 +13,11 @@
 
 use crate::catalog::TopicMeta;
 use crate::log::Shared;
-use crate::read::{coalesce, decode_chunk, read_span, record_size, span_slice};
+use crate::read::{coalesce, decode_chunk_into, read_span, span_slice};
 use crate::segment::PartitionId;
 use crate::state::{ChunkRead, Seek};
 use async_trait::async_trait;
-use kappa_log::{LogError, LogTime, MergedReader, ReadLimits, Record};
-use std::ops::ControlFlow;
+use kappa_log::{LogError, LogTime, MergedReader, ReadLimits, Record, RecordColumns};
 use std::sync::Arc;
 
 struct Cursor {
@@ -32,8 +31,8 @@ pub struct EmbeddedMergedReader {
     shared: Arc<Shared>,
     cursors: Vec<Cursor>,
     /// Decoded records not returned yet, sorted by log time.
-    pending: Vec<Record>,
-    /// Approximate bytes of `pending` (see [`record_size`]).
+    pending: RecordColumns,
+    /// Approximate bytes of `pending` (see [`RecordColumns::record_size`]).
     pending_bytes: usize,
     /// Every record up to this log time is in `pending` or was returned.
     complete_upto: u64,
@@ -69,7 +68,7 @@ impl EmbeddedMergedReader {
         EmbeddedMergedReader {
             shared,
             cursors,
-            pending: Vec::new(),
+            pending: RecordColumns::default(),
             pending_bytes: 0,
             complete_upto: after.0,
             position: after.0,
@@ -78,6 +77,11 @@ impl EmbeddedMergedReader {
 
     /// The synchronous body of [`MergedReader::next_batch`].
     pub fn next_batch_blocking(&mut self, limits: ReadLimits) -> Result<Vec<Record>, LogError> {
+        Ok(self.next_columns_blocking(limits)?.to_records())
+    }
+
+    /// The synchronous body of [`MergedReader::next_columns`].
+    pub fn next_columns_blocking(&mut self, limits: ReadLimits) -> Result<RecordColumns, LogError> {
         self.check_topics()?;
         let mut head = self.shared.state.read().expect("state lock").head;
         loop {
@@ -94,28 +98,23 @@ impl EmbeddedMergedReader {
         let ready = self.ready();
         let (mut n, mut bytes) = (0, 0);
         while n < ready && n < limits.max_records.max(1) && (n == 0 || bytes < limits.max_bytes) {
-            bytes += record_size(&self.pending[n]);
+            bytes += self.pending.record_size(self.pending.entry(n));
             n += 1;
         }
-        // Usually every pending record goes: hand the vector over whole.
-        let out: Vec<Record> = if n == self.pending.len() {
-            std::mem::take(&mut self.pending)
-        } else {
-            self.pending.drain(..n).collect()
-        };
+        // Usually every pending record goes: handed over whole.
+        let out = self.pending.split_off_front(n);
         self.pending_bytes = self.pending_bytes.saturating_sub(bytes);
         self.position = if n == ready {
             self.complete_upto
         } else {
-            out.last().map_or(self.position, |r| r.log_time.0)
+            out.entries().last().map_or(self.position, |e| e.log_time.0)
         };
         Ok(out)
     }
 
     /// How many pending records are complete (may be returned).
     fn ready(&self) -> usize {
-        self.pending
-            .partition_point(|r| r.log_time.0 <= self.complete_upto)
+        self.pending.count_upto(LogTime(self.complete_upto))
     }
 
     fn check_topics(&self) -> Result<(), LogError> {
@@ -188,8 +187,7 @@ impl EmbeddedMergedReader {
             (state.head, all, next, cut)
         };
         let reads: Vec<ChunkRead> = planned.iter().map(|p| p.read.clone()).collect();
-        let count = reads.iter().map(|r| r.loc.record_count as usize).sum();
-        let mut fresh = Vec::with_capacity(count);
+        let mut fresh = RecordColumns::default();
         let mut fresh_bytes = 0;
         let mut at = 0;
         for span in coalesce(&reads) {
@@ -197,26 +195,22 @@ impl EmbeddedMergedReader {
             for read in span {
                 let p = &planned[at];
                 at += 1;
-                let topic = &self.cursors[p.cursor].topic;
-                let _always_continues =
-                    decode_chunk(read, span_slice(&buf, span, read), topic, |r| {
-                        if r.log_time.0 >= p.min_log_time && r.offset >= p.min_offset {
-                            fresh_bytes += record_size(&r);
-                            fresh.push(r);
-                        }
-                        ControlFlow::Continue(())
-                    })?;
+                let topic = fresh.topic_number(&self.cursors[p.cursor].topic.name);
+                fresh_bytes += decode_chunk_into(
+                    read,
+                    span_slice(&buf, span, read),
+                    topic,
+                    &mut fresh,
+                    |offset, log_time| log_time >= p.min_log_time && offset >= p.min_offset,
+                )?;
             }
         }
         // Only now, with everything decoded: a failed read leaves the reader
-        // where it was.
-        if self.pending.is_empty() {
-            self.pending = fresh;
-        } else {
-            self.pending.append(&mut fresh);
-        }
+        // where it was. The records come as sorted runs, one per chunk
+        // (a transaction's chunks interleave); a stable sort merges them.
+        self.pending.append(fresh);
         self.pending_bytes += fresh_bytes;
-        self.pending = by_log_time(std::mem::take(&mut self.pending));
+        self.pending.sort_by_log_time();
         for (c, n) in self.cursors.iter_mut().zip(next) {
             c.next_log_time = n;
         }
@@ -231,30 +225,13 @@ impl MergedReader for EmbeddedMergedReader {
         self.next_batch_blocking(limits)
     }
 
+    async fn next_columns(&mut self, limits: ReadLimits) -> Result<RecordColumns, LogError> {
+        self.next_columns_blocking(limits)
+    }
+
     fn position(&self) -> LogTime {
         LogTime(self.position)
     }
-}
-
-/// `records` in log-time order. They come as sorted runs, one per chunk
-/// (dozens in a batch), and a record is ~150 bytes: a sort of the records
-/// themselves moved each one once per merge pass. This sorts their log
-/// times (unique across the log) and moves each record once.
-fn by_log_time(records: Vec<Record>) -> Vec<Record> {
-    if records.is_sorted_by_key(|r| r.log_time) {
-        return records;
-    }
-    let mut order: Vec<(u64, u32)> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (r.log_time.0, i as u32))
-        .collect();
-    order.sort_unstable();
-    let mut slots: Vec<Option<Record>> = records.into_iter().map(Some).collect();
-    order
-        .into_iter()
-        .map(|(_, i)| slots[i as usize].take().expect("each record is taken once"))
-        .collect()
 }
 
 #[cfg(test)]
@@ -278,9 +255,14 @@ mod tests {
             .into_iter()
             .flatten()
             .collect();
-        let got = by_log_time(times.iter().map(|&t| record(t)).collect());
+        let by_log_time = |records: &[Record]| {
+            let mut c = RecordColumns::from(records);
+            c.sort_by_log_time();
+            c.to_records()
+        };
+        let got = by_log_time(&times.iter().map(|&t| record(t)).collect::<Vec<_>>());
         let want: Vec<Record> = (0..40).map(record).collect();
         assert_eq!(got, want);
-        assert_eq!(by_log_time(want.clone()), want, "sorted stays");
+        assert_eq!(by_log_time(&want), want, "sorted stays");
     }
 }

@@ -7,7 +7,7 @@ use crate::log::Shared;
 use crate::segment::PartitionId;
 use crate::state::{ChunkRead, Seek};
 use bytes::Bytes;
-use kappa_log::{LogError, LogTime, ReadFrom, ReadLimits, Record};
+use kappa_log::{LogError, LogTime, ReadFrom, ReadLimits, Record, RecordColumns};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -101,6 +101,38 @@ pub fn read_partition(
     Ok(out)
 }
 
+/// Verifies the chunk `plan` points at: its checksum, and that it is the
+/// chunk the index says.
+fn verified(plan: &ChunkRead, bytes: &Bytes) -> Result<chunk::ChunkHeader, LogError> {
+    let header = chunk::verify(bytes).map_err(|e| corrupt(plan, e.0))?;
+    if header.topic_id != plan.pid.topic_id
+        || header.partition != plan.pid.partition
+        || header.base_offset != plan.loc.base_offset
+    {
+        return Err(corrupt(
+            plan,
+            format!(
+                "chunk belongs to topic id {} partition {} offset {}, but the index says topic id {} partition {} offset {}",
+                header.topic_id,
+                header.partition,
+                header.base_offset,
+                plan.pid.topic_id,
+                plan.pid.partition,
+                plan.loc.base_offset
+            ),
+        ));
+    }
+    Ok(header)
+}
+
+fn corrupt(plan: &ChunkRead, detail: String) -> LogError {
+    LogError::Corruption {
+        file: plan.path.clone(),
+        offset: plan.loc.pos,
+        detail,
+    }
+}
+
 /// Verifies the chunk `plan` points at and hands its records to `f`, which
 /// may stop early.
 pub fn decode_chunk(
@@ -109,31 +141,13 @@ pub fn decode_chunk(
     topic: &Arc<TopicMeta>,
     mut f: impl FnMut(Record) -> ControlFlow<()>,
 ) -> Result<ControlFlow<()>, LogError> {
-    let corrupt = |detail: String| LogError::Corruption {
-        file: plan.path.clone(),
-        offset: plan.loc.pos,
-        detail,
-    };
-    let header = chunk::verify(&bytes).map_err(|e| corrupt(e.0))?;
-    if header.topic_id != plan.pid.topic_id
-        || header.partition != plan.pid.partition
-        || header.base_offset != plan.loc.base_offset
-    {
-        return Err(corrupt(format!(
-            "chunk belongs to topic id {} partition {} offset {}, but the index says topic id {} partition {} offset {}",
-            header.topic_id,
-            header.partition,
-            header.base_offset,
-            plan.pid.topic_id,
-            plan.pid.partition,
-            plan.loc.base_offset
-        )));
-    }
+    let header = verified(plan, &bytes)?;
     let mut flow = ControlFlow::Continue(());
     chunk::decode_verified(&bytes, &header, |r| {
         if flow.is_break() {
             return;
         }
+        let r = r.in_buffer(&bytes);
         flow = f(Record {
             topic: topic.name.clone(),
             partition: header.partition,
@@ -145,8 +159,52 @@ pub fn decode_chunk(
             event_time: r.event_time,
         });
     })
-    .map_err(|e| corrupt(e.0))?;
+    .map_err(|e| corrupt(plan, e.0))?;
     Ok(flow)
+}
+
+/// Verifies the chunk `plan` points at and appends to `out` (as records of
+/// its topic number `topic`) those of its records that `keep` takes (by
+/// offset and log time); returns their [`RecordColumns::record_size`]s'
+/// sum. The chunk's bytes become one of `out`'s buffers, shared.
+pub fn decode_chunk_into(
+    plan: &ChunkRead,
+    bytes: Bytes,
+    topic: u32,
+    out: &mut RecordColumns,
+    keep: impl Fn(u64, u64) -> bool,
+) -> Result<usize, LogError> {
+    let header = verified(plan, &bytes)?;
+    let mut buffer = None;
+    let mut size = 0;
+    chunk::decode_verified(&bytes, &header, |r| {
+        let offset = header.base_offset + r.offset_delta as u64;
+        let log_time = header.base_log_time + r.log_time_delta;
+        if !keep(offset, log_time) {
+            return;
+        }
+        let b = *buffer.get_or_insert_with(|| out.add_buffer(bytes.clone()));
+        size += 48
+            + r.key.map_or(0, |k| k.1)
+            + r.value.map_or(0, |v| v.1)
+            + r.headers
+                .iter()
+                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
+        out.push(
+            topic,
+            header.partition,
+            offset,
+            LogTime(log_time),
+            r.event_time,
+            b,
+            r.key,
+            r.value,
+            r.headers,
+        );
+    })
+    .map_err(|e| corrupt(plan, e.0))?;
+    Ok(size)
 }
 
 /// Groups chunk reads that are in the same file and close together.

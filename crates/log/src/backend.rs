@@ -1,8 +1,8 @@
 //! The trait every log backend implements.
 
 use crate::{
-    AppendBatch, AppendResult, LogError, LogTime, Record, Token, TopicConfig, TopicDescription,
-    TopicInfo,
+    AppendBatch, AppendResult, LogError, LogTime, Record, RecordColumns, Token, TopicConfig,
+    TopicDescription, TopicInfo,
 };
 use async_trait::async_trait;
 use std::time::Duration;
@@ -45,6 +45,14 @@ pub trait MergedReader: Send {
     /// The next records in log-time order, at most `limits`; empty when the
     /// reader has caught up with the committed head.
     async fn next_batch(&mut self, limits: ReadLimits) -> Result<Vec<Record>, LogError>;
+
+    /// [`MergedReader::next_batch`] as columns: the same records, without
+    /// a [`Record`] made for each (for consumers that decode a batch at
+    /// once). By default made from `next_batch`.
+    async fn next_columns(&mut self, limits: ReadLimits) -> Result<RecordColumns, LogError> {
+        let records = self.next_batch(limits).await?;
+        Ok(RecordColumns::from(&records[..]))
+    }
 
     /// Log time of the last record returned (or the start position).
     fn position(&self) -> LogTime;

@@ -13,6 +13,7 @@
 //! tokens, AS OF and subscriptions speak in.
 
 mod backend;
+mod columns;
 mod error;
 mod partitioner;
 mod record;
@@ -21,6 +22,7 @@ mod topic;
 pub mod units;
 
 pub use backend::{Log, LogStats, MergedReader, ReadFrom, ReadLimits};
+pub use columns::{RecordColumns, RecordEntry};
 pub use error::{ConflictCurrent, LogError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use record::{

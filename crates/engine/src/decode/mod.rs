@@ -16,7 +16,7 @@ use datafusion::arrow::array::{
     TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
 };
 use datafusion::arrow::record_batch::RecordBatch;
-use kappa_log::Record;
+use kappa_log::{LogTime, Record, RecordColumns};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 use std::sync::Arc;
@@ -273,7 +273,7 @@ impl<'t> RecordDecoder<'t> {
     }
 
     /// Appends the record last checked, with its position in the log.
-    pub fn append(&mut self, value: &[u8], r: &Record) {
+    pub fn append(&mut self, value: &[u8], r: Position<'_>) {
         if self.def.columns.is_none() {
             self.payload
                 .append_value(std::str::from_utf8(value).unwrap_or_default());
@@ -303,7 +303,7 @@ impl<'t> RecordDecoder<'t> {
         self.partition.append_value(r.partition);
         self.offset.append_value(r.offset);
         self.log_time.append_value(r.log_time.0 as i64);
-        match r.key.as_deref() {
+        match r.key {
             Some(k) if self.reads_key => self.key.append_value(String::from_utf8_lossy(k)),
             _ => self.key.append_null(),
         }
@@ -349,12 +349,63 @@ pub fn decode_reading(
     records: &[Record],
     reads: Option<&[bool]>,
 ) -> (RecordBatch, Vec<(usize, Rejection)>) {
+    decode_each(
+        def,
+        reads,
+        records.iter().map(|r| {
+            let at = Position {
+                partition: r.partition,
+                offset: r.offset,
+                log_time: r.log_time,
+                key: r.key.as_deref(),
+            };
+            (r.value.as_deref(), at)
+        }),
+    )
+}
+
+/// [`decode_reading`] for records read as columns.
+pub fn decode_columns(
+    def: &TopicDef,
+    records: &RecordColumns,
+    reads: Option<&[bool]>,
+) -> (RecordBatch, Vec<(usize, Rejection)>) {
+    decode_each(
+        def,
+        reads,
+        records.entries().iter().map(|e| {
+            let at = Position {
+                partition: e.partition,
+                offset: e.offset,
+                log_time: e.log_time,
+                key: records.key(e),
+            };
+            (records.value(e), at)
+        }),
+    )
+}
+
+/// A record's place in the log, and its key: what a decoded row carries
+/// beside the record's columns.
+#[derive(Clone, Copy)]
+pub struct Position<'a> {
+    pub partition: u32,
+    pub offset: u64,
+    pub log_time: LogTime,
+    pub key: Option<&'a [u8]>,
+}
+
+fn decode_each<'a>(
+    def: &TopicDef,
+    reads: Option<&[bool]>,
+    records: impl Iterator<Item = (Option<&'a [u8]>, Position<'a>)>,
+) -> (RecordBatch, Vec<(usize, Rejection)>) {
     let mut d = RecordDecoder::reading(def, reads);
     let mut rejected = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let value = r.value.as_deref().unwrap_or(b"null");
+    for (i, (value, at)) in records.enumerate() {
+        let value = value.unwrap_or(b"null");
         match d.check(value) {
-            Ok(_) => d.append(value, r),
+            Ok(_) => d.append(value, at),
             Err(why) => rejected.push((i, why)),
         }
     }

@@ -17,7 +17,7 @@
 //! 48       records
 //! ```
 
-use super::record::{self, StoredRecord};
+use super::record::{self, LocatedRecord, StoredRecord};
 use super::{DecodeError, le_u16, le_u32, le_u64};
 use bytes::Bytes;
 
@@ -218,9 +218,12 @@ pub fn decode_records(chunk: &Bytes) -> Result<(ChunkHeader, Vec<StoredRecord>),
 /// Verifies a chunk and hands each record to `f` in order, without
 /// collecting them first (the read path's hot loop). `f` may have seen some
 /// records when an error is returned.
-pub fn decode_each(chunk: &Bytes, f: impl FnMut(StoredRecord)) -> Result<ChunkHeader, DecodeError> {
+pub fn decode_each(
+    chunk: &Bytes,
+    mut f: impl FnMut(StoredRecord),
+) -> Result<ChunkHeader, DecodeError> {
     let header = verify(chunk)?;
-    decode_verified(chunk, &header, f)?;
+    decode_verified(chunk, &header, |r| f(r.in_buffer(chunk)))?;
     Ok(header)
 }
 
@@ -228,13 +231,13 @@ pub fn decode_each(chunk: &Bytes, f: impl FnMut(StoredRecord)) -> Result<ChunkHe
 pub fn decode_verified(
     chunk: &Bytes,
     header: &ChunkHeader,
-    mut f: impl FnMut(StoredRecord),
+    mut f: impl FnMut(LocatedRecord),
 ) -> Result<(), DecodeError> {
     let mut at = CHUNK_HEADER_LEN;
     let mut count = 0u32;
     let mut previous: Option<(u32, u64)> = None;
     while at < chunk.len() {
-        let r = record::decode(chunk, &mut at)?;
+        let r = record::locate(chunk, &mut at)?;
         if let Some((po, pl)) = previous
             && (r.offset_delta <= po || r.log_time_delta <= pl)
         {

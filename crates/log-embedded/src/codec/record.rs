@@ -86,9 +86,44 @@ pub fn encode(
     out.extend_from_slice(&body);
 }
 
+/// A record as stored, its key and value given as where they are in the
+/// buffer it was decoded from (`(start, len)`), not as slices of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LocatedRecord {
+    pub offset_delta: u32,
+    pub log_time_delta: u64,
+    pub key: Option<(usize, usize)>,
+    pub value: Option<(usize, usize)>,
+    pub headers: Vec<Header>,
+    pub event_time: Option<i64>,
+}
+
+impl LocatedRecord {
+    /// The record with its key and value as zero-copy slices of `buf`,
+    /// the buffer it was located in.
+    pub fn in_buffer(self, buf: &Bytes) -> StoredRecord {
+        let slice = |r: Option<(usize, usize)>| r.map(|(start, len)| buf.slice(start..start + len));
+        StoredRecord {
+            offset_delta: self.offset_delta,
+            log_time_delta: self.log_time_delta,
+            key: slice(self.key),
+            value: slice(self.value),
+            headers: self.headers,
+            event_time: self.event_time,
+        }
+    }
+}
+
 /// Decodes the record at `*at` in `buf`, advancing `*at`. Key, value and
 /// header values are zero-copy slices of `buf`.
 pub fn decode(buf: &Bytes, at: &mut usize) -> Result<StoredRecord, DecodeError> {
+    Ok(locate(buf, at)?.in_buffer(buf))
+}
+
+/// Decodes the record at `*at` in `buf`, advancing `*at`, with its key and
+/// value located in `buf` (no slice made: a reader of many records makes
+/// none). Header values are zero-copy slices of `buf`.
+pub fn locate(buf: &Bytes, at: &mut usize) -> Result<LocatedRecord, DecodeError> {
     let body_len = get_len(buf, at)?;
     let end = *at + body_len;
     let body = &buf[..end];
@@ -110,27 +145,27 @@ pub fn decode(buf: &Bytes, at: &mut usize) -> Result<StoredRecord, DecodeError> 
     } else {
         None
     };
-    let slice = |at: &mut usize| -> Result<Bytes, DecodeError> {
+    let range = |at: &mut usize| -> Result<(usize, usize), DecodeError> {
         let len = get_len(body, at)?;
-        let s = buf.slice(*at..*at + len);
+        let start = *at;
         *at += len;
-        Ok(s)
+        Ok((start, len))
     };
     let key = if attributes & HAS_KEY != 0 {
-        Some(slice(at)?)
+        Some(range(at)?)
     } else {
         None
     };
     let value = if attributes & HAS_VALUE != 0 {
-        Some(slice(at)?)
+        Some(range(at)?)
     } else {
         None
     };
     let header_count = get_len(body, at)?;
     let mut headers = Vec::with_capacity(header_count.min(64));
     for _ in 0..header_count {
-        let name = slice(at)?;
-        let name = String::from_utf8(name.to_vec())
+        let (start, len) = range(at)?;
+        let name = String::from_utf8(body[start..start + len].to_vec())
             .map_err(|_| DecodeError("header name is not UTF-8".into()))?;
         let tag = get_u64(body, at)?;
         let value = if tag == 0 {
@@ -152,7 +187,7 @@ pub fn decode(buf: &Bytes, at: &mut usize) -> Result<StoredRecord, DecodeError> 
             end - *at
         )));
     }
-    Ok(StoredRecord {
+    Ok(LocatedRecord {
         offset_delta,
         log_time_delta,
         key,
