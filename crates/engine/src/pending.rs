@@ -410,7 +410,11 @@ impl Pending {
                     change.after = after;
                     (last, after)
                 } else {
-                    let key = self.rows[r as usize].key;
+                    // The key again, beside the row about to be written:
+                    // history reads each change's key, and the row's first
+                    // copy is wherever the key was first seen (a cache
+                    // miss per change).
+                    let key = self.put(key);
                     let (before, after) = if inserted {
                         (current, Some(self.encoded(encode)))
                     } else {
