@@ -18,6 +18,35 @@ use std::time::Duration;
 
 type Rows = BTreeMap<Vec<u8>, Vec<ScalarValue>>;
 
+/// An engine in `dir` with `statements` executed.
+async fn engine_with(dir: &std::path::Path, statements: &[&str]) -> Arc<Engine> {
+    let engine = Arc::new(open(dir));
+    for sql in statements {
+        engine.execute(sql).await.unwrap();
+    }
+    engine
+}
+
+/// The (before, after) of each change `feed` delivers until a progress
+/// mark at or past `until`.
+async fn changes_until(
+    feed: &mut kappa_engine::feed::Feed,
+    until: LogTime,
+) -> Vec<(Option<Vec<ScalarValue>>, Option<Vec<ScalarValue>>)> {
+    let mut changes = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), feed.next())
+            .await
+            .expect("the feed moves on")
+            .expect("the feed goes on")
+        {
+            FeedEvent::Change { before, after, .. } => changes.push((before, after)),
+            FeedEvent::Progress { frontier } if frontier >= until => return changes,
+            _ => {}
+        }
+    }
+}
+
 /// The view's rows by key, read through a snapshot feed at `at`.
 async fn snapshot_rows(engine: &Arc<Engine>, view: &str, at: LogTime) -> Vec<String> {
     let mut feed = engine
@@ -129,13 +158,14 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
     println!("KAPPA_FEED_SEED={seed}");
     let mut rng = StdRng::seed_from_u64(seed);
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 3, key = 'a')",
-        "CREATE VIEW v AS SELECT a, SUM(x) AS s, COUNT(*) AS n FROM t GROUP BY a HAVING SUM(x) > 0",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (partitions = 3, key = 'a')",
+            "CREATE VIEW v AS SELECT a, SUM(x) AS s, COUNT(*) AS n FROM t GROUP BY a HAVING SUM(x) > 0",
+        ],
+    )
+    .await;
     let mut tokens: Vec<Token> = Vec::new();
     for _ in 0..12 {
         let batch: Vec<String> = (0..rng.random_range(1..20))
@@ -227,13 +257,14 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_feed_sees_appends_as_they_happen() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+        ],
+    )
+    .await;
     engine
         .append_json("t", &[br#"{"a":"k","x":1}"#])
         .await
@@ -254,18 +285,7 @@ async fn a_live_feed_sees_appends_as_they_happen() {
         .await
         .unwrap()
         .token;
-    let mut changes = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), feed.next())
-            .await
-            .unwrap()
-            .unwrap()
-        {
-            FeedEvent::Change { before, after, .. } => changes.push((before, after)),
-            FeedEvent::Progress { frontier } if frontier >= token.log_time() => break,
-            _ => {}
-        }
-    }
+    let changes = changes_until(&mut feed, token.log_time()).await;
     let s = |a: &str, x: i64| Some(vec![ScalarValue::from(a), ScalarValue::Int64(Some(x))]);
     assert_eq!(changes, vec![(s("k", 1), s("k", 3)), (None, s("j", 5))]);
     maintenance.stop().await;
@@ -274,13 +294,14 @@ async fn a_live_feed_sees_appends_as_they_happen() {
 #[tokio::test]
 async fn a_feed_from_outside_history_names_the_earliest_point() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT)",
-        "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT)",
+            "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+        ],
+    )
+    .await;
     let old = engine
         .append_json("t", &[br#"{"a":"k","x":1}"#])
         .await
@@ -315,13 +336,14 @@ async fn a_feed_from_outside_history_names_the_earliest_point() {
 #[tokio::test]
 async fn a_feed_that_keeps_up_outlives_the_history_window() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT)",
-        "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT)",
+            "CREATE VIEW v WITH (history = '1 ms') AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+        ],
+    )
+    .await;
     let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
     assert!(matches!(
         feed.next().await.unwrap(),
@@ -360,13 +382,14 @@ async fn a_feed_that_keeps_up_outlives_the_history_window() {
 #[tokio::test]
 async fn a_big_snapshot_comes_in_parts_then_the_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+        ],
+    )
+    .await;
     let keys = 20_000;
     let values: Vec<String> = (0..keys)
         .map(|i| format!(r#"{{"a":"k{i:05}","x":{i}}}"#))
@@ -434,13 +457,14 @@ async fn a_big_snapshot_comes_in_parts_then_the_changes() {
 #[tokio::test]
 async fn a_feed_on_a_view_not_yet_committed_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Arc::new(open(dir.path()));
-    for sql in [
-        "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-        "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-    ] {
-        engine.execute(sql).await.unwrap();
-    }
+    let engine = engine_with(
+        dir.path(),
+        &[
+            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+        ],
+    )
+    .await;
     let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
     let FeedEvent::Snapshot { rows, .. } = feed.next().await.unwrap() else {
         panic!("expected a snapshot first")
@@ -451,18 +475,7 @@ async fn a_feed_on_a_view_not_yet_committed_waits_for_it() {
         .await
         .unwrap()
         .token;
-    let mut changes = Vec::new();
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), feed.next())
-            .await
-            .expect("the feed moves on")
-            .expect("the feed goes on")
-        {
-            FeedEvent::Change { before, after, .. } => changes.push((before, after)),
-            FeedEvent::Progress { frontier } if frontier >= token.log_time() => break,
-            _ => {}
-        }
-    }
+    let changes = changes_until(&mut feed, token.log_time()).await;
     let s = |a: &str, x: i64| Some(vec![ScalarValue::from(a), ScalarValue::Int64(Some(x))]);
     assert_eq!(changes, vec![(None, s("k", 2))]);
 }
