@@ -184,13 +184,6 @@ pub fn decode_chunk_into(
             return;
         }
         let b = *buffer.get_or_insert_with(|| out.add_buffer(bytes.clone()));
-        size += 48
-            + r.key.map_or(0, |k| k.1)
-            + r.value.map_or(0, |v| v.1)
-            + r.headers
-                .iter()
-                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>();
         out.push(
             topic,
             header.partition,
@@ -202,6 +195,7 @@ pub fn decode_chunk_into(
             r.value,
             r.headers,
         );
+        size += out.entries().last().map_or(0, |e| out.record_size(e));
     })
     .map_err(|e| corrupt(plan, e.0))?;
     Ok(size)

@@ -210,13 +210,23 @@ impl RecordColumns {
             return std::mem::take(self);
         }
         let rest = self.entries.split_off(n);
-        let front = RecordColumns {
+        let mut front = RecordColumns {
             entries: std::mem::replace(&mut self.entries, rest),
             buffers: self.buffers.clone(),
             topics: self.topics.clone(),
-            headers: self.headers.clone(),
+            headers: Vec::new(),
         };
-        if self.buffers.len() > 16 {
+        // The front takes its own records' headers (most have none), not
+        // a copy of every pending record's.
+        for e in &mut front.entries {
+            if e.headers != ABSENT {
+                front
+                    .headers
+                    .push(std::mem::take(&mut self.headers[e.headers as usize]));
+                e.headers = (front.headers.len() - 1) as u32;
+            }
+        }
+        if self.buffers.len() > 16 || self.headers.len() > 16 {
             self.compact();
         }
         front
