@@ -57,6 +57,9 @@ pub fn list_segments(fs: &dyn FileSystem, log_dir: &Path) -> Result<Vec<u64>, Lo
     Ok(ids)
 }
 
+/// A segment is scanned this much at a time.
+const SCAN_WINDOW: usize = 4 << 20;
+
 /// Reads and scans a segment; a bad frame is corruption unless
 /// `tail_may_be_torn`.
 pub fn scan_segment(
@@ -65,12 +68,17 @@ pub fn scan_segment(
     after_log_time: u64,
     tail_may_be_torn: bool,
 ) -> Result<scan::Scan, LogError> {
-    let bytes = fs::read_file(fs, path).map_err(|e| LogError::io("read", path, e))?;
-    scan::scan(&bytes, after_log_time, tail_may_be_torn).map_err(|c| LogError::Corruption {
-        file: path.to_path_buf(),
-        offset: c.offset,
-        detail: c.detail,
-    })
+    let read_error = |e| LogError::io("read", path, e);
+    let file = fs.open(path, false).map_err(read_error)?;
+    let len = file.len().map_err(read_error)?;
+    let read = |buf: &mut [u8], at: u64| file.read_exact_at(buf, at);
+    scan::scan_windows(len, SCAN_WINDOW, read, after_log_time, tail_may_be_torn)
+        .map_err(read_error)?
+        .map_err(|c| LogError::Corruption {
+            file: path.to_path_buf(),
+            offset: c.offset,
+            detail: c.detail,
+        })
 }
 
 /// The index of a sealed segment: loaded if whole and current, else rebuilt

@@ -104,10 +104,19 @@ pub fn scan(
     after_log_time: u64,
     tail_may_be_torn: bool,
 ) -> Result<Scan, ScanCorruption> {
-    let mut pos = 0usize;
+    scan_from(bytes, 0, after_log_time, tail_may_be_torn, Vec::new(), 0)
+}
+
+/// [`scan`] from the frame at `pos`, with what the frames before it gave.
+fn scan_from(
+    bytes: &[u8],
+    mut pos: usize,
+    after_log_time: u64,
+    tail_may_be_torn: bool,
+    mut chunks: Vec<(PartitionId, ChunkLoc)>,
+    mut frames: u64,
+) -> Result<Scan, ScanCorruption> {
     let mut last_log_time = after_log_time;
-    let mut chunks = Vec::new();
-    let mut frames = 0;
     while pos < bytes.len() {
         match check_frame(bytes, pos, last_log_time) {
             Ok((header, frame_chunks)) => {
@@ -143,6 +152,97 @@ pub fn scan(
         last_log_time,
         end: ScanEnd::Clean,
     })
+}
+
+/// [`scan`] over a segment of `len` bytes read a window at a time:
+/// `read(buf, at)` fills `buf` with the segment's bytes from `at`.
+///
+/// It holds one window (or one frame, when a frame is bigger) instead of
+/// the whole segment. Reading the whole segment allocated up to the
+/// segment size (128 MiB by default) at every open, and most of the
+/// open's time went to the kernel zeroing those fresh pages.
+///
+/// It gives what [`scan`] gives over the whole segment. At the first bad
+/// frame (rare: a torn tail or damage), it reads the whole segment and
+/// goes on as [`scan`] does from that frame, so a torn tail and damage
+/// are told apart, and worded, the same way.
+pub fn scan_windows<E>(
+    len: u64,
+    window: usize,
+    mut read: impl FnMut(&mut [u8], u64) -> Result<(), E>,
+    after_log_time: u64,
+    tail_may_be_torn: bool,
+) -> Result<Result<Scan, ScanCorruption>, E> {
+    let window = window.max(FRAME_HEADER_LEN);
+    let mut buf: Vec<u8> = Vec::new();
+    // The segment's offset of `buf[0]`.
+    let mut base = 0u64;
+    let mut pos = 0u64;
+    let mut last_log_time = after_log_time;
+    let mut chunks = Vec::new();
+    let mut frames = 0;
+    while pos < len {
+        // A frame header, or what is left of the segment.
+        let header_end = (pos + FRAME_HEADER_LEN as u64).min(len);
+        if header_end > base + buf.len() as u64 {
+            fill(&mut read, &mut buf, &mut base, pos, window, len)?;
+        }
+        // The whole frame its header says, or up to the segment's end
+        // (where `check_frame` then finds it cut short, as in `scan`).
+        if let Ok(h) = FrameHeader::parse(&buf[(pos - base) as usize..]) {
+            let frame_end = (pos + u64::from(h.frame_len)).min(len);
+            if frame_end > base + buf.len() as u64 {
+                let want = window.max(h.frame_len as usize);
+                fill(&mut read, &mut buf, &mut base, pos, want, len)?;
+            }
+        }
+        match check_frame(&buf, (pos - base) as usize, last_log_time) {
+            Ok((header, frame_chunks)) => {
+                chunks.extend(frame_chunks.into_iter().map(|(pid, mut loc)| {
+                    loc.pos += base;
+                    (pid, loc)
+                }));
+                last_log_time = header.last_log_time;
+                pos += u64::from(header.frame_len);
+                frames += 1;
+            }
+            Err(_) => {
+                let mut all = vec![0u8; len as usize];
+                read(&mut all, 0)?;
+                return Ok(scan_from(
+                    &all,
+                    pos as usize,
+                    last_log_time,
+                    tail_may_be_torn,
+                    chunks,
+                    frames,
+                ));
+            }
+        }
+    }
+    Ok(Ok(Scan {
+        chunks,
+        valid_len: pos,
+        frames,
+        last_log_time,
+        end: ScanEnd::Clean,
+    }))
+}
+
+/// Makes `buf` the segment's bytes from `from`, `want` of them (fewer at
+/// the segment's end).
+fn fill<E>(
+    read: &mut impl FnMut(&mut [u8], u64) -> Result<(), E>,
+    buf: &mut Vec<u8>,
+    base: &mut u64,
+    from: u64,
+    want: usize,
+    len: u64,
+) -> Result<(), E> {
+    let n = (want as u64).min(len - from) as usize;
+    buf.resize(n, 0);
+    *base = from;
+    read(buf, from)
 }
 
 /// Is there a whole, valid frame anywhere from `from` on? If so, the bad
