@@ -131,8 +131,8 @@ pub fn tune_allocator(budget: usize) {
 /// Every line, not just the first: an aggregate's slot is 120 bytes, so
 /// most slots in its vector straddle three lines, and the field read
 /// first (the accumulators' inline-or-heap tag) sat in the third one.
-/// Fetching it too took a 1M-record replay's CPU from 0.87-0.96 s to
-/// 0.79-0.84 s.
+/// Fetching it too took a 1M-record replay's CPU from a median of
+/// 0.955 s to 0.825 s (eight alternated runs each).
 #[inline(always)]
 pub(crate) fn prefetch<T>(value: &T) {
     prefetch_lines((value as *const T).cast(), std::mem::size_of::<T>());

@@ -411,9 +411,9 @@ impl Pending {
                     (last, after)
                 } else {
                     // The key again, beside the row about to be written:
-                    // history reads each change's key, and the row's first
-                    // copy is wherever the key was first seen (a cache
-                    // miss per change).
+                    // history reads each change's key, and the pending
+                    // row's copy is wherever the key was first seen (a
+                    // cache miss per change).
                     let key = self.put(key);
                     let (before, after) = if inserted {
                         (current, Some(self.encoded(encode)))

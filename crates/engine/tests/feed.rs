@@ -18,6 +18,12 @@ use std::time::Duration;
 
 type Rows = BTreeMap<Vec<u8>, Vec<ScalarValue>>;
 
+/// A keyed topic `t` and view `v` of its sums by key.
+const KEYED_SUMS: [&str; 2] = [
+    "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
+    "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
+];
+
 /// An engine in `dir` with `statements` executed.
 async fn engine_with(dir: &std::path::Path, statements: &[&str]) -> Arc<Engine> {
     let engine = Arc::new(open(dir));
@@ -257,14 +263,7 @@ async fn folding_a_feed_into_its_snapshot_gives_the_view_at_every_mark() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_live_feed_sees_appends_as_they_happen() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine_with(
-        dir.path(),
-        &[
-            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-        ],
-    )
-    .await;
+    let engine = engine_with(dir.path(), &KEYED_SUMS).await;
     engine
         .append_json("t", &[br#"{"a":"k","x":1}"#])
         .await
@@ -382,14 +381,7 @@ async fn a_feed_that_keeps_up_outlives_the_history_window() {
 #[tokio::test]
 async fn a_big_snapshot_comes_in_parts_then_the_changes() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine_with(
-        dir.path(),
-        &[
-            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-        ],
-    )
-    .await;
+    let engine = engine_with(dir.path(), &KEYED_SUMS).await;
     let keys = 20_000;
     let values: Vec<String> = (0..keys)
         .map(|i| format!(r#"{{"a":"k{i:05}","x":{i}}}"#))
@@ -457,14 +449,7 @@ async fn a_big_snapshot_comes_in_parts_then_the_changes() {
 #[tokio::test]
 async fn a_feed_on_a_view_not_yet_committed_waits_for_it() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = engine_with(
-        dir.path(),
-        &[
-            "CREATE TOPIC t (a TEXT, x BIGINT) WITH (key = 'a')",
-            "CREATE VIEW v AS SELECT a, SUM(x) AS s FROM t GROUP BY a",
-        ],
-    )
-    .await;
+    let engine = engine_with(dir.path(), &KEYED_SUMS).await;
     let mut feed = engine.subscribe("v", FeedStart::Now).await.unwrap();
     let FeedEvent::Snapshot { rows, .. } = feed.next().await.unwrap() else {
         panic!("expected a snapshot first")
