@@ -83,12 +83,17 @@ pub(crate) fn table_bytes(capacity: usize) -> usize {
 /// budget of `budget` bytes. Call before any other thread starts (a
 /// thread keeps the arena it first allocated in); a no-op elsewhere.
 ///
-/// - Blocks of 8 MiB and more (pending changes, commit buffers) are mapped
+/// - Big blocks (pending changes, commit buffers, read batches) are mapped
 ///   on their own, so that freeing one gives its memory back at once
 ///   instead of leaving a hole that small allocations (store pages)
 ///   fragment. Without it, a replay at 10M keys peaked ~200 MiB above
 ///   what it held. (glibc raises its threshold as big blocks are freed, up
-///   to 32 MiB; this pins it.)
+///   to 32 MiB; this pins it.) "Big" is 1/128 of the budget, from 256 KiB
+///   to 8 MiB ([`mmap_threshold`]): a mapped block is faulted in afresh
+///   each time, which cost a 1M-record replay ~15% of its CPU at 1 MiB
+///   against 8 MiB, but at a 64 MiB budget the holes left by blocks of
+///   0.5–8 MiB (read spans, columns, a commit's sorted keys) took 10 MiB
+///   more memory than the replay held.
 /// - Free memory at the top of a heap is kept up to 1/16 of the budget
 ///   (at most 16 MiB) instead of 128 KiB: a catch-up frees and allocates
 ///   its batches' buffers (~12 MB of records per batch) over and over,
@@ -110,7 +115,10 @@ pub fn tune_allocator(budget: usize) {
         // SAFETY: mallopt only sets a malloc parameter; it is safe to call
         // at any time.
         unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+            libc::mallopt(
+                libc::M_MMAP_THRESHOLD,
+                mmap_threshold(budget) as libc::c_int,
+            );
             libc::mallopt(libc::M_TRIM_THRESHOLD, keep as libc::c_int);
             // The operator's own setting wins.
             if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
@@ -120,6 +128,13 @@ pub fn tune_allocator(budget: usize) {
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
     let _ = budget;
+}
+
+/// The size from which [`tune_allocator`] has blocks mapped on their own
+/// for a memory budget of `budget` bytes: 1/128 of it, from 256 KiB to
+/// 8 MiB.
+pub fn mmap_threshold(budget: usize) -> usize {
+    (budget / 128).clamp(256 << 10, 8 << 20)
 }
 
 /// Asks the CPU to bring the cache lines of `value` (every line it
@@ -170,6 +185,15 @@ fn prefetch_lines(p: *const u8, len: usize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn big_blocks_are_mapped_from_a_share_of_the_budget() {
+        assert_eq!(mmap_threshold(16 << 20), 256 << 10, "never below 256 KiB");
+        assert_eq!(mmap_threshold(64 << 20), 512 << 10);
+        assert_eq!(mmap_threshold(256 << 20), 2 << 20);
+        assert_eq!(mmap_threshold(1 << 30), 8 << 20);
+        assert_eq!(mmap_threshold(64 << 30), 8 << 20, "never above 8 MiB");
+    }
 
     #[test]
     fn a_view_may_use_what_the_others_do_not_hold() {
