@@ -105,7 +105,13 @@ async fn run() -> anyhow::Result<()> {
             return workers(n, view).await;
         }
         Some("replay-in-child") => {
-            return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?).await;
+            // A fifth argument is the view's WITH options, e.g.
+            // "history = '0s'" (what history costs the replay).
+            let with = args
+                .get(5)
+                .map(|o| format!(" WITH ({o})"))
+                .unwrap_or_default();
+            return replay_in_child(&args[2], args[3].parse()?, args[4].parse()?, &with).await;
         }
         _ => {}
     }
@@ -424,7 +430,7 @@ async fn memory(
     Ok(())
 }
 
-async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Result<()> {
+async fn replay_in_child(dir: &str, budget: usize, keys: usize, with: &str) -> anyhow::Result<()> {
     let engine = open_engine(std::path::Path::new(dir), budget)?;
     let before = peak_rss_mib();
     // Anonymous memory only: the executable's own pages (file-backed,
@@ -433,7 +439,7 @@ async fn replay_in_child(dir: &str, budget: usize, keys: usize) -> anyhow::Resul
     let anon_before = status_mib("RssAnon:");
     let sampler = Sampler::start();
     engine
-        .execute(&format!("CREATE VIEW balances AS {VIEW}"))
+        .execute(&format!("CREATE VIEW balances{with} AS {VIEW}"))
         .await?;
     let started = Instant::now();
     let cpu_before = cpu_secs();
