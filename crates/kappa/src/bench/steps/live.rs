@@ -1,6 +1,7 @@
 //! Live latency: appends at a steady rate while the view is maintained;
 //! for each append, the time until a query that carries its token
-//! answers (append to visible).
+//! answers (append to visible), and of that, the append's own (durable
+//! in the log), so that a slow disk is told from a slow view.
 
 use crate::bench::floors::Floors;
 use crate::bench::report::StepReport;
@@ -16,7 +17,7 @@ const IN_FLIGHT: usize = 64;
 const TICK: Duration = Duration::from_millis(10);
 
 pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
-    let (latencies, sent, elapsed, timeline) = paced(b, "live").await?;
+    let (latencies, appends, sent, elapsed, timeline) = paced(b, "live").await?;
     let mut r = StepReport::new(Step::Live);
     r.figure("achieved", sent as f64 / elapsed.as_secs_f64(), "records/s");
     r.figure("target", b.settings.rate as f64, "records/s");
@@ -27,18 +28,25 @@ pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
             Some((floors.fdatasync.p50_us, "fdatasync p50")),
         );
     }
+    if let Some(l) = Latency::of(&appends) {
+        r.latency(
+            "append (durable)",
+            l,
+            Some((floors.fdatasync.p50_us, "fdatasync p50")),
+        );
+    }
     r.timeline.push(("live appends".into(), timeline.series()));
     Ok(r)
 }
 
 /// Appends for the configured duration at the configured rate, each
 /// append followed by a query with its token (on the batch's first
-/// account); returns the latencies, the records sent, the time taken and
-/// the appends over time.
+/// account); returns the latencies, the appends' own, the records sent,
+/// the time taken and the appends over time.
 async fn paced(
     b: &mut Bench,
     name: &str,
-) -> anyhow::Result<(Vec<Duration>, u64, Duration, Timeline)> {
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, u64, Duration, Timeline)> {
     use futures_util::StreamExt;
     let per_tick = ((b.settings.rate as f64 * TICK.as_secs_f64()).round() as usize).max(1);
     let ticks = (b.settings.duration_s / TICK.as_secs_f64()).ceil() as usize;
@@ -57,6 +65,7 @@ async fn paced(
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut inflight = futures_util::stream::FuturesUnordered::new();
     let mut latencies = Vec::with_capacity(ticks);
+    let mut appends = Vec::with_capacity(ticks);
     let mut timeline = Timeline::start();
     let started = Instant::now();
     let mut sent = 0u64;
@@ -67,8 +76,9 @@ async fn paced(
         tokio::select! {
             done = inflight.next(), if !inflight.is_empty() => {
                 if let Some(done) = done {
-                    let (latency, at) = done?;
+                    let (latency, append, at) = done?;
                     latencies.push(latency);
+                    appends.push(append);
                     *last = (*last).max(Some(at));
                 }
                 continue;
@@ -98,13 +108,14 @@ async fn paced(
         inflight.push(async move {
             let t = Instant::now();
             let at = instance.append(&topic, batch).await?;
+            let append = t.elapsed();
             instance
                 .query(
                     &format!("SELECT n FROM {view} WHERE account = '{account}'"),
                     Some(at),
                 )
                 .await?;
-            anyhow::Ok((t.elapsed(), at))
+            anyhow::Ok((t.elapsed(), append, at))
         });
         if i % 10 == 0 {
             bar.set_position((started.elapsed().as_secs_f64() * 10.0) as u64);
@@ -112,11 +123,12 @@ async fn paced(
     }
     let elapsed = started.elapsed();
     while let Some(done) = inflight.next().await {
-        let (latency, at) = done?;
+        let (latency, append, at) = done?;
         latencies.push(latency);
+        appends.push(append);
         *last = (*last).max(Some(at));
     }
     drop(inflight);
     bar.finish_and_clear();
-    Ok((latencies, sent, elapsed, timeline))
+    Ok((latencies, appends, sent, elapsed, timeline))
 }
