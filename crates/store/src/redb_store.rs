@@ -528,3 +528,15 @@ impl StoreWrite for RedbWrite<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redb_cache_size;
+
+    #[test]
+    fn redb_is_told_less_than_the_cache_so_its_bookkeeping_fits() {
+        assert_eq!(redb_cache_size(256 << 20), 248 << 20);
+        assert_eq!(redb_cache_size(32), 31);
+        assert_eq!(redb_cache_size(0), 0);
+    }
+}
