@@ -567,7 +567,9 @@ impl ViewRuntime {
     fn seal(&mut self, pending: &mut [Pending], position: u64, head: u64, last: bool) -> Sealed {
         // A live step (a few records) need not reach the disk before it is
         // visible: the log has its records, and a step lost in a crash is
-        // applied again from there. Replay's big steps are durable at once.
+        // applied again from there. Nor need a catch-up's `last` commit.
+        // Replay's other big steps are durable at once (on the committer's
+        // thread, beside the operators).
         let live = pending.iter().map(|p| p.records).sum::<u64>() <= LIVE_STEP_RECORDS;
         let mut spare = self
             .spare

@@ -30,7 +30,7 @@ const CHANGE_FILTERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new(
 pub struct StoreOptions {
     /// The memory the store's page cache may take: the store's share of
     /// the memory budget, redb's bookkeeping included (see
-    /// [`redb_cache_size`]).
+    /// `redb_cache_size`).
     pub cache_bytes: usize,
 }
 
@@ -43,7 +43,7 @@ pub struct StoreOptions {
 /// at the peak (256.7 MiB of pages and headers, 5.3 MiB of map and
 /// queue), 2.3% over, and the allocator's headers add ~0.4%. A 1/32
 /// share (3.1%) is set apart for all of them.
-pub fn redb_cache_size(cache_bytes: usize) -> usize {
+fn redb_cache_size(cache_bytes: usize) -> usize {
     cache_bytes - cache_bytes / 32
 }
 
