@@ -142,8 +142,9 @@ async fn run() -> anyhow::Result<()> {
     let fold_rate = n as f64 / started.elapsed().as_secs_f64();
     println!("serde_json parse-and-fold:     {fold_rate:>10.0} records/s");
 
-    // Floor 2: DuckDB over the same file, three times (its first run
-    // reads a cold file and its figure moves 2x between runs): the median.
+    // Floor 2: DuckDB over the same file, three times in one connection,
+    // the median (one run's figure moved 2x between runs; the first of
+    // three is mostly the slowest).
     let duck = std::process::Command::new("python3")
         .arg("-c")
         .arg(format!(
