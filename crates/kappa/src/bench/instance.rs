@@ -63,6 +63,17 @@ impl Instance {
         }))
     }
 
+    /// The longest fsync of the log since it was opened, for an embedded
+    /// instance (a server's is on its `/metrics`).
+    pub fn log_fsync_max(&self) -> Option<Duration> {
+        match self {
+            Instance::Embedded(e) => Some(Duration::from_micros(
+                kappa_log::Log::stats(e.opened.log.as_ref()).sync_micros_max,
+            )),
+            Instance::Server(_) => None,
+        }
+    }
+
     pub async fn server(url: &str) -> anyhow::Result<Instance> {
         let http = Http::new(url)?;
         let (status, _) = http

@@ -1,7 +1,8 @@
 //! Live latency: appends at a steady rate while the view is maintained;
 //! for each append, the time until a query that carries its token
 //! answers (append to visible), and of that, the append's own (durable
-//! in the log), so that a slow disk is told from a slow view.
+//! in the log), and the log's longest fsync before and after (embedded),
+//! so that a slow disk is told from a slow view.
 
 use crate::bench::floors::Floors;
 use crate::bench::report::StepReport;
@@ -17,6 +18,7 @@ const IN_FLIGHT: usize = 64;
 const TICK: Duration = Duration::from_millis(10);
 
 pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
+    let fsync_before = b.instance.log_fsync_max();
     let (latencies, appends, sent, elapsed, timeline) = paced(b, "live").await?;
     let mut r = StepReport::new(Step::Live);
     r.figure("achieved", sent as f64 / elapsed.as_secs_f64(), "records/s");
@@ -33,6 +35,20 @@ pub async fn run(b: &mut Bench, floors: &Floors) -> anyhow::Result<StepReport> {
             "append (durable)",
             l,
             Some((floors.fdatasync.p50_us, "fdatasync p50")),
+        );
+    }
+    // The log's longest fsync before and after the step: a stall of the
+    // disk during it shows as a rise.
+    if let (Some(before), Some(after)) = (fsync_before, b.instance.log_fsync_max()) {
+        r.figure(
+            "longest log fsync before the step",
+            before.as_micros() as f64,
+            "µs",
+        );
+        r.figure(
+            "longest log fsync after the step",
+            after.as_micros() as f64,
+            "µs",
         );
     }
     r.timeline.push(("live appends".into(), timeline.series()));
