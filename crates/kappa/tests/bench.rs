@@ -63,6 +63,30 @@ fn quick_bench_runs_every_step_and_writes_its_reports() {
         rebuild[0]["name"].as_str().unwrap().starts_with("1 worker"),
         "{rebuild}"
     );
+    // The live step tells the append's own latency and the log's longest
+    // fsync around it (never less after than before) from the view's.
+    let live = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["step"] == "live")
+        .unwrap();
+    let figure = |name: &str| {
+        live["figures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .and_then(|f| f["value"].as_f64())
+            .unwrap_or_else(|| panic!("no {name} in {live}"))
+    };
+    assert!(figure("append (durable) p50") > 0.0);
+    assert!(figure("append (durable) p99") <= figure("append to visible max"));
+    let (before, after) = (
+        figure("longest log fsync before the step"),
+        figure("longest log fsync after the step"),
+    );
+    assert!(after >= before, "{before} {after}");
     // The reports on disk: the same JSON, and a page with a chart per
     // timeline and per latency distribution.
     let json: serde_json::Value =
