@@ -24,6 +24,7 @@
 //! still read. Blocks live inside redb, which checksums its pages.
 
 use crate::StoreError;
+use crate::codec::{Reader, put_varint};
 use crate::key_filter;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -284,6 +285,8 @@ impl ChangeBlocks {
 }
 
 const VERSION: u8 = 3;
+/// What a damaged block is called in errors.
+const WHAT: &str = "change block";
 /// The version before back references, still read.
 const VERSION_2: u8 = 2;
 /// Entry flag: the before is a back reference.
@@ -291,21 +294,17 @@ const BACK: u8 = 16;
 
 /// The key of the entry that starts at `at` in a block being written.
 fn entry_key(block: &[u8], at: usize) -> Option<&[u8]> {
-    let mut r = Reader { b: block, at };
+    let mut r = Reader {
+        b: block,
+        at,
+        what: WHAT,
+    };
     r.varint().ok()?;
     let n = r.len().ok()?;
     r.bytes(n).ok()
 }
 /// Bytes of a block's entry count (a varint padded to this width).
 const COUNT_BYTES: usize = 5;
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 pub fn decode_changes(b: &[u8]) -> Result<Vec<Change>, StoreError> {
     let mut out = Vec::new();
@@ -368,7 +367,7 @@ impl EntryRef<'_> {
 /// Walks a block's entries in order until `visit` returns false; checks
 /// the whole block's framing when it walks to the end.
 fn scan<'a>(b: &'a [u8], visit: &mut dyn FnMut(&EntryRef<'a>) -> bool) -> Result<(), StoreError> {
-    let mut r = Reader { b, at: 0 };
+    let mut r = Reader::new(b, WHAT);
     let version = r.bytes(1)?[0];
     let allowed = match version {
         VERSION => 0x1F,
@@ -483,43 +482,10 @@ fn referenced_after<'a>(
         .checked_sub(back)
         .filter(|&at| back > 0 && at > COUNT_BYTES)
         .ok_or_else(bad)?;
-    let entry = parse_entry(&mut Reader { b, at }, allowed)?;
+    let entry = parse_entry(&mut Reader { b, at, what: WHAT }, allowed)?;
     match entry.after {
         Some(after) if entry.key == key => Ok(after),
         _ => Err(bad()),
-    }
-}
-
-struct Reader<'a> {
-    b: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn bytes(&mut self, n: usize) -> Result<&'a [u8], StoreError> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.b.len())
-            .ok_or_else(|| StoreError::Corrupt("change block cut short".into()))?;
-        let s = &self.b[self.at..end];
-        self.at = end;
-        Ok(s)
-    }
-    fn varint(&mut self) -> Result<u64, StoreError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.bytes(1)?[0];
-            v |= u64::from(b & 0x7F) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(StoreError::Corrupt("change block varint too long".into()))
-    }
-    fn len(&mut self) -> Result<usize, StoreError> {
-        usize::try_from(self.varint()?)
-            .map_err(|_| StoreError::Corrupt("change block length too large".into()))
     }
 }
 

@@ -18,8 +18,10 @@
 //! too); [`RedbStore`] is the embedded one.
 
 mod change;
+mod codec;
 mod error;
 mod key_filter;
+mod packed;
 mod puts;
 mod redb_store;
 mod redb_sync;

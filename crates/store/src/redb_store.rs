@@ -2,27 +2,31 @@
 //! pages, MVCC readers, one writer, fsync on commit).
 //!
 //! Tables: `catalog` (name → bytes), `meta` (view → frontier and history
-//! start), `rows` and `state` (view id, big-endian, then the key → bytes),
-//! `changes` ((view, last log time of the block) → a block of changes),
+//! start), `row_blocks` and `state_blocks` (view id, big-endian, then a
+//! block's first key → a block of entries, see `packed`), `changes`
+//! ((view, last log time of the block) → a block of changes),
 //! `change_filters` (the same key → a filter of the block's row keys).
+//! Stores written before packed blocks kept `rows` and `state` (view id,
+//! then the key → bytes); opening one moves them into blocks.
 
 use crate::change::{decode_changes, find_change};
 use crate::key_filter;
+use crate::packed;
 use crate::redb_sync::Syncer;
 use crate::{
     Block, Change, StateStore, StoreError, StoreRead, StoreWrite, ViewCommit, ViewId, ViewMeta,
 };
 use redb::{
     Database, DatabaseError, ReadTransaction, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    TableHandle, WriteTransaction,
 };
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 const CATALOG: TableDefinition<&str, &[u8]> = TableDefinition::new("catalog");
 const META: TableDefinition<u64, (u64, u64)> = TableDefinition::new("meta");
-const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("rows");
-const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state");
+const ROWS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("row_blocks");
+const STATE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("state_blocks");
 const CHANGES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("changes");
 const CHANGE_FILTERS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("change_filters");
 
@@ -86,6 +90,7 @@ impl RedbStore {
         txn.open_table(STATE)?;
         txn.open_table(CHANGES)?;
         txn.open_table(CHANGE_FILTERS)?;
+        migrate_unpacked(&txn)?;
         txn.commit()?;
         let db = Arc::new(db);
         let syncer = Syncer::start(db.clone()).map_err(|e| StoreError::Open {
@@ -124,20 +129,6 @@ impl StateStore for RedbStore {
     }
 }
 
-fn prefixed(view: ViewId, key: &[u8]) -> Vec<u8> {
-    let mut k = Vec::with_capacity(8 + key.len());
-    k.extend_from_slice(&view.to_be_bytes());
-    k.extend_from_slice(key);
-    k
-}
-
-/// The key range of one view in `rows` or `state`.
-fn view_range(view: ViewId) -> (Vec<u8>, Option<Vec<u8>>) {
-    let start = view.to_be_bytes().to_vec();
-    let end = view.checked_add(1).map(|v| v.to_be_bytes().to_vec());
-    (start, end)
-}
-
 // Reads shared by the read and the write transaction.
 
 fn catalog_of(
@@ -162,50 +153,6 @@ fn meta_of(
             history_start,
         }
     }))
-}
-
-fn get_of(
-    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    view: ViewId,
-    key: &[u8],
-) -> Result<Option<Vec<u8>>, StoreError> {
-    Ok(t.get(prefixed(view, key).as_slice())?
-        .map(|g| g.value().to_vec()))
-}
-
-fn scan_of(
-    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    view: ViewId,
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-) -> Result<(), StoreError> {
-    let (start, end) = view_range(view);
-    let range = match &end {
-        Some(end) => t.range(start.as_slice()..end.as_slice())?,
-        None => t.range(start.as_slice()..)?,
-    };
-    for entry in range {
-        let (k, v) = entry?;
-        if !visit(&k.value()[8..], v.value()) {
-            break;
-        }
-    }
-    Ok(())
-}
-
-fn prefix_of(
-    t: &impl ReadableTable<&'static [u8], &'static [u8]>,
-    view: ViewId,
-    prefix: &[u8],
-    visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
-) -> Result<(), StoreError> {
-    let start = prefixed(view, prefix);
-    for entry in t.range(start.as_slice()..)? {
-        let (k, v) = entry?;
-        if !k.value().starts_with(&start) || !visit(&k.value()[8..], v.value()) {
-            break;
-        }
-    }
-    Ok(())
 }
 
 /// The last log time a read of the view's changes may see: its frontier.
@@ -308,14 +255,62 @@ fn put_into(
     view: ViewId,
     puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
 ) -> Result<(), StoreError> {
-    let mut key = view.to_be_bytes().to_vec();
-    for (k, v) in puts {
-        key.truncate(8);
-        key.extend_from_slice(k);
-        match v {
-            Some(v) => t.insert(key.as_slice(), v)?,
-            None => t.remove(key.as_slice())?,
-        };
+    packed::put(t, view, puts)
+}
+
+/// Entries moved into blocks at a time when a store is migrated.
+const MIGRATE_CHUNK: usize = 65_536;
+
+/// Moves the entries of a store written before packed blocks (one table
+/// entry per key, in `rows` and `state`) into blocks, and drops the old
+/// tables: once, in the transaction that opens the store.
+fn migrate_unpacked(txn: &WriteTransaction) -> Result<(), StoreError> {
+    let names: Vec<String> = txn.list_tables()?.map(|h| h.name().to_string()).collect();
+    // Before packed blocks: one entry per key.
+    for (name, packed_table) in [("rows", ROWS), ("state", STATE)] {
+        if !names.iter().any(|n| n == name) {
+            continue;
+        }
+        let old: TableDefinition<&[u8], &[u8]> = TableDefinition::new(name);
+        {
+            let from = txn.open_table(old)?;
+            let mut to = txn.open_table(packed_table)?;
+            // Keys are the view id (big-endian) and the key: in key order,
+            // one view after another.
+            let mut view_puts: Option<(ViewId, crate::Puts)> = None;
+            for entry in from.iter()? {
+                let (k, v) = entry?;
+                let k = k.value();
+                let Some(view) = k
+                    .get(..8)
+                    .map(|b| ViewId::from_be_bytes(b.try_into().unwrap_or_default()))
+                else {
+                    return Err(StoreError::Corrupt(format!(
+                        "table {name} has a key of {} bytes, shorter than a view id",
+                        k.len()
+                    )));
+                };
+                // A view's entries go in chunks, so that a big one is
+                // not held whole.
+                if let Some((v, p)) =
+                    view_puts.take_if(|(v, p)| *v != view || p.len() >= MIGRATE_CHUNK)
+                {
+                    packed::put(&mut to, v, &mut p.iter())?;
+                }
+                view_puts
+                    .get_or_insert_with(|| (view, crate::Puts::default()))
+                    .1
+                    .push(&k[8..], Some(v.value()));
+            }
+            if let Some((v, p)) = view_puts {
+                packed::put(&mut to, v, &mut p.iter())?;
+            }
+        }
+        txn.delete_table(old)?;
+        tracing::info!(
+            table = name,
+            "state store: moved entries into packed blocks"
+        );
     }
     Ok(())
 }
@@ -335,17 +330,17 @@ macro_rules! store_read {
                 meta_of(&self.txn.open_table(META)?, view)
             }
             fn row(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-                get_of(&self.txn.open_table(ROWS)?, view, key)
+                packed::get(&self.txn.open_table(ROWS)?, view, key)
             }
             fn rows(
                 &self,
                 view: ViewId,
                 visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
             ) -> Result<(), StoreError> {
-                scan_of(&self.txn.open_table(ROWS)?, view, visit)
+                packed::scan_from(&self.txn.open_table(ROWS)?, view, &[], visit)
             }
             fn state(&self, view: ViewId, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-                get_of(&self.txn.open_table(STATE)?, view, key)
+                packed::get(&self.txn.open_table(STATE)?, view, key)
             }
             fn state_prefix(
                 &self,
@@ -353,7 +348,9 @@ macro_rules! store_read {
                 prefix: &[u8],
                 visit: &mut dyn FnMut(&[u8], &[u8]) -> bool,
             ) -> Result<(), StoreError> {
-                prefix_of(&self.txn.open_table(STATE)?, view, prefix, visit)
+                packed::scan_from(&self.txn.open_table(STATE)?, view, prefix, &mut |k, v| {
+                    k.starts_with(prefix) && visit(k, v)
+                })
             }
             fn changes(
                 &self,
@@ -492,13 +489,8 @@ impl StoreWrite for RedbWrite<'_> {
     }
 
     fn drop_view(&mut self, view: ViewId) -> Result<(), StoreError> {
-        let (start, end) = view_range(view);
         for table in [ROWS, STATE] {
-            let mut t = self.txn.open_table(table)?;
-            match &end {
-                Some(end) => t.retain_in(start.as_slice()..end.as_slice(), |_, _| false)?,
-                None => t.retain_in(start.as_slice().., |_, _| false)?,
-            }
+            packed::drop_view(&mut self.txn.open_table(table)?, view)?;
         }
         for table in [CHANGES, CHANGE_FILTERS] {
             self.txn

@@ -591,3 +591,66 @@ fn kill_9_during_big_steps_keeps_each_step_whole() {
         assert_eq!((states, rows), (KILL_ENTRIES, KILL_ENTRIES), "kill {kill}");
     }
 }
+
+#[test]
+fn a_store_with_one_entry_per_key_is_moved_into_blocks_when_opened() {
+    // The layout before packed blocks: `rows` and `state`, keyed by the
+    // view id (big-endian) and the key.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.redb");
+    {
+        let db = redb::Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        for (name, n) in [("rows", 70_000u32), ("state", 3u32)] {
+            let mut t = txn
+                .open_table(redb::TableDefinition::<&[u8], &[u8]>::new(name))
+                .unwrap();
+            for view in [1u64, 2] {
+                for i in 0..n {
+                    let mut k = view.to_be_bytes().to_vec();
+                    k.extend_from_slice(format!("k{i:06}").as_bytes());
+                    t.insert(k.as_slice(), format!("{name}{view}-{i}").as_bytes())
+                        .unwrap();
+                }
+            }
+        }
+        drop(
+            txn.open_table(redb::TableDefinition::<u64, (u64, u64)>::new("meta"))
+                .unwrap(),
+        );
+        txn.commit().unwrap();
+    }
+    let store = open(dir.path());
+    for view in [1u64, 2] {
+        let got = rows(&store, view);
+        assert_eq!(got.len(), 70_000);
+        assert!(
+            got.iter()
+                .enumerate()
+                .all(|(i, (k, v))| *k == format!("k{i:06}") && *v == format!("rows{view}-{i}"))
+        );
+        let r = store.read().unwrap();
+        assert_eq!(
+            r.row(view, b"k012345").unwrap().unwrap(),
+            format!("rows{view}-12345").as_bytes()
+        );
+        assert_eq!(
+            r.state(view, b"k000002").unwrap().unwrap(),
+            format!("state{view}-2").as_bytes()
+        );
+        assert_eq!(r.state(view, b"k000003").unwrap(), None);
+    }
+    drop(store);
+    // The old tables are gone: a second open has nothing to move.
+    let db = redb::Database::open(&path).unwrap();
+    let txn = redb::ReadableDatabase::begin_read(&db).unwrap();
+    let names: Vec<String> = txn
+        .list_tables()
+        .unwrap()
+        .map(|h| redb::TableHandle::name(&h).to_string())
+        .collect();
+    assert!(
+        !names.iter().any(|n| n == "rows" || n == "state"),
+        "{names:?}"
+    );
+}
