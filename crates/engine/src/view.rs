@@ -606,6 +606,7 @@ impl ViewRuntime {
         head: u64,
         last: bool,
     ) -> Result<(), EngineError> {
+        let started = std::time::Instant::now();
         self.settle().await?;
         if self.staged
             && let Some(c) = &self.committer
@@ -613,10 +614,21 @@ impl ViewRuntime {
             // The blocks staged land first: the commit reaches them.
             c.barrier().await?;
         }
+        let landed = started.elapsed();
         let sealed = self.seal(pending, position, head, last);
+        let sealed_by = started.elapsed();
         let spare = sealed.write(store.as_ref())?;
+        let written = started.elapsed();
         self.committed(position, spare);
         self.evict_if_large();
+        if last {
+            tracing::debug!(
+                view = %self.name,
+                "last commit: earlier writes landed by {landed:.2?}, sealed by {sealed_by:.2?}, \
+                 written by {written:.2?}, done by {:.2?}",
+                started.elapsed()
+            );
+        }
         Ok(())
     }
 
