@@ -458,7 +458,9 @@ impl ViewRuntime {
             self.meter.reached(&decoded.next_offsets);
             self.step(store, &decoded, &mut pending)?;
             if !serial {
+                let encoding = std::time::Instant::now();
                 self.encode_ahead(store, &mut pending, head)?;
+                timing.history += encoding.elapsed();
             }
             timing.operators += mark.elapsed();
             mark = std::time::Instant::now();
@@ -551,8 +553,9 @@ impl ViewRuntime {
                 forced = timing.forced,
                 memory_limit = self.memory.limit(),
                 shards = self.shards.len() + 1,
-                "catch-up: waited {:.2?} for input, {:.2?} in the operators, {:.2?} committing, {:.2?} in the last commit",
-                timing.input, timing.operators, timing.committing, timing.last_commit
+                "catch-up: waited {:.2?} for input, {:.2?} in the operators ({:.2?} of it encoding history), \
+                 {:.2?} committing, {:.2?} in the last commit",
+                timing.input, timing.operators, timing.history, timing.committing, timing.last_commit
             );
         }
         progress.frontier = self.frontier.unwrap_or(frontier);
@@ -950,6 +953,8 @@ fn restore_windows(stages: &mut [Stage], saved: Vec<(usize, (Option<WindowState>
 struct Timing {
     input: std::time::Duration,
     operators: std::time::Duration,
+    /// Part of `operators`: the changes encoded as history after each batch.
+    history: std::time::Duration,
     committing: std::time::Duration,
     last_commit: std::time::Duration,
     /// Commits started because memory was short.

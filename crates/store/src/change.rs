@@ -257,6 +257,27 @@ impl ChangeBlocks {
         self.count == 0 && self.sealed.is_empty()
     }
 
+    /// Puts `later`'s blocks after this one's: their changes all follow
+    /// this one's in log time (a run encoded apart, on another thread).
+    /// This one's open block is sealed, and `later`'s open block is the
+    /// one later changes go on from.
+    pub fn append(&mut self, mut later: ChangeBlocks) {
+        if later.is_empty() {
+            return;
+        }
+        let first = later.sealed.first().map_or(later.last, |b| b.last);
+        assert!(
+            self.is_empty() || first > self.last,
+            "appended changes must follow in log time"
+        );
+        self.seal();
+        let mut sealed = std::mem::take(&mut self.sealed);
+        sealed.append(&mut later.sealed);
+        later.sealed = sealed;
+        later.block_bytes = self.block_bytes;
+        *self = later;
+    }
+
     /// Bytes of the sealed blocks not yet taken.
     pub fn sealed_bytes(&self) -> usize {
         self.sealed
