@@ -80,7 +80,13 @@ impl History {
                 )
             })
             .unzip();
-        let mut tail = History::new(self.stage_bytes);
+        // Its blocks as this one's (a commit's history, made by
+        // `History::default`, seals them at the default size).
+        let mut tail = History {
+            blocks: self.blocks.empty_like(),
+            dropped: 0,
+            stage_bytes: self.stage_bytes,
+        };
         let spawned = std::thread::scope(|scope| {
             let spawned = std::thread::Builder::new()
                 .name("kappa-history".into())
@@ -177,7 +183,8 @@ mod tests {
         (arena, changes)
     }
 
-    fn decoded(history: History) -> Vec<kappa_store::Change> {
+    /// The changes, and how many blocks they were in.
+    fn decoded(history: History) -> (Vec<kappa_store::Change>, usize) {
         let blocks = history.finish().0.into_blocks();
         for pair in blocks.windows(2) {
             let first_of_next = kappa_store::decode_changes(&pair[1].bytes).unwrap()[0].log_time;
@@ -186,10 +193,11 @@ mod tests {
                 "a log time split between blocks"
             );
         }
-        blocks
+        let changes = blocks
             .iter()
             .flat_map(|b| kappa_store::decode_changes(&b.bytes).unwrap())
-            .collect()
+            .collect();
+        (changes, blocks.len())
     }
 
     #[test]
@@ -199,56 +207,53 @@ mod tests {
         let (a_arena, a) = shard(40_000, 700, 1_000, 2);
         let (b_arena, b) = shard(30_000, 500, 1_001, 2);
         let (c_arena, c) = shard(18_000, 300, 1_000, 4);
-        for shards in [
-            vec![
-                Changes {
-                    arena: &a_arena,
-                    changes: &a,
-                },
-                Changes {
-                    arena: &b_arena,
-                    changes: &b,
-                },
-            ],
-            vec![
-                Changes {
-                    arena: &a_arena,
-                    changes: &a,
-                },
-                Changes {
-                    arena: &c_arena,
-                    changes: &c,
-                },
-            ],
-        ] {
-            assert!(shards.iter().map(|s| s.changes.len()).sum::<usize>() >= PARALLEL_CHANGES);
-            // In two batches (before and after a log time), each split.
-            fn half<'a>(s: &Changes<'a>, second: bool) -> Changes<'a> {
-                let at = s.changes.partition_point(|c| c.log_time <= 40_000);
-                let changes = if second {
-                    &s.changes[at..]
-                } else {
-                    &s.changes[..at]
-                };
-                Changes {
-                    arena: s.arena,
-                    changes,
+        fn pair<'a>(
+            x: (&'a [u8], &'a [PendingChange]),
+            y: (&'a [u8], &'a [PendingChange]),
+        ) -> [Changes<'a>; 2] {
+            [x, y].map(|(arena, changes)| Changes { arena, changes })
+        }
+        // Staged ahead (blocks of 64 KiB), and a commit's own history
+        // (`default`: blocks of the default size).
+        let staged: fn() -> History = || History::new(64 << 10);
+        let own: fn() -> History = History::default;
+        for make in [staged, own] {
+            for shards in [
+                pair((&a_arena, &a), (&b_arena, &b)),
+                pair((&a_arena, &a), (&c_arena, &c)),
+            ] {
+                // In two batches (before and after a log time), each split.
+                fn half<'a>(s: &Changes<'a>, second: bool) -> Changes<'a> {
+                    let at = s.changes.partition_point(|c| c.log_time <= 40_000);
+                    let changes = if second {
+                        &s.changes[at..]
+                    } else {
+                        &s.changes[..at]
+                    };
+                    Changes {
+                        arena: s.arena,
+                        changes,
+                    }
                 }
+                let mut split = make();
+                let mut one = make();
+                for second in [false, true] {
+                    let batch: Vec<_> = shards.iter().map(|s| half(s, second)).collect();
+                    // Split in two runs, not encoded in one.
+                    assert!(
+                        batch.iter().map(|s| s.changes.len()).sum::<usize>() >= PARALLEL_CHANGES
+                    );
+                    split.encode(&batch, 1_500);
+                    one.encode_run(&batch, 1_500);
+                }
+                assert_eq!(split.dropped, one.dropped);
+                assert_eq!(split.dropped, 1_500);
+                let (got, want) = (decoded(split), decoded(one));
+                // A split batch seals one more block, not more.
+                assert!(got.1 <= want.1 + 2, "{} blocks against {}", got.1, want.1);
+                assert_eq!(got.0.len(), want.0.len());
+                assert!(got.0 == want.0, "the split encoding decodes differently");
             }
-            let mut split = History::new(64 << 10);
-            let mut one = History::new(64 << 10);
-            for second in [false, true] {
-                let batch: Vec<_> = shards.iter().map(|s| half(s, second)).collect();
-                // Split in two runs, not encoded in one.
-                assert!(batch.iter().map(|s| s.changes.len()).sum::<usize>() >= PARALLEL_CHANGES);
-                split.encode(&batch, 1_500);
-                one.encode_run(&batch, 1_500);
-            }
-            assert_eq!(split.dropped, one.dropped);
-            assert_eq!(split.dropped, 1_500);
-            let (got, want) = (decoded(split), decoded(one));
-            assert_eq!(got.len(), want.len());
-            assert!(got == want, "the split encoding decodes differently");
         }
     }
 }

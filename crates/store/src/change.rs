@@ -94,12 +94,18 @@ impl ChangeBlocks {
     pub const BLOCK_BYTES: usize = (256 << 10) - (4 << 10);
 
     /// Blocks sealed at `bytes` (at most [`ChangeBlocks::BLOCK_BYTES`]):
-    /// smaller blocks, to be written sooner.
+    /// smaller blocks, to be written sooner. 0 is the default size, as in
+    /// [`ChangeBlocks::default`].
     pub fn with_block_bytes(bytes: usize) -> ChangeBlocks {
         ChangeBlocks {
-            block_bytes: bytes.clamp(1, Self::BLOCK_BYTES),
+            block_bytes: bytes.min(Self::BLOCK_BYTES),
             ..ChangeBlocks::default()
         }
+    }
+
+    /// No changes, and blocks sealed at this one's size.
+    pub fn empty_like(&self) -> ChangeBlocks {
+        ChangeBlocks::with_block_bytes(self.block_bytes)
     }
 
     pub fn from_changes(changes: &[Change]) -> ChangeBlocks {
