@@ -219,7 +219,7 @@ pub(crate) fn put(
         // The block `key` falls in, or the view's first if `key` precedes
         // them all (or nothing, for a view without blocks).
         let mut cur = match floor(t, view, key)? {
-            Some((k, b)) => Some((k, b)),
+            found @ Some(_) => found,
             None => match next_block(t, view, None)? {
                 Some(k) => {
                     let b = block_bytes(t, &k)?;

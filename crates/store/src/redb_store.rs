@@ -245,17 +245,8 @@ impl RedbWrite<'_> {
         view: ViewId,
         puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
     ) -> Result<(), StoreError> {
-        put_into(&mut self.txn.open_table(table)?, view, puts)
+        packed::put(&mut self.txn.open_table(table)?, view, puts)
     }
-}
-
-/// Upserts and deletes entries of `view` in an open table, as given.
-fn put_into(
-    t: &mut redb::Table<&[u8], &[u8]>,
-    view: ViewId,
-    puts: &mut dyn Iterator<Item = (&[u8], Option<&[u8]>)>,
-) -> Result<(), StoreError> {
-    packed::put(t, view, puts)
 }
 
 /// Entries moved into blocks at a time when a store is migrated.
@@ -427,10 +418,10 @@ impl StoreWrite for RedbWrite<'_> {
             let helper = std::thread::Builder::new()
                 .name("kappa-store-put".into())
                 .spawn_scoped(scope, || {
-                    put_into(&mut state_table, view, &mut state.iter())
+                    packed::put(&mut state_table, view, &mut state.iter())
                 })
                 .map_err(|e| StoreError::Io(format!("cannot start a thread for a write: {e}")))?;
-            let rows_put = put_into(&mut row_table, view, rows);
+            let rows_put = packed::put(&mut row_table, view, rows);
             let state_put = helper
                 .join()
                 .map_err(|_| StoreError::Io("writing a step's state failed".into()))?;
