@@ -224,7 +224,9 @@ impl Sealed {
         })?;
         marks[2] = started.elapsed();
         commit.changes = changes;
-        commit.history_start = dropped;
+        // Changes older than the history were let go of as they were
+        // applied (`Pending::sink_untracked`), or as they were encoded.
+        commit.history_start = parts.iter().map(|p| p.dropped).fold(dropped, u64::max);
         w.apply(&mut commit)?;
         w.trim_history(view, cutoff)?;
         marks[3] = started.elapsed();
@@ -442,8 +444,9 @@ impl ViewRuntime {
                 Some(tokio::spawn(produce(reading, decoders, tx))),
             )
         };
+        let cutoff = head.saturating_sub(self.history_micros);
         let mut pending: Vec<Pending> = (0..=self.shards.len())
-            .map(|_| Pending::default())
+            .map(|_| Pending::with_cutoff(cutoff))
             .collect();
         let mut uncommitted = None;
         let mut since_commit = std::time::Instant::now();

@@ -9,6 +9,8 @@ use crate::value::encode_cell;
 use kappa_store::{Puts, key_head};
 use std::hash::BuildHasher;
 
+mod untracked;
+
 /// A range of [`Pending::arena`], in 32 bits (a pending change is most
 /// of a replay's memory): the arena is committed before it reaches
 /// [`ARENA_LIMIT`].
@@ -90,12 +92,35 @@ pub(crate) struct Pending {
     /// them, so a row's `last` is `changes[last - staged]`.
     changes: Vec<PendingChange>,
     staged: usize,
+    /// Changes at or before this log time are older than the view's
+    /// history: their rows are applied, the changes themselves are not
+    /// kept ([`Pending::sink_untracked`]). 0 before a catch-up sets it.
+    cutoff: u64,
+    /// The last log time of a change let go of that way.
+    dropped: u64,
+    /// Rows changed at `unsure_at` by outputs not known to change them,
+    /// with their rows before: a change only if the row differs once
+    /// that log time is over.
+    unsure: Vec<(u32, Option<Span>)>,
+    unsure_at: u64,
+    /// The row retracted last by an untracked change, and its bytes' span:
+    /// the insertion that follows reuses the span when it fits exactly.
+    freed: Option<(u32, Span)>,
     /// Dead letters.
     pub(crate) state: Puts,
     pub(crate) records: u64,
 }
 
 impl Pending {
+    /// Empty, for a catch-up whose changes at or before `cutoff` are
+    /// older than the view's history.
+    pub(crate) fn with_cutoff(cutoff: u64) -> Pending {
+        Pending {
+            cutoff,
+            ..Pending::default()
+        }
+    }
+
     /// Heap bytes held, by capacity.
     pub(crate) fn bytes(&self) -> usize {
         self.arena.capacity()
@@ -196,6 +221,8 @@ impl Pending {
                 self.by_group[r.group as usize] = 0;
             }
         }
+        self.resolve_unsure();
+        self.freed = None;
         self.index.clear();
         self.records = 0;
         self.staged = 0;
@@ -204,6 +231,7 @@ impl Pending {
             arena: std::mem::replace(&mut self.arena, spare.arena),
             rows: std::mem::replace(&mut self.rows, spare.rows),
             changes: std::mem::replace(&mut self.changes, spare.changes),
+            dropped: std::mem::take(&mut self.dropped),
         }
     }
 }
@@ -214,6 +242,8 @@ pub(crate) struct Part {
     pub(crate) arena: Vec<u8>,
     pub(crate) rows: Vec<PendingRow>,
     pub(crate) changes: Vec<PendingChange>,
+    /// The last log time of a change let go of, older than the history.
+    pub(crate) dropped: u64,
 }
 
 impl Part {
@@ -391,6 +421,14 @@ impl Pending {
         differs: bool,
         encode: impl FnOnce(&mut Vec<u8>),
     ) {
+        if t <= self.cutoff {
+            self.sink_untracked(key, group, t, inserted, differs, encode);
+            return;
+        }
+        if !self.unsure.is_empty() {
+            // The last untracked log time is over.
+            self.resolve_unsure();
+        }
         match self.find(group, key) {
             Some(r) => {
                 let PendingRow {
