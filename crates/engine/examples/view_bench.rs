@@ -71,6 +71,12 @@ async fn run() -> anyhow::Result<()> {
             append_workload(&engine, &records).await?;
             return Ok(());
         }
+        Some("read") => {
+            // `read DIR`: the log alone, as a replay reads it (merged in
+            // log-time order, records as columns, not decoded): the floor
+            // under a replay's reading, on one thread.
+            return read_log(std::path::Path::new(&args[2])).await;
+        }
         Some("points") => {
             // For profiling point queries alone: `points DIR` over a
             // directory made by `prepare`.
@@ -333,6 +339,48 @@ fn report(label: &str, times: &mut [std::time::Duration]) {
         at(0.99).as_secs_f64() * 1e3,
         at(1.0).as_secs_f64() * 1e3
     );
+}
+
+async fn read_log(dir: &std::path::Path) -> anyhow::Result<()> {
+    use kappa_log::Log;
+    let log = EmbeddedLog::open(
+        dir.join("log"),
+        LogOptions {
+            cleaner_interval: None,
+            ..LogOptions::default()
+        },
+    )?;
+    for _ in 0..3 {
+        let (started, cpu) = (Instant::now(), cpu_secs());
+        let mut reader = log
+            .merged_reader(&["transactions"], kappa_log::LogTime(0))
+            .await?;
+        let (mut records, mut bytes) = (0usize, 0usize);
+        let limits = kappa_log::ReadLimits {
+            max_records: 50_000,
+            max_bytes: 32 << 20,
+        };
+        loop {
+            let batch = reader.next_columns(limits).await?;
+            if batch.is_empty() {
+                break;
+            }
+            records += batch.len();
+            bytes += batch
+                .entries()
+                .iter()
+                .map(|e| batch.value(e).map_or(0, <[u8]>::len))
+                .sum::<usize>();
+        }
+        let secs = started.elapsed().as_secs_f64();
+        println!(
+            "read {records} records ({} MB of values) in {secs:.3} s ({:.0} records/s), CPU {:.3} s",
+            bytes / 1_000_000,
+            records as f64 / secs,
+            cpu_secs() - cpu
+        );
+    }
+    Ok(())
 }
 
 fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {

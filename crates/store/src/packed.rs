@@ -203,6 +203,9 @@ pub(crate) fn drop_view(t: &mut Table<Bytes, Bytes>, view: ViewId) -> Result<(),
 /// Upserts (`Some`) and deletes (`None`) entries of `view`, applied in the
 /// order given: of two puts of one key, the later wins. Fastest in key
 /// order; puts that come out of order are set aside and applied after.
+///
+/// A block touched costs one lookup, of the block itself: which puts go
+/// in it is known without looking up the block after it (see [`Bound`]).
 pub(crate) fn put(
     t: &mut Table<Bytes, Bytes>,
     view: ViewId,
@@ -215,11 +218,17 @@ pub(crate) fn put(
     };
     let mut w = Writer::new(view);
     let mut next = puts.next();
+    // The block the next put falls in, when merging found it already.
+    let mut found: Option<Found> = None;
     while let Some((key, _)) = next {
         // The block `key` falls in, or the view's first if `key` precedes
         // them all (or nothing, for a view without blocks).
-        let mut cur = match floor(t, view, key)? {
-            found @ Some(_) => found,
+        let floor = match found.take() {
+            Some(f) => f,
+            None => floor(t, view, key)?,
+        };
+        let mut cur = match floor {
+            some @ Some(_) => some,
             None => match next_block(t, view, None)? {
                 Some(k) => {
                     let b = block_bytes(t, &k)?;
@@ -228,41 +237,34 @@ pub(crate) fn put(
                 None => None,
             },
         };
-        let mut hi = match &cur {
-            Some((k, _)) => next_block(t, view, Some(k))?,
-            None => None,
-        };
         loop {
-            let block = match cur.take() {
+            let (block, mut bound) = match cur.take() {
                 Some((k, b)) => {
                     // Replaced in place if a new block starts where it did
                     // (a step that changes a few keys of a block), else
                     // removed at the end of the run.
-                    w.stale.push(k);
-                    b
+                    w.stale.push(k.clone());
+                    (b, Bound::Unknown(k))
                 }
-                None => vec![VERSION],
+                // No blocks: every put goes in.
+                None => (vec![VERSION], Bound::Known(None)),
             };
-            merge(
-                &block,
-                &mut next,
-                &mut puts,
-                hi.as_deref().map(|h| &h[8..]),
-                &mut w,
-                t,
-            )?;
+            found = merge(&block, &mut next, &mut puts, &mut bound, &mut w, t)?;
             // Go on into the next block if this run would end in a small
             // block. (A put in the next block finds it from the top: as
             // cheap as finding the block after it here, and a step that
             // changes a few keys need not.)
-            let Some(h) = hi.take() else { break };
             if w.pending() >= MIN {
                 break;
             }
-            let after = next_block(t, view, Some(&h))?;
+            let hi = match bound {
+                Bound::Known(hi) => hi,
+                // After the blocks this run wrote, not the first of them.
+                Bound::Unknown(k) => next_block(t, view, Some(run_end(&k, w.written())))?,
+            };
+            let Some(h) = hi else { break };
             let b = block_bytes(t, &h)?;
             cur = Some((h, b));
-            hi = after;
         }
         w.finish(t)?;
     }
@@ -283,27 +285,89 @@ fn block_bytes(t: &impl ReadableTable<Bytes, Bytes>, key: &[u8]) -> Result<Vec<u
     }
 }
 
-/// Merges `block`'s entries with the puts below `hi` (all, if `None`)
-/// into `w`.
+/// Where the puts of a block being merged end: below the first key of
+/// the block after it. A put at or below one of the block's own keys is
+/// in it, so the next block is looked up only for a put past the
+/// block's last key, and then by that put's own lookup, which the next
+/// run starts from if the put falls elsewhere.
+enum Bound {
+    /// Not looked up yet: the block's table key.
+    Unknown(Vec<u8>),
+    /// The table key of the next block (`None`: there is none).
+    Known(Option<Vec<u8>>),
+}
+
+impl Bound {
+    /// Whether the put of `key`, past every entry of the block, goes in
+    /// it; if not, the block it falls in (found to tell), in `found`.
+    ///
+    /// `written` is the table key of the last block the run wrote: the
+    /// blocks from the merged block's key to it are the run's own (cut
+    /// from the block and its puts), not the block after it.
+    fn admits(
+        &mut self,
+        key: &[u8],
+        t: &impl ReadableTable<Bytes, Bytes>,
+        written: Option<&[u8]>,
+        found: &mut Option<Found>,
+    ) -> Result<bool, StoreError> {
+        if let Bound::Unknown(k) = self {
+            let view =
+                ViewId::from_be_bytes(k[..8].try_into().expect("a table key holds its view"));
+            let own = run_end(k, written);
+            let f = floor(t, view, key)?;
+            if f.as_ref().is_some_and(|(fk, _)| fk.as_slice() > own) {
+                *found = Some(f);
+                return Ok(false);
+            }
+            // Past the block's last key and still in it: the block after
+            // it (and the run's) bounds this put and those that follow.
+            *self = Bound::Known(next_block(t, view, Some(own))?);
+        }
+        match self {
+            Bound::Known(hi) => Ok(hi.as_deref().is_none_or(|h| key < &h[8..])),
+            Bound::Unknown(_) => unreachable!("looked up above"),
+        }
+    }
+}
+
+/// The last table key a run that started at block `k` may have written
+/// (`written`: the last block it wrote): blocks up to it are the run's.
+fn run_end<'a>(k: &'a [u8], written: Option<&'a [u8]>) -> &'a [u8] {
+    written.map_or(k, |w| w.max(k))
+}
+
+/// Merges `block`'s entries with its puts (those below `bound`) into
+/// `w`. Returns the block the next put falls in if it was looked up.
 fn merge<'k, 'v>(
     block: &[u8],
     next: &mut Option<(&'k [u8], Option<&'v [u8]>)>,
     puts: &mut Ascending<'_, 'k, 'v>,
-    hi: Option<&[u8]>,
+    bound: &mut Bound,
     w: &mut Writer,
     t: &mut Table<Bytes, Bytes>,
-) -> Result<(), StoreError> {
+) -> Result<Option<Found>, StoreError> {
     let mut old = entries(block)?;
     let mut o = old.next_entry()?;
+    let mut found = None;
     loop {
-        let put = next.filter(|(k, _)| hi.is_none_or(|h| *k < h));
-        match (o, put) {
-            (None, None) => return Ok(()),
-            (Some((ok, ov)), None) => {
-                w.push(ok, ov, t)?;
-                o = old.next_entry()?;
+        let put = match (*next, o) {
+            (None, _) => None,
+            // At or below one of the block's keys: in the block.
+            (Some((pk, _)), Some((ok, _))) if pk <= ok => *next,
+            // The block's entries below it go first.
+            (Some(_), Some(_)) => None,
+            (Some((pk, _)), None) => {
+                if found.is_none() && bound.admits(pk, t, w.written(), &mut found)? {
+                    *next
+                } else {
+                    None
+                }
             }
-            (Some((ok, ov)), Some((pk, _))) if ok < pk => {
+        };
+        match (o, put) {
+            (None, None) => return Ok(found),
+            (Some((ok, ov)), None) => {
                 w.push(ok, ov, t)?;
                 o = old.next_entry()?;
             }
@@ -356,6 +420,8 @@ struct Writer {
     /// The table keys of the blocks the run replaces: each goes when the
     /// run ends, unless a new block took its key (and so its place).
     stale: Vec<Vec<u8>>,
+    /// The table key of the last block the run wrote.
+    written: Option<Vec<u8>>,
     /// Encoded entries not yet in a block.
     buf: Vec<u8>,
     /// Where each entry in `buf` starts, and its key's span.
@@ -368,10 +434,16 @@ impl Writer {
         Writer {
             view,
             stale: Vec::new(),
+            written: None,
             buf: Vec::new(),
             starts: Vec::new(),
             block: Vec::new(),
         }
+    }
+
+    /// The table key of the last block this run wrote.
+    fn written(&self) -> Option<&[u8]> {
+        self.written.as_deref()
     }
 
     /// Bytes of entries not yet written.
@@ -423,6 +495,7 @@ impl Writer {
         self.block.extend_from_slice(&self.buf[..end]);
         t.insert(key.as_slice(), self.block.as_slice())?;
         self.stale.retain(|k| *k != key);
+        self.written = Some(key);
         self.buf.drain(..end);
         self.starts.drain(..n);
         for s in &mut self.starts {
@@ -449,6 +522,7 @@ impl Writer {
         for k in self.stale.drain(..) {
             t.remove(k.as_slice())?;
         }
+        self.written = None;
         Ok(())
     }
 }
