@@ -11,6 +11,8 @@ use std::hash::BuildHasher;
 
 mod untracked;
 
+use untracked::Untracked;
+
 /// A range of [`Pending::arena`], in 32 bits (a pending change is most
 /// of a replay's memory): the arena is committed before it reaches
 /// [`ARENA_LIMIT`].
@@ -98,14 +100,10 @@ pub(crate) struct Pending {
     cutoff: u64,
     /// The last log time of a change let go of that way.
     dropped: u64,
-    /// Rows changed at `unsure_at` by outputs not known to change them,
-    /// with their rows before: a change only if the row differs once
-    /// that log time is over.
-    unsure: Vec<(u32, Option<Span>)>,
+    /// The rows changed at `unsure_at`, log time by log time
+    /// ([`Pending::sink_untracked`]).
+    unsure: Vec<Untracked>,
     unsure_at: u64,
-    /// The row retracted last by an untracked change, and its bytes' span:
-    /// the insertion that follows reuses the span when it fits exactly.
-    freed: Option<(u32, Span)>,
     /// Dead letters.
     pub(crate) state: Puts,
     pub(crate) records: u64,
@@ -222,7 +220,6 @@ impl Pending {
             }
         }
         self.resolve_unsure();
-        self.freed = None;
         self.index.clear();
         self.records = 0;
         self.staged = 0;
