@@ -343,13 +343,7 @@ fn report(label: &str, times: &mut [std::time::Duration]) {
 
 async fn read_log(dir: &std::path::Path) -> anyhow::Result<()> {
     use kappa_log::Log;
-    let log = EmbeddedLog::open(
-        dir.join("log"),
-        LogOptions {
-            cleaner_interval: None,
-            ..LogOptions::default()
-        },
-    )?;
+    let log = open_log(dir)?;
     for _ in 0..3 {
         let (started, cpu) = (Instant::now(), cpu_secs());
         let mut reader = log
@@ -383,15 +377,20 @@ async fn read_log(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
-    kappa_engine::memory::tune_allocator(budget);
-    let log = EmbeddedLog::open(
+/// The embedded log in `dir` (no cleaner: nothing is removed mid-run).
+fn open_log(dir: &std::path::Path) -> anyhow::Result<EmbeddedLog> {
+    Ok(EmbeddedLog::open(
         dir.join("log"),
         LogOptions {
             cleaner_interval: None,
             ..LogOptions::default()
         },
-    )?;
+    )?)
+}
+
+fn open_engine(dir: &std::path::Path, budget: usize) -> anyhow::Result<Engine> {
+    kappa_engine::memory::tune_allocator(budget);
+    let log = open_log(dir)?;
     let store = RedbStore::open(&dir.join("state.redb"), &StoreOptions::default())?;
     Ok(Engine::open_with(
         Arc::new(log),

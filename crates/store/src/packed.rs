@@ -308,26 +308,28 @@ impl Bound {
         &mut self,
         key: &[u8],
         t: &impl ReadableTable<Bytes, Bytes>,
+        view: ViewId,
         written: Option<&[u8]>,
         found: &mut Option<Found>,
     ) -> Result<bool, StoreError> {
-        if let Bound::Unknown(k) = self {
-            let view =
-                ViewId::from_be_bytes(k[..8].try_into().expect("a table key holds its view"));
-            let own = run_end(k, written);
-            let f = floor(t, view, key)?;
-            if f.as_ref().is_some_and(|(fk, _)| fk.as_slice() > own) {
-                *found = Some(f);
-                return Ok(false);
+        let hi = match self {
+            Bound::Known(hi) => hi,
+            Bound::Unknown(k) => {
+                let own = run_end(k, written);
+                let f = floor(t, view, key)?;
+                if f.as_ref().is_some_and(|(fk, _)| fk.as_slice() > own) {
+                    *found = Some(f);
+                    return Ok(false);
+                }
+                // Past the block's last key and still in it: the block
+                // after it (and the run's) bounds this put and those that
+                // follow.
+                let next = next_block(t, view, Some(own))?;
+                *self = Bound::Known(next);
+                return self.admits(key, t, view, written, found);
             }
-            // Past the block's last key and still in it: the block after
-            // it (and the run's) bounds this put and those that follow.
-            *self = Bound::Known(next_block(t, view, Some(own))?);
-        }
-        match self {
-            Bound::Known(hi) => Ok(hi.as_deref().is_none_or(|h| key < &h[8..])),
-            Bound::Unknown(_) => unreachable!("looked up above"),
-        }
+        };
+        Ok(hi.as_deref().is_none_or(|h| key < &h[8..]))
     }
 }
 
@@ -358,7 +360,7 @@ fn merge<'k, 'v>(
             // The block's entries below it go first.
             (Some(_), Some(_)) => None,
             (Some((pk, _)), None) => {
-                if found.is_none() && bound.admits(pk, t, w.written(), &mut found)? {
+                if found.is_none() && bound.admits(pk, t, w.view, w.written(), &mut found)? {
                     *next
                 } else {
                     None
