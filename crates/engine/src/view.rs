@@ -444,7 +444,7 @@ impl ViewRuntime {
                 Some(tokio::spawn(produce(reading, decoders, tx))),
             )
         };
-        let cutoff = head.saturating_sub(self.history_micros);
+        let cutoff = self.cutoff(head);
         let mut pending: Vec<Pending> = (0..=self.shards.len())
             .map(|_| Pending::with_cutoff(cutoff))
             .collect();
@@ -565,6 +565,12 @@ impl ViewRuntime {
         Ok(())
     }
 
+    /// Changes at or before this log time, on the way to `head`, are
+    /// older than the view's history: they are not kept.
+    fn cutoff(&self, head: u64) -> u64 {
+        head.saturating_sub(self.history_micros)
+    }
+
     /// Takes what is pending, with the operators' changed state, for a
     /// commit taking the view to `position` on the way to `head`. History
     /// older than the retention before `head` is trimmed in the same
@@ -593,7 +599,7 @@ impl ViewRuntime {
         Sealed {
             view: self.id,
             position,
-            cutoff: head.saturating_sub(self.history_micros),
+            cutoff: self.cutoff(head),
             live,
             soon: live || last,
             parts,
@@ -692,8 +698,7 @@ impl ViewRuntime {
             self.history = History::new(self.stage_bytes);
         }
         let shards: Vec<_> = pending.iter().map(Pending::changes).collect();
-        self.history
-            .encode(&shards, head.saturating_sub(self.history_micros));
+        self.history.encode(&shards, self.cutoff(head));
         pending.iter_mut().for_each(Pending::clear_changes);
         if let Some(blocks) = self.history.ready() {
             let view = self.id;

@@ -251,9 +251,9 @@ pub(crate) fn put(
             };
             found = merge(&block, &mut next, &mut puts, &mut bound, &mut w, t)?;
             // Go on into the next block if this run would end in a small
-            // block. (A put in the next block finds it from the top: as
-            // cheap as finding the block after it here, and a step that
-            // changes a few keys need not.)
+            // block (the only time the block after it is read here; a
+            // put past this block starts the next run from the block its
+            // own lookup found).
             if w.pending() >= MIN {
                 break;
             }
