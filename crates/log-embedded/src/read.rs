@@ -184,6 +184,14 @@ pub fn decode_chunk_into(
             return;
         }
         let b = *buffer.get_or_insert_with(|| out.add_buffer(bytes.clone()));
+        // `RecordColumns::record_size`, from what is at hand.
+        let this = 48
+            + r.key.map_or(0, |(_, len)| len)
+            + r.value.map_or(0, |(_, len)| len)
+            + r.headers
+                .iter()
+                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+                .sum::<usize>();
         out.push(
             topic,
             header.partition,
@@ -195,7 +203,8 @@ pub fn decode_chunk_into(
             r.value,
             r.headers,
         );
-        size += out.entries().last().map_or(0, |e| out.record_size(e));
+        debug_assert_eq!(out.entries().last().map(|e| out.record_size(e)), Some(this));
+        size += this;
     })
     .map_err(|e| corrupt(plan, e.0))?;
     Ok(size)

@@ -80,6 +80,8 @@ pub struct RecordDecoder<'t> {
     reads: Option<Vec<bool>>,
     /// Whether `_key` is read (or else left null).
     reads_key: bool,
+    /// The columns' names, for the fast path.
+    names: flat::Names<'t>,
     slots: Vec<Got>,
     scratch: String,
     builders: Vec<Builder>,
@@ -97,6 +99,7 @@ impl<'t> RecordDecoder<'t> {
             def,
             reads: None,
             reads_key: true,
+            names: flat::Names::new(columns),
             slots: vec![Got::Missing; columns.len()],
             scratch: String::new(),
             builders: columns
@@ -147,7 +150,13 @@ impl<'t> RecordDecoder<'t> {
         }
         self.scratch.clear();
         let reads = self.reads.as_deref();
-        if !flat::scan(value, columns, reads, &mut self.slots, &mut self.scratch) {
+        if !flat::scan(
+            value,
+            &self.names,
+            reads,
+            &mut self.slots,
+            &mut self.scratch,
+        ) {
             self.parse(value)?;
         }
         self.typed(columns)

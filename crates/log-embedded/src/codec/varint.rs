@@ -15,7 +15,21 @@ pub fn put_i64(out: &mut Vec<u8>, v: i64) {
 }
 
 /// Reads a varint at `*at`, advancing it.
+#[inline]
 pub fn get_u64(buf: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
+    // Most varints in a chunk (lengths, deltas, attributes' neighbours)
+    // are one byte.
+    if let Some(&byte) = buf.get(*at)
+        && byte < 0x80
+    {
+        *at += 1;
+        return Ok(u64::from(byte));
+    }
+    get_u64_long(buf, at)
+}
+
+#[inline(never)]
+fn get_u64_long(buf: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
     let mut v: u64 = 0;
     for shift in (0..64).step_by(7) {
         let byte = *buf
@@ -39,6 +53,7 @@ pub fn get_i64(buf: &[u8], at: &mut usize) -> Result<i64, DecodeError> {
 }
 
 /// A varint that must fit in `usize` and in the remaining buffer, for lengths.
+#[inline]
 pub fn get_len(buf: &[u8], at: &mut usize) -> Result<usize, DecodeError> {
     let v = get_u64(buf, at)?;
     let remaining = buf.len().saturating_sub(*at) as u64;
