@@ -187,7 +187,11 @@ impl EmbeddedMergedReader {
             (state.head, all, next, cut)
         };
         let reads: Vec<ChunkRead> = planned.iter().map(|p| p.read.clone()).collect();
-        let mut fresh = RecordColumns::default();
+        let records = planned
+            .iter()
+            .map(|p| p.read.loc.record_count as usize)
+            .sum();
+        let mut fresh = RecordColumns::with_capacity(records);
         let mut fresh_bytes = 0;
         let mut at = 0;
         for span in coalesce(&reads) {

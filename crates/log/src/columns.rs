@@ -64,6 +64,14 @@ pub struct RecordColumns {
 }
 
 impl RecordColumns {
+    /// Empty, with room for `records` entries.
+    pub fn with_capacity(records: usize) -> RecordColumns {
+        RecordColumns {
+            entries: Vec::with_capacity(records),
+            ..RecordColumns::default()
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -191,10 +199,35 @@ impl RecordColumns {
 
     /// Puts the entries in log-time order (stable: records at one log
     /// time keep their order).
+    ///
+    /// Entries usually come as runs that interleave only within a
+    /// transaction (one run per chunk, its chunks side by side), so each
+    /// stretch that no record before or after it reaches into is sorted on
+    /// its own: a sort of the whole merged every run with every other, and
+    /// moved each entry once per merge.
     pub fn sort_by_log_time(&mut self) {
-        if !self.entries.is_sorted_by_key(|e| e.log_time) {
-            self.entries.sort_by_key(|e| e.log_time);
+        if self.entries.is_sorted_by_key(|e| e.log_time) {
+            return;
         }
+        // The least log time from each entry on.
+        let mut least = vec![LogTime(u64::MAX); self.entries.len() + 1];
+        for (i, e) in self.entries.iter().enumerate().rev() {
+            least[i] = e.log_time.min(least[i + 1]);
+        }
+        let (mut start, mut most) = (0, LogTime(0));
+        for i in 0..self.entries.len() {
+            most = most.max(self.entries[i].log_time);
+            // A cut after `i`: nothing from `i + 1` on is below `most`.
+            if i + 1 == self.entries.len() || most < least[i + 1] {
+                let stretch = &mut self.entries[start..=i];
+                if !stretch.is_sorted_by_key(|e| e.log_time) {
+                    stretch.sort_by_key(|e| e.log_time);
+                }
+                start = i + 1;
+            }
+        }
+        debug_assert_eq!(start, self.entries.len());
+        debug_assert!(self.entries.is_sorted_by_key(|e| e.log_time));
     }
 
     /// The number of leading entries at or before `t` (entries sorted).
@@ -382,6 +415,68 @@ mod tests {
                     .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
                     .sum::<usize>();
             assert_eq!(c.record_size(e), size);
+        }
+    }
+
+    /// Sorting stretch by stretch gives what one stable sort gives:
+    /// transactions of interleaved runs, runs that reach across
+    /// transactions, and equal log times (kept in their order).
+    #[test]
+    fn sorting_by_stretches_is_one_stable_sort() {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            | 1;
+        println!("seed {seed}");
+        let mut x = seed;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for case in 0..2_000 {
+            let mut times = Vec::new();
+            let mut base = 0;
+            for _ in 0..next(8) {
+                // A transaction: `runs` runs dealing out its log times.
+                let (len, runs) = (1 + next(30), 1 + next(4));
+                let mut dealt = vec![Vec::new(); runs as usize];
+                for t in base..base + len {
+                    dealt[next(runs) as usize].push(t);
+                }
+                times.extend(dealt.into_iter().flatten());
+                base += len + next(3);
+            }
+            // Now and then a log time from anywhere, or a repeat.
+            for _ in 0..next(3) {
+                let at = next(times.len() as u64 + 1) as usize;
+                let t = match times.get(next(times.len() as u64 + 1) as usize) {
+                    Some(&t) if next(2) == 0 => t,
+                    _ => next(base + 1),
+                };
+                times.insert(at, t);
+            }
+            let mut c = RecordColumns::default();
+            let topic: Arc<str> = Arc::from("a");
+            for (i, &t) in times.iter().enumerate() {
+                let mut r = record(&topic, t, None, None);
+                r.offset = i as u64;
+                c.push_record(&r);
+            }
+            let mut want: Vec<(u64, u64)> = c
+                .entries()
+                .iter()
+                .map(|e| (e.log_time.0, e.offset))
+                .collect();
+            want.sort_by_key(|&(t, _)| t);
+            c.sort_by_log_time();
+            let got: Vec<(u64, u64)> = c
+                .entries()
+                .iter()
+                .map(|e| (e.log_time.0, e.offset))
+                .collect();
+            assert_eq!(got, want, "case {case}, seed {seed}: {times:?}");
         }
     }
 

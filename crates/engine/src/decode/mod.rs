@@ -94,39 +94,58 @@ pub struct RecordDecoder<'t> {
 
 impl<'t> RecordDecoder<'t> {
     pub fn new(def: &'t TopicDef) -> RecordDecoder<'t> {
+        RecordDecoder::with_capacity(def, None, 0)
+    }
+
+    /// A decoder for a view that reads only the columns marked in `reads`
+    /// (`None`: all, checked).
+    pub fn reading(def: &'t TopicDef, reads: Option<&[bool]>) -> RecordDecoder<'t> {
+        RecordDecoder::with_capacity(def, reads, 0)
+    }
+
+    /// [`RecordDecoder::reading`], its builders sized for `rows` records
+    /// (a replay's batches are tens of thousands: grown from the default,
+    /// each column was copied a dozen times over).
+    pub fn with_capacity(
+        def: &'t TopicDef,
+        reads: Option<&[bool]>,
+        rows: usize,
+    ) -> RecordDecoder<'t> {
         let columns = def.columns.as_deref().unwrap_or_default();
+        let key = columns.len() + 3;
+        let reads_key = reads.is_none_or(|r| r.get(key).copied().unwrap_or(true));
+        let read = |i: usize| reads.is_none_or(|r| r.get(i).copied().unwrap_or(true));
+        // Bytes of text a read column is given at first; it grows past it.
+        const TEXT: usize = 16;
+        let text =
+            |n: usize, read: bool| StringBuilder::with_capacity(n, if read { n * TEXT } else { 0 });
+        let n = rows;
         RecordDecoder {
             def,
-            reads: None,
-            reads_key: true,
+            reads: reads.map(<[bool]>::to_vec),
+            reads_key,
             names: flat::Names::new(columns),
             slots: vec![Got::Missing; columns.len()],
             scratch: String::new(),
             builders: columns
                 .iter()
-                .map(|c| match c.ty {
-                    ColumnType::Text => Builder::Text(StringBuilder::new()),
-                    ColumnType::BigInt => Builder::BigInt(Int64Builder::new()),
-                    ColumnType::Double => Builder::Double(Float64Builder::new()),
-                    ColumnType::Boolean => Builder::Boolean(BooleanBuilder::new()),
-                    ColumnType::Timestamp => Builder::Timestamp(TimestampMicrosecondBuilder::new()),
+                .enumerate()
+                .map(|(i, c)| match c.ty {
+                    ColumnType::Text => Builder::Text(text(n, read(i))),
+                    ColumnType::BigInt => Builder::BigInt(Int64Builder::with_capacity(n)),
+                    ColumnType::Double => Builder::Double(Float64Builder::with_capacity(n)),
+                    ColumnType::Boolean => Builder::Boolean(BooleanBuilder::with_capacity(n)),
+                    ColumnType::Timestamp => {
+                        Builder::Timestamp(TimestampMicrosecondBuilder::with_capacity(n))
+                    }
                 })
                 .collect(),
-            payload: StringBuilder::new(),
-            partition: UInt32Builder::new(),
-            offset: UInt64Builder::new(),
-            log_time: TimestampMicrosecondBuilder::new(),
-            key: StringBuilder::new(),
+            payload: text(if def.columns.is_none() { n } else { 0 }, true),
+            partition: UInt32Builder::with_capacity(n),
+            offset: UInt64Builder::with_capacity(n),
+            log_time: TimestampMicrosecondBuilder::with_capacity(n),
+            key: text(n, reads_key),
         }
-    }
-
-    /// A decoder for a view that reads only the columns marked in `reads`.
-    pub fn reading(def: &'t TopicDef, reads: Option<&[bool]>) -> RecordDecoder<'t> {
-        let mut d = RecordDecoder::new(def);
-        d.reads = reads.map(<[bool]>::to_vec);
-        let key = def.columns.as_ref().map_or(0, Vec::len) + 3;
-        d.reads_key = reads.is_none_or(|r| r.get(key).copied().unwrap_or(true));
-        d
     }
 
     /// Parses and checks one value; on success it is held until
@@ -409,7 +428,7 @@ fn decode_each<'a>(
     reads: Option<&[bool]>,
     records: impl Iterator<Item = (Option<&'a [u8]>, Position<'a>)>,
 ) -> (RecordBatch, Vec<(usize, Rejection)>) {
-    let mut d = RecordDecoder::reading(def, reads);
+    let mut d = RecordDecoder::with_capacity(def, reads, records.size_hint().0);
     let mut rejected = Vec::new();
     for (i, (value, at)) in records.enumerate() {
         let value = value.unwrap_or(b"null");

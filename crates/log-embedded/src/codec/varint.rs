@@ -30,17 +30,19 @@ pub fn get_u64(buf: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
 
 #[inline(never)]
 fn get_u64_long(buf: &[u8], at: &mut usize) -> Result<u64, DecodeError> {
-    let mut v: u64 = 0;
-    for shift in (0..64).step_by(7) {
-        let byte = *buf
-            .get(*at)
-            .ok_or_else(|| DecodeError("varint runs past the end".into()))?;
-        *at += 1;
+    let (mut v, mut i) = (0u64, *at);
+    // Bytes 1 to 10 carry bits from 0, 7, ..., 63.
+    for shift in [0, 7, 14, 21, 28, 35, 42, 49, 56, 63] {
+        let Some(&byte) = buf.get(i) else {
+            return Err(DecodeError("varint runs past the end".into()));
+        };
+        i += 1;
         if shift == 63 && byte > 1 {
             return Err(DecodeError("varint overflows 64 bits".into()));
         }
-        v |= ((byte & 0x7f) as u64) << shift;
+        v |= u64::from(byte & 0x7f) << shift;
         if byte & 0x80 == 0 {
+            *at = i;
             return Ok(v);
         }
     }
@@ -83,6 +85,33 @@ mod tests {
             put_i64(&mut buf, v);
             let mut at = 0;
             assert_eq!(get_i64(&buf, &mut at).unwrap(), v);
+        }
+    }
+
+    /// Every length, with and without bytes after it, reads as written.
+    #[test]
+    fn varints_of_every_length_round_trip() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for bits in 0..=64 {
+            for _ in 0..200 {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let v = if bits == 64 {
+                    x
+                } else {
+                    x & ((1u64 << bits) - 1)
+                };
+                for tail in [0usize, 3, 9] {
+                    let mut buf = Vec::new();
+                    put_u64(&mut buf, v);
+                    let len = buf.len();
+                    buf.extend(std::iter::repeat_n(0xffu8, tail));
+                    let mut at = 0;
+                    assert_eq!(get_u64(&buf, &mut at).unwrap(), v, "{v:#x} tail {tail}");
+                    assert_eq!(at, len, "{v:#x} tail {tail}");
+                }
+            }
         }
     }
 
