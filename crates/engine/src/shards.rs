@@ -10,6 +10,7 @@
 use crate::EngineError;
 use crate::ops::aggregate::Shard;
 use crate::ops::direct::{Direct, DirectRows};
+use crate::ops::group_keys::BatchKeys;
 use crate::ops::{Delta, Stage};
 use crate::pending::{Pending, sink};
 use crate::view::StoreSource;
@@ -56,6 +57,14 @@ pub(crate) fn apply(
     pending: &mut [Pending],
 ) -> Result<(), EngineError> {
     let of = shards.len();
+    // Every row's group key encoded and hashed once, here, for all the
+    // shards: each used to encode and hash every row to find its own.
+    let keys = (of > 1).then(|| {
+        let mut keys = BatchKeys::default();
+        keys.fill(&evaluated.0, delta.batch.num_rows(), None);
+        keys
+    });
+    let keys = keys.as_ref();
     let fold = |stages: &mut [Stage], index: usize, pending: &mut Pending| {
         let mut source = StoreSource {
             read: store.read()?,
@@ -72,9 +81,9 @@ pub(crate) fn apply(
                 plan: &plan,
                 pending,
             };
-            return a.fold(delta, evaluated, shard, &mut source, &mut rows);
+            return a.fold(delta, evaluated, shard, keys, &mut source, &mut rows);
         }
-        let mut out = a.apply_evaluated(delta, evaluated, shard, &mut source)?;
+        let mut out = a.apply_evaluated(delta, evaluated, shard, keys, &mut source)?;
         for s in after {
             out = s.apply(out, &mut source)?;
         }

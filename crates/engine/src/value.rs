@@ -151,8 +151,11 @@ fn put_f64(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+/// The tag of a text cell.
+pub(crate) const TEXT: u8 = 6;
+
 fn put_text(out: &mut Vec<u8>, s: &str) {
-    out.push(6);
+    out.push(TEXT);
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 
 use super::group_index::GroupIndex;
 pub use super::group_keys::Shard;
-use super::group_keys::{BatchKeys, key_hash};
+use super::group_keys::{BatchKeys, Rows, key_hash};
 use smallvec::SmallVec;
 
 /// Where groups not in memory come from (the store, at the view's frontier).
@@ -427,18 +427,19 @@ impl Aggregate {
         state: &mut dyn StateSource,
     ) -> Result<Delta, EngineError> {
         let evaluated = self.evaluate(&delta.batch)?;
-        self.apply_evaluated(&delta, &evaluated, None, state)
+        self.apply_evaluated(&delta, &evaluated, None, None, state)
     }
 
     /// Folds the rows of `delta` into the groups, with their expressions
     /// already evaluated (by [`Aggregate::evaluate`] on the whole batch):
     /// all rows, or with `Some(Shard)` only those of the groups of that
-    /// shard.
-    pub fn apply_evaluated(
+    /// shard (their keys taken from `keys`, when every row's are there).
+    pub(crate) fn apply_evaluated(
         &mut self,
         delta: &Delta,
         evaluated: &(Vec<ArrayRef>, Vec<ArrayRef>),
         shard: Option<Shard>,
+        keys: Option<&BatchKeys>,
         state: &mut dyn StateSource,
     ) -> Result<Delta, EngineError> {
         let n = delta.batch.num_rows();
@@ -446,23 +447,41 @@ impl Aggregate {
             Some(s) => 2 * n / s.of.max(1) + 64,
             None => 2 * n,
         });
-        self.fold(delta, evaluated, shard, state, &mut out)?;
+        self.fold(delta, evaluated, shard, keys, state, &mut out)?;
         self.finish(out, &evaluated.0)
     }
 
     /// Folds the rows of `delta` (all, or those of `shard`'s groups) into
     /// the groups, each changed group's old and new row into `out`.
+    /// `keys`: every row's group key, encoded and hashed once for all the
+    /// shards (else this shard encodes and hashes them).
     pub(crate) fn fold(
         &mut self,
         delta: &Delta,
         (group_cols, arg_cols): &(Vec<ArrayRef>, Vec<ArrayRef>),
         shard: Option<Shard>,
+        keys: Option<&BatchKeys>,
         state: &mut dyn StateSource,
         out: &mut impl Emit,
     ) -> Result<(), EngineError> {
         let mut batch = std::mem::take(&mut self.batch);
-        batch.fill(group_cols, delta.batch.num_rows(), shard);
-        let folded = self.fold_rows(delta, &batch, group_cols.len(), arg_cols, state, out);
+        let rows = match (keys, shard) {
+            (Some(all), Some(shard)) => {
+                batch.pick(all, shard);
+                Rows {
+                    keys: all,
+                    picked: Some(&batch.rows),
+                }
+            }
+            _ => {
+                batch.fill(group_cols, delta.batch.num_rows(), shard);
+                Rows {
+                    keys: &batch,
+                    picked: None,
+                }
+            }
+        };
+        let folded = self.fold_rows(delta, &rows, group_cols.len(), arg_cols, state, out);
         self.batch = batch;
         folded
     }
@@ -471,7 +490,7 @@ impl Aggregate {
     fn fold_rows(
         &mut self,
         delta: &Delta,
-        batch: &BatchKeys,
+        batch: &Rows<'_>,
         width: usize,
         arg_cols: &[ArrayRef],
         state: &mut dyn StateSource,
@@ -480,20 +499,17 @@ impl Aggregate {
         let global = self.is_global();
         let mut old = Vec::with_capacity(self.aggs.len());
         let mut new = Vec::with_capacity(self.aggs.len());
-        for (j, &i) in batch.rows.iter().enumerate() {
-            if let Some(&ahead) = batch.hashes.get(j + 3 * AHEAD) {
+        for j in 0..batch.len() {
+            if let Some(ahead) = batch.hash_of(j + 3 * AHEAD) {
                 self.index.prefetch(ahead);
             }
-            if let Some(&ahead) = batch.hashes.get(j + 2 * AHEAD) {
+            if let Some(ahead) = batch.hash_of(j + 2 * AHEAD) {
                 self.prefetch_slot(ahead, out);
             }
-            if let Some(&ahead) = batch.hashes.get(j + AHEAD) {
+            if let Some(ahead) = batch.hash_of(j + AHEAD) {
                 self.prefetch_output(ahead, out);
             }
-            let i = i as usize;
-            let hash = batch.hashes[j];
-            let key = &batch.bytes[batch.starts[j]..batch.starts[j + 1]];
-            let cells = &batch.cells[j * width..(j + 1) * width];
+            let (i, hash, key, cells) = batch.get(j, width);
             let w = delta.weights[i];
             let t = delta.log_times[i];
             let slot = match self.find(hash, key) {

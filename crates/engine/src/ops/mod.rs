@@ -8,7 +8,7 @@
 pub mod aggregate;
 pub(crate) mod direct;
 mod group_index;
-mod group_keys;
+pub(crate) mod group_keys;
 pub(crate) mod output;
 pub mod window;
 
