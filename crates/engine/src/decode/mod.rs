@@ -12,9 +12,11 @@ mod flat;
 
 use crate::schema::{ColumnType, TopicDef, parse_timestamp};
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int64Builder, StringBuilder,
-    TimestampMicrosecondBuilder, UInt32Builder, UInt64Builder,
+    ArrayRef, BooleanArray, BooleanBuilder, Float64Array, Float64Builder, Int64Array, Int64Builder,
+    StringArray, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder,
+    UInt32Array, UInt32Builder, UInt64Array, UInt64Builder, new_null_array,
 };
+use datafusion::arrow::datatypes::{DataType, Field};
 use datafusion::arrow::record_batch::RecordBatch;
 use kappa_log::{LogTime, Record, RecordColumns};
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -80,6 +82,8 @@ pub struct RecordDecoder<'t> {
     reads: Option<Vec<bool>>,
     /// Whether `_key` is read (or else left null).
     reads_key: bool,
+    /// Records appended.
+    rows: usize,
     /// The columns' names, for the fast path.
     names: flat::Names<'t>,
     slots: Vec<Got>,
@@ -124,6 +128,7 @@ impl<'t> RecordDecoder<'t> {
             def,
             reads: reads.map(<[bool]>::to_vec),
             reads_key,
+            rows: 0,
             names: flat::Names::new(columns),
             slots: vec![Got::Missing; columns.len()],
             scratch: String::new(),
@@ -300,27 +305,34 @@ impl<'t> RecordDecoder<'t> {
         Ok(checked)
     }
 
+    /// Whether column `i` of the table (past the topic's columns, its
+    /// meta columns) is read: the others are not built row by row, but
+    /// made whole by [`RecordDecoder::finish`].
+    fn reads(&self, i: usize) -> bool {
+        self.reads
+            .as_deref()
+            .is_none_or(|r| r.get(i).copied().unwrap_or(true))
+    }
+
     /// Appends the record last checked, with its position in the log.
     pub fn append(&mut self, value: &[u8], r: Position<'_>) {
+        self.rows += 1;
         if self.def.columns.is_none() {
             self.payload
                 .append_value(std::str::from_utf8(value).unwrap_or_default());
         }
         let columns = self.def.columns.as_deref().unwrap_or_default();
-        for ((got, b), c) in self.slots.iter().zip(&mut self.builders).zip(columns) {
+        let reads = self.reads.as_deref();
+        for (i, (got, b)) in self.slots.iter().zip(&mut self.builders).enumerate() {
+            if reads.is_some_and(|r| !r.get(i).copied().unwrap_or(true)) {
+                continue;
+            }
             match (b, got) {
                 (Builder::Text(b), Got::Text(x, y)) => b.append_value(&self.scratch[*x..*y]),
                 (Builder::BigInt(b), Got::Int(v)) => b.append_value(*v),
                 (Builder::Double(b), Got::Float(v)) => b.append_value(*v),
                 (Builder::Boolean(b), Got::Bool(v)) => b.append_value(*v),
                 (Builder::Timestamp(b), Got::Int(v)) => b.append_value(*v),
-                // A NOT NULL column here is one the view does not read
-                // (a checked record has it): any value of its type will do.
-                (Builder::Text(b), _) if c.not_null => b.append_value(""),
-                (Builder::BigInt(b), _) if c.not_null => b.append_value(0),
-                (Builder::Double(b), _) if c.not_null => b.append_value(0.0),
-                (Builder::Boolean(b), _) if c.not_null => b.append_value(false),
-                (Builder::Timestamp(b), _) if c.not_null => b.append_value(0),
                 (Builder::Text(b), _) => b.append_null(),
                 (Builder::BigInt(b), _) => b.append_null(),
                 (Builder::Double(b), _) => b.append_null(),
@@ -328,22 +340,58 @@ impl<'t> RecordDecoder<'t> {
                 (Builder::Timestamp(b), _) => b.append_null(),
             }
         }
-        self.partition.append_value(r.partition);
-        self.offset.append_value(r.offset);
+        let meta = columns.len();
+        if self.reads(meta) {
+            self.partition.append_value(r.partition);
+        }
+        if self.reads(meta + 1) {
+            self.offset.append_value(r.offset);
+        }
         self.log_time.append_value(r.log_time.0 as i64);
-        match r.key {
-            Some(k) if self.reads_key => self.key.append_value(String::from_utf8_lossy(k)),
-            _ => self.key.append_null(),
+        if self.reads_key {
+            match r.key {
+                Some(k) => self.key.append_value(String::from_utf8_lossy(k)),
+                None => self.key.append_null(),
+            }
         }
     }
 
-    /// The records appended so far, as one batch of the topic's table.
+    /// The records appended so far, as one batch of the topic's table. A
+    /// column not read is all nulls, or, NOT NULL, any value of its type
+    /// (a checked record has it; the view does not look).
     pub fn finish(mut self) -> RecordBatch {
-        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(self.builders.len() + 5);
+        let n = self.rows;
+        let schema = self.def.arrow_schema();
+        let mut arrays: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());
         if self.def.columns.is_none() {
             arrays.push(Arc::new(self.payload.finish()));
         }
-        for b in &mut self.builders {
+        let columns = self.def.columns.as_deref().unwrap_or_default();
+        let unread: Vec<bool> = (0..columns.len() + 4).map(|i| !self.reads(i)).collect();
+        let filler = |field: &Field| -> ArrayRef {
+            if field.is_nullable() {
+                return new_null_array(field.data_type(), n);
+            }
+            let zeros = || vec![0; n];
+            match field.data_type() {
+                DataType::Utf8 => {
+                    Arc::new(StringArray::from_iter_values(std::iter::repeat_n("", n)))
+                }
+                DataType::Int64 => Arc::new(Int64Array::from(zeros())),
+                DataType::UInt32 => Arc::new(UInt32Array::from(vec![0u32; n])),
+                DataType::UInt64 => Arc::new(UInt64Array::from(vec![0u64; n])),
+                DataType::Float64 => Arc::new(Float64Array::from(vec![0.0; n])),
+                DataType::Boolean => Arc::new(BooleanArray::from(vec![false; n])),
+                DataType::Timestamp(..) => Arc::new(TimestampMicrosecondArray::from(zeros())),
+                other => unreachable!("no column of the topic table is {other}"),
+            }
+        };
+        let first = usize::from(self.def.columns.is_none());
+        for (i, b) in self.builders.iter_mut().enumerate() {
+            if unread[i] {
+                arrays.push(filler(schema.field(first + i)));
+                continue;
+            }
             arrays.push(match b {
                 Builder::Text(b) => Arc::new(b.finish()),
                 Builder::BigInt(b) => Arc::new(b.finish()),
@@ -352,12 +400,25 @@ impl<'t> RecordDecoder<'t> {
                 Builder::Timestamp(b) => Arc::new(b.finish()),
             });
         }
-        arrays.push(Arc::new(self.partition.finish()));
-        arrays.push(Arc::new(self.offset.finish()));
+        let meta = first + columns.len();
+        let m = columns.len();
+        arrays.push(if unread[m] {
+            filler(schema.field(meta))
+        } else {
+            Arc::new(self.partition.finish())
+        });
+        arrays.push(if unread[m + 1] {
+            filler(schema.field(meta + 1))
+        } else {
+            Arc::new(self.offset.finish())
+        });
         arrays.push(Arc::new(self.log_time.finish()));
-        arrays.push(Arc::new(self.key.finish()));
-        RecordBatch::try_new(self.def.arrow_schema(), arrays)
-            .expect("the builders follow the topic's schema")
+        arrays.push(if self.reads_key {
+            Arc::new(self.key.finish())
+        } else {
+            filler(schema.field(meta + 3))
+        });
+        RecordBatch::try_new(schema, arrays).expect("the builders follow the topic's schema")
     }
 }
 
@@ -762,6 +823,27 @@ mod tests {
         // Unread columns hold nothing from the records.
         assert_eq!(batch.column(2).as_primitive::<Int64Type>().null_count(), 2);
         assert_eq!(batch.column(0).as_string::<i32>().value(0), "");
+        // Meta columns are read unless the flags past the topic's say not.
+        let offsets = |b: &RecordBatch| {
+            let o = b
+                .column(6)
+                .as_primitive::<datafusion::arrow::datatypes::UInt64Type>();
+            o.values().to_vec()
+        };
+        assert_eq!(offsets(&batch), vec![0, 1]);
+        let reads = [false, true, false, false, false, true, false, true, false];
+        let (batch, _) = decode_reading(&def, &records, Some(&reads));
+        assert_eq!(
+            batch
+                .column(5)
+                .as_primitive::<datafusion::arrow::datatypes::UInt32Type>()
+                .values()
+                .to_vec(),
+            vec![0, 0]
+        );
+        assert_eq!(offsets(&batch), vec![0, 0], "an unread offset is filler");
+        assert_eq!(batch.column(8).null_count(), 2, "an unread key is null");
+        assert_eq!(batch.column(4).null_count(), 2);
         // A read column is still checked.
         let reads = [false, false, true, false, false];
         let (batch, rejected) = decode_reading(&def, &records, Some(&reads));
