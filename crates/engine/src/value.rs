@@ -99,6 +99,25 @@ pub fn encode_cell(out: &mut Vec<u8>, array: &ArrayRef, row: usize) {
 
 /// Appends a scalar (of a [`supported`] type); the same bytes as
 /// [`encode_cell`] gives the value in an array.
+/// [`encode_scalar`] of an `Int64`, without making the `ScalarValue`.
+pub(crate) fn encode_i64(out: &mut Vec<u8>, v: Option<i64>) {
+    match v {
+        None => out.push(0),
+        Some(x) => {
+            out.push(3);
+            out.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+}
+
+/// [`encode_scalar`] of a `Float64`, without making the `ScalarValue`.
+pub(crate) fn encode_f64(out: &mut Vec<u8>, v: Option<f64>) {
+    match v {
+        None => out.push(0),
+        Some(x) => put_f64(out, x),
+    }
+}
+
 pub fn encode_scalar(out: &mut Vec<u8>, v: &ScalarValue) {
     use ScalarValue as S;
     let int = |out: &mut Vec<u8>, x: i64| {
@@ -119,13 +138,13 @@ pub fn encode_scalar(out: &mut Vec<u8>, v: &ScalarValue) {
         S::Int8(Some(x)) => int(out, *x as i64),
         S::Int16(Some(x)) => int(out, *x as i64),
         S::Int32(Some(x)) => int(out, *x as i64),
-        S::Int64(Some(x)) => int(out, *x),
+        S::Int64(Some(x)) => encode_i64(out, Some(*x)),
         S::UInt8(Some(x)) => uint(out, *x as u64),
         S::UInt16(Some(x)) => uint(out, *x as u64),
         S::UInt32(Some(x)) => uint(out, *x as u64),
         S::UInt64(Some(x)) => uint(out, *x),
         S::Float32(Some(x)) => put_f64(out, *x as f64),
-        S::Float64(Some(x)) => put_f64(out, *x),
+        S::Float64(Some(x)) => encode_f64(out, Some(*x)),
         S::Utf8(Some(x)) | S::LargeUtf8(Some(x)) | S::Utf8View(Some(x)) => put_text(out, x),
         S::TimestampSecond(Some(x), _) => ts(out, x * 1_000_000),
         S::TimestampMillisecond(Some(x), _) => ts(out, x * 1_000),
@@ -214,6 +233,30 @@ pub fn decode_row(b: &[u8], types: &[DataType]) -> Option<Vec<ScalarValue>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The shortcuts for aggregate results encode as the scalars do.
+    #[test]
+    fn numbers_encode_as_their_scalars() {
+        for v in [None, Some(0), Some(-1), Some(i64::MAX), Some(i64::MIN)] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode_i64(&mut a, v);
+            encode_scalar(&mut b, &ScalarValue::Int64(v));
+            assert_eq!(a, b, "{v:?}");
+        }
+        for v in [
+            None,
+            Some(0.0),
+            Some(-0.0),
+            Some(f64::NAN),
+            Some(-1.5),
+            Some(f64::INFINITY),
+        ] {
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            encode_f64(&mut a, v);
+            encode_scalar(&mut b, &ScalarValue::Float64(v));
+            assert_eq!(a, b, "{v:?}");
+        }
+    }
 
     #[test]
     fn rows_round_trip() {

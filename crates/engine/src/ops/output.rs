@@ -5,7 +5,7 @@
 
 use super::Keys;
 use crate::EngineError;
-use crate::value::encode_scalar;
+use crate::value::{encode_f64, encode_i64, encode_scalar};
 use datafusion::arrow::array::{ArrayRef, Float64Builder, Int64Builder};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ScalarValue;
@@ -63,8 +63,8 @@ fn out_scalar(v: &Out, dt: &DataType) -> ScalarValue {
 /// [`encode_cell`] gives it in the output batch.
 pub(crate) fn encode_out(out: &mut Vec<u8>, v: &Out, dt: &DataType) {
     match (dt, v) {
-        (DataType::Int64, Out::Int(x)) => encode_scalar(out, &ScalarValue::Int64(*x)),
-        (DataType::Float64, Out::Float(x)) => encode_scalar(out, &ScalarValue::Float64(*x)),
+        (DataType::Int64, Out::Int(x)) => encode_i64(out, *x),
+        (DataType::Float64, Out::Float(x)) => encode_f64(out, *x),
         _ => encode_scalar(out, &out_scalar(v, dt)),
     }
 }
