@@ -108,10 +108,15 @@ impl BatchKeys {
         {
             // One text column, the usual GROUP BY: encoded as `encode_cell`
             // does, without its dispatch on the type for every row.
-            self.rows.reserve(n);
-            self.hashes.reserve(n);
-            self.starts.reserve(n);
-            self.cells.reserve(n);
+            // Exactly what the keys take (a tag and a length each, and
+            // the text): grown by doubling, the buffers held up to twice it.
+            let offsets = text.value_offsets();
+            let text_bytes = offsets.get(n).map_or(0, |end| (end - offsets[0]) as usize);
+            self.bytes.reserve_exact(5 * n + text_bytes);
+            self.rows.reserve_exact(n);
+            self.hashes.reserve_exact(n);
+            self.starts.reserve_exact(n);
+            self.cells.reserve_exact(n);
             for i in 0..n {
                 let start = self.bytes.len();
                 if text.is_null(i) {
