@@ -48,10 +48,9 @@ pub fn encode_cell(out: &mut Vec<u8>, array: &ArrayRef, row: usize) {
         return;
     }
     macro_rules! int {
-        ($t:ty) => {{
-            out.push(3);
-            out.extend_from_slice(&(array.as_primitive::<$t>().value(row) as i64).to_le_bytes());
-        }};
+        ($t:ty) => {
+            put_int(out, array.as_primitive::<$t>().value(row) as i64)
+        };
     }
     macro_rules! uint {
         ($t:ty) => {{
@@ -103,10 +102,7 @@ pub fn encode_cell(out: &mut Vec<u8>, array: &ArrayRef, row: usize) {
 pub(crate) fn encode_i64(out: &mut Vec<u8>, v: Option<i64>) {
     match v {
         None => out.push(0),
-        Some(x) => {
-            out.push(3);
-            out.extend_from_slice(&x.to_le_bytes());
-        }
+        Some(x) => put_int(out, x),
     }
 }
 
@@ -120,10 +116,7 @@ pub(crate) fn encode_f64(out: &mut Vec<u8>, v: Option<f64>) {
 
 pub fn encode_scalar(out: &mut Vec<u8>, v: &ScalarValue) {
     use ScalarValue as S;
-    let int = |out: &mut Vec<u8>, x: i64| {
-        out.push(3);
-        out.extend_from_slice(&x.to_le_bytes());
-    };
+    let int = put_int;
     let uint = |out: &mut Vec<u8>, x: u64| {
         out.push(4);
         out.extend_from_slice(&x.to_le_bytes());
@@ -138,13 +131,13 @@ pub fn encode_scalar(out: &mut Vec<u8>, v: &ScalarValue) {
         S::Int8(Some(x)) => int(out, *x as i64),
         S::Int16(Some(x)) => int(out, *x as i64),
         S::Int32(Some(x)) => int(out, *x as i64),
-        S::Int64(Some(x)) => encode_i64(out, Some(*x)),
+        S::Int64(Some(x)) => int(out, *x),
         S::UInt8(Some(x)) => uint(out, *x as u64),
         S::UInt16(Some(x)) => uint(out, *x as u64),
         S::UInt32(Some(x)) => uint(out, *x as u64),
         S::UInt64(Some(x)) => uint(out, *x),
         S::Float32(Some(x)) => put_f64(out, *x as f64),
-        S::Float64(Some(x)) => encode_f64(out, Some(*x)),
+        S::Float64(Some(x)) => put_f64(out, *x),
         S::Utf8(Some(x)) | S::LargeUtf8(Some(x)) | S::Utf8View(Some(x)) => put_text(out, x),
         S::TimestampSecond(Some(x), _) => ts(out, x * 1_000_000),
         S::TimestampMillisecond(Some(x), _) => ts(out, x * 1_000),
@@ -170,11 +163,13 @@ fn put_f64(out: &mut Vec<u8>, v: f64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
-/// The tag of a text cell.
-pub(crate) const TEXT: u8 = 6;
+fn put_int(out: &mut Vec<u8>, x: i64) {
+    out.push(3);
+    out.extend_from_slice(&x.to_le_bytes());
+}
 
-fn put_text(out: &mut Vec<u8>, s: &str) {
-    out.push(TEXT);
+pub(crate) fn put_text(out: &mut Vec<u8>, s: &str) {
+    out.push(6);
     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
 }

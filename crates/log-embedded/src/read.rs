@@ -16,12 +16,11 @@ const COALESCE_GAP_BYTES: u64 = 64 << 10;
 
 /// Approximate in-memory size of a record, for read limits.
 pub fn record_size(r: &Record) -> usize {
-    48 + r.key.as_ref().map_or(0, |k| k.len())
-        + r.value.as_ref().map_or(0, |v| v.len())
-        + r.headers
-            .iter()
-            .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
-            .sum::<usize>()
+    kappa_log::record_size(
+        r.key.as_ref().map_or(0, |k| k.len()),
+        r.value.as_ref().map_or(0, |v| v.len()),
+        &r.headers,
+    )
 }
 
 /// Reads `topic`/`partition` from `from`, at most `limits` (but at least one
@@ -184,14 +183,11 @@ pub fn decode_chunk_into(
             return;
         }
         let b = *buffer.get_or_insert_with(|| out.add_buffer(bytes.clone()));
-        // `RecordColumns::record_size`, from what is at hand.
-        let this = 48
-            + r.key.map_or(0, |(_, len)| len)
-            + r.value.map_or(0, |(_, len)| len)
-            + r.headers
-                .iter()
-                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>();
+        let this = kappa_log::record_size(
+            r.key.map_or(0, |(_, len)| len),
+            r.value.map_or(0, |(_, len)| len),
+            &r.headers,
+        );
         out.push(
             topic,
             header.partition,

@@ -35,6 +35,17 @@ impl Slice {
     }
 }
 
+/// Bytes a record is counted as by a reader's limits, whatever holds it:
+/// 48, plus its key, value and headers.
+pub fn record_size(key: usize, value: usize, headers: &[Header]) -> usize {
+    48 + key
+        + value
+        + headers
+            .iter()
+            .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
+            .sum::<usize>()
+}
+
 /// One record of a [`RecordColumns`]: its position, and where its bytes
 /// are.
 #[derive(Clone, Copy, Debug)]
@@ -334,13 +345,11 @@ impl RecordColumns {
     /// Bytes these records take, counted as [`Record`]s would be by a
     /// reader's limits (48 per record, plus key, value and headers).
     pub fn record_size(&self, e: &RecordEntry) -> usize {
-        48 + self.key(e).map_or(0, <[u8]>::len)
-            + self.value(e).map_or(0, <[u8]>::len)
-            + self
-                .headers(e)
-                .iter()
-                .map(|h| h.name.len() + h.value.as_ref().map_or(0, |v| v.len()))
-                .sum::<usize>()
+        record_size(
+            self.key(e).map_or(0, <[u8]>::len),
+            self.value(e).map_or(0, <[u8]>::len),
+            self.headers(e),
+        )
     }
 
     /// Heap bytes held: the entries, and the buffers whole.

@@ -22,7 +22,7 @@ mod topic;
 pub mod units;
 
 pub use backend::{Log, LogStats, MergedReader, ReadFrom, ReadLimits};
-pub use columns::{RecordColumns, RecordEntry};
+pub use columns::{RecordColumns, RecordEntry, record_size};
 pub use error::{ConflictCurrent, LogError};
 pub use partitioner::{murmur2, partition_for_key};
 pub use record::{

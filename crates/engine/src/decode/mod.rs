@@ -116,13 +116,13 @@ impl<'t> RecordDecoder<'t> {
         rows: usize,
     ) -> RecordDecoder<'t> {
         let columns = def.columns.as_deref().unwrap_or_default();
-        let key = columns.len() + 3;
-        let reads_key = reads.is_none_or(|r| r.get(key).copied().unwrap_or(true));
-        let read = |i: usize| reads.is_none_or(|r| r.get(i).copied().unwrap_or(true));
+        let read = |i: usize| reads_column(reads, i);
+        let reads_key = read(columns.len() + 3);
         // Bytes of text a read column is given at first; it grows past it.
-        const TEXT: usize = 16;
-        let text =
-            |n: usize, read: bool| StringBuilder::with_capacity(n, if read { n * TEXT } else { 0 });
+        const TEXT_BYTES: usize = 16;
+        let text = |n: usize, read: bool| {
+            StringBuilder::with_capacity(n, if read { n * TEXT_BYTES } else { 0 })
+        };
         let n = rows;
         RecordDecoder {
             def,
@@ -305,15 +305,6 @@ impl<'t> RecordDecoder<'t> {
         Ok(checked)
     }
 
-    /// Whether column `i` of the table (past the topic's columns, its
-    /// meta columns) is read: the others are not built row by row, but
-    /// made whole by [`RecordDecoder::finish`].
-    fn reads(&self, i: usize) -> bool {
-        self.reads
-            .as_deref()
-            .is_none_or(|r| r.get(i).copied().unwrap_or(true))
-    }
-
     /// Appends the record last checked, with its position in the log.
     pub fn append(&mut self, value: &[u8], r: Position<'_>) {
         self.rows += 1;
@@ -324,7 +315,7 @@ impl<'t> RecordDecoder<'t> {
         let columns = self.def.columns.as_deref().unwrap_or_default();
         let reads = self.reads.as_deref();
         for (i, (got, b)) in self.slots.iter().zip(&mut self.builders).enumerate() {
-            if reads.is_some_and(|r| !r.get(i).copied().unwrap_or(true)) {
+            if !reads_column(reads, i) {
                 continue;
             }
             match (b, got) {
@@ -341,10 +332,10 @@ impl<'t> RecordDecoder<'t> {
             }
         }
         let meta = columns.len();
-        if self.reads(meta) {
+        if reads_column(reads, meta) {
             self.partition.append_value(r.partition);
         }
-        if self.reads(meta + 1) {
+        if reads_column(reads, meta + 1) {
             self.offset.append_value(r.offset);
         }
         self.log_time.append_value(r.log_time.0 as i64);
@@ -367,7 +358,8 @@ impl<'t> RecordDecoder<'t> {
             arrays.push(Arc::new(self.payload.finish()));
         }
         let columns = self.def.columns.as_deref().unwrap_or_default();
-        let unread: Vec<bool> = (0..columns.len() + 4).map(|i| !self.reads(i)).collect();
+        let reads = self.reads.as_deref();
+        let unread = |i: usize| !reads_column(reads, i);
         let filler = |field: &Field| -> ArrayRef {
             if field.is_nullable() {
                 return new_null_array(field.data_type(), n);
@@ -388,7 +380,7 @@ impl<'t> RecordDecoder<'t> {
         };
         let first = usize::from(self.def.columns.is_none());
         for (i, b) in self.builders.iter_mut().enumerate() {
-            if unread[i] {
+            if unread(i) {
                 arrays.push(filler(schema.field(first + i)));
                 continue;
             }
@@ -402,12 +394,12 @@ impl<'t> RecordDecoder<'t> {
         }
         let meta = first + columns.len();
         let m = columns.len();
-        arrays.push(if unread[m] {
+        arrays.push(if unread(m) {
             filler(schema.field(meta))
         } else {
             Arc::new(self.partition.finish())
         });
-        arrays.push(if unread[m + 1] {
+        arrays.push(if unread(m + 1) {
             filler(schema.field(meta + 1))
         } else {
             Arc::new(self.offset.finish())
@@ -420,6 +412,13 @@ impl<'t> RecordDecoder<'t> {
         });
         RecordBatch::try_new(schema, arrays).expect("the builders follow the topic's schema")
     }
+}
+
+/// Whether column `i` of the topic's table (past the topic's columns, its
+/// meta columns) is read by a decoder reading `reads`: the others are not
+/// built row by row, but made whole by [`RecordDecoder::finish`].
+fn reads_column(reads: Option<&[bool]>, i: usize) -> bool {
+    reads.is_none_or(|r| r.get(i).copied().unwrap_or(true))
 }
 
 /// Records as one batch of the topic's table; those that do not fit are

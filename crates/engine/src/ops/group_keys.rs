@@ -2,7 +2,7 @@
 //! looked up (so that lookups can be started ahead), and the shards the
 //! hash splits an aggregate's groups into.
 
-use crate::value::{TEXT, encode_cell};
+use crate::value::{encode_cell, put_text};
 use datafusion::arrow::array::{Array, ArrayRef, AsArray};
 use std::hash::BuildHasher;
 
@@ -40,8 +40,8 @@ static KEY_HASHER: std::sync::LazyLock<foldhash::fast::FixedState> =
         )
     });
 
-/// The rows one shard folds, as [`Rows::key`] and the rest give them:
-/// all of a [`BatchKeys`], or those `picked` (places in it).
+/// The rows one shard folds ([`Rows::get`]): all of a [`BatchKeys`], or
+/// those `picked` (places in it).
 pub(super) struct Rows<'a> {
     pub(super) keys: &'a BatchKeys,
     pub(super) picked: Option<&'a [u32]>,
@@ -107,9 +107,9 @@ impl BatchKeys {
             && let Some(text) = column.as_string_opt::<i32>()
         {
             // One text column, the usual GROUP BY: encoded as `encode_cell`
-            // does, without its dispatch on the type for every row.
-            // Exactly what the keys take (a tag and a length each, and
-            // the text): grown by doubling, the buffers held up to twice it.
+            // does, without its dispatch on the type for every row. The
+            // buffers are sized exactly (a tag and a length a key, and the
+            // text): grown by doubling, they held up to twice it.
             let offsets = text.value_offsets();
             let text_bytes = offsets.get(n).map_or(0, |end| (end - offsets[0]) as usize);
             self.bytes.reserve_exact(5 * n + text_bytes);
@@ -122,11 +122,7 @@ impl BatchKeys {
                 if text.is_null(i) {
                     self.bytes.push(0);
                 } else {
-                    let s = text.value(i).as_bytes();
-                    self.bytes.push(TEXT);
-                    self.bytes
-                        .extend_from_slice(&(s.len() as u32).to_le_bytes());
-                    self.bytes.extend_from_slice(s);
+                    put_text(&mut self.bytes, text.value(i));
                 }
                 self.cells.push(self.bytes.len() - start);
                 self.rows.push(i as u32);
