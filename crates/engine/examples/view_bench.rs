@@ -642,7 +642,6 @@ fn status_mib(field: &str) -> u64 {
         .map_or(0, |kb| kb / 1024)
 }
 
-/// The process's peak resident memory (VmHWM), in MiB.
 /// CPU time the process has used so far (user and system, all threads).
 fn cpu_secs() -> f64 {
     let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
@@ -655,6 +654,7 @@ fn cpu_secs() -> f64 {
     secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
+/// The process's peak resident memory (VmHWM), in MiB.
 fn peak_rss_mib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()

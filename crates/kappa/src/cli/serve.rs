@@ -70,7 +70,8 @@ pub struct ServeArgs {
     /// come sooner. The store's page cache is apart (--store-cache).
     #[arg(long, default_value = "1GiB", value_parser = view_memory)]
     pub view_memory: usize,
-    /// The view store's page cache (e.g. 256MiB).
+    /// Memory for the view store's page cache (e.g. 256MiB), the
+    /// allocator's overhead on its pages included.
     #[arg(long, default_value = "256MiB", value_parser = store_cache)]
     pub store_cache: usize,
     /// Threads a view's replay or rebuild keeps busy (default: one per
