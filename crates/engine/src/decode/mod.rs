@@ -80,6 +80,9 @@ pub struct RecordDecoder<'t> {
     /// made. `None`: every column, checked. Past the topic's columns, the
     /// flags of its meta columns (`_partition` ...).
     reads: Option<Vec<bool>>,
+    /// The topic's columns read, in order (all of them when `reads` is
+    /// `None`): the per-record loops visit only these.
+    read_columns: Vec<usize>,
     /// Whether `_key` is read (or else left null).
     reads_key: bool,
     /// Records appended.
@@ -127,6 +130,7 @@ impl<'t> RecordDecoder<'t> {
         RecordDecoder {
             def,
             reads: reads.map(<[bool]>::to_vec),
+            read_columns: (0..columns.len()).filter(|&i| read(i)).collect(),
             reads_key,
             rows: 0,
             names: flat::Names::new(columns),
@@ -169,8 +173,9 @@ impl<'t> RecordDecoder<'t> {
                 .map_err(|e| bad(None, format!("not valid JSON: {e}")))?;
             return Ok(Checked::default());
         };
-        for s in &mut self.slots {
-            *s = Got::Missing;
+        // Only read columns' slots are ever filled.
+        for &i in &self.read_columns {
+            self.slots[i] = Got::Missing;
         }
         self.scratch.clear();
         let reads = self.reads.as_deref();
@@ -238,10 +243,8 @@ impl<'t> RecordDecoder<'t> {
         };
         let mut checked = Checked::default();
         let reads = self.reads.as_deref();
-        for (i, (c, got)) in columns.iter().zip(&mut self.slots).enumerate() {
-            if reads.is_some_and(|r| !r[i]) {
-                continue;
-            }
+        for &i in &self.read_columns {
+            let (c, got) = (&columns[i], &mut self.slots[i]);
             if matches!(got, Got::Missing | Got::Null) {
                 if c.not_null {
                     return Err(bad(Some(&c.name), "is NOT NULL but missing or null".into()));
@@ -314,11 +317,8 @@ impl<'t> RecordDecoder<'t> {
         }
         let columns = self.def.columns.as_deref().unwrap_or_default();
         let reads = self.reads.as_deref();
-        for (i, (got, b)) in self.slots.iter().zip(&mut self.builders).enumerate() {
-            if !reads_column(reads, i) {
-                continue;
-            }
-            match (b, got) {
+        for &i in &self.read_columns {
+            match (&mut self.builders[i], &self.slots[i]) {
                 (Builder::Text(b), Got::Text(x, y)) => b.append_value(&self.scratch[*x..*y]),
                 (Builder::BigInt(b), Got::Int(v)) => b.append_value(*v),
                 (Builder::Double(b), Got::Float(v)) => b.append_value(*v),
