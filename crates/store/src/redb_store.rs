@@ -50,7 +50,7 @@ pub struct StoreOptions {
 ///   a time (read in, evicted, written in power-of-two runs of 4 KiB) and
 ///   leave holes in the heap that later pages only partly fill. At that
 ///   replay's peak (a 64 MiB view budget) glibc held 59 MiB free in 3,182
-///   chunks, most of 18–100 KiB, and anonymous memory grew 326–329 MiB
+///   chunks, most of 18–100 KiB, and anonymous memory grew 321–331 MiB
 ///   against the 320 MiB of budget and cache.
 ///
 /// An eighth of the cache is set apart for both: the same replay then
