@@ -67,6 +67,10 @@ pub struct ChangeBlocks {
     /// Numbers the blocks, so that the table need not be cleared at a
     /// seal: an entry of an earlier block is not this one's.
     generation: u32,
+    /// The bytes of the block sealed last: the next block is given as
+    /// much room at once (a replay fills block after block, each grown by
+    /// doubling copied ~256 KiB; a live step's small blocks stay small).
+    last_len: usize,
 }
 
 /// An after in [`ChangeBlocks::afters`].
@@ -103,9 +107,13 @@ impl ChangeBlocks {
         }
     }
 
-    /// No changes, and blocks sealed at this one's size.
+    /// No changes, and blocks sealed at this one's size (and given the
+    /// room its last block took).
     pub fn empty_like(&self) -> ChangeBlocks {
-        ChangeBlocks::with_block_bytes(self.block_bytes)
+        ChangeBlocks {
+            last_len: self.last_len,
+            ..ChangeBlocks::with_block_bytes(self.block_bytes)
+        }
     }
 
     pub fn from_changes(changes: &[Change]) -> ChangeBlocks {
@@ -160,6 +168,7 @@ impl ChangeBlocks {
             self.seal();
         }
         let previous = if self.count == 0 {
+            self.current.reserve_exact(self.last_len);
             self.current.push(VERSION);
             // The count, patched in when the block is sealed.
             self.current.extend_from_slice(&[0; COUNT_BYTES]);
@@ -243,6 +252,7 @@ impl ChangeBlocks {
         }
         self.current[COUNT_BYTES] &= 0x7F;
         let bytes = std::mem::take(&mut self.current);
+        self.last_len = bytes.len();
         let filter = key_filter::build(&self.hashes);
         self.hashes.clear();
         self.generation = self.generation.wrapping_add(1);
@@ -645,6 +655,36 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_block_after_a_full_one_is_given_its_room_at_once() {
+        // A replay fills block after block: each should be allocated
+        // once, not grown by doubling (a copy of up to a block each time).
+        let change = |i: u64| Change {
+            log_time: 10 + i,
+            key: format!("account-{i}").into_bytes(),
+            before: None,
+            after: Some(vec![2u8; 40]),
+        };
+        let mut b = ChangeBlocks::default();
+        let mut i = 0;
+        while b.sealed.is_empty() {
+            let c = change(i);
+            b.push(c.log_time, &c.key, None, c.after.as_deref());
+            i += 1;
+        }
+        let full = b.sealed[0].bytes.len();
+        assert!(b.current.capacity() >= full, "{} < {full}", b.current.capacity());
+        // And so is the first block of a run encoded beside it.
+        let mut tail = b.empty_like();
+        let c = change(i);
+        tail.push(c.log_time, &c.key, None, c.after.as_deref());
+        assert!(tail.current.capacity() >= full, "{} < {full}", tail.current.capacity());
+        // A live step's first block starts small.
+        let mut live = ChangeBlocks::default();
+        live.push(1, b"k", None, Some(b"v"));
+        assert!(live.current.capacity() < 1024, "{}", live.current.capacity());
     }
 
     /// Changes of a few keys, each before the key's previous after; the
