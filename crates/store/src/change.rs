@@ -675,16 +675,28 @@ mod tests {
             i += 1;
         }
         let full = b.sealed[0].bytes.len();
-        assert!(b.current.capacity() >= full, "{} < {full}", b.current.capacity());
+        assert!(
+            b.current.capacity() >= full,
+            "{} < {full}",
+            b.current.capacity()
+        );
         // And so is the first block of a run encoded beside it.
         let mut tail = b.empty_like();
         let c = change(i);
         tail.push(c.log_time, &c.key, None, c.after.as_deref());
-        assert!(tail.current.capacity() >= full, "{} < {full}", tail.current.capacity());
+        assert!(
+            tail.current.capacity() >= full,
+            "{} < {full}",
+            tail.current.capacity()
+        );
         // A live step's first block starts small.
         let mut live = ChangeBlocks::default();
         live.push(1, b"k", None, Some(b"v"));
-        assert!(live.current.capacity() < 1024, "{}", live.current.capacity());
+        assert!(
+            live.current.capacity() < 1024,
+            "{}",
+            live.current.capacity()
+        );
     }
 
     /// Changes of a few keys, each before the key's previous after; the
