@@ -94,6 +94,10 @@ pub struct Aggregate {
     complete: bool,
     /// Heap bytes of the keys and accumulators of the groups in memory.
     bytes: usize,
+    /// No group's accumulators hold heap memory (COUNT, SUM and AVG, at
+    /// most two of them, inline): a group's size is its key's and never
+    /// changes, so a fold does not estimate it again for every row.
+    fixed_size: bool,
 }
 
 /// How far ahead of the row being folded its group is fetched into the
@@ -216,12 +220,20 @@ impl Aggregate {
         out_schema: SchemaRef,
         append_only: bool,
     ) -> Aggregate {
+        let fixed_size = {
+            let g = new_group(&aggs, append_only);
+            !g.accs.spilled()
+                && g.accs
+                    .iter()
+                    .all(|a| matches!(a, Acc::Count(_) | Acc::SumInt { .. } | Acc::SumFloat { .. }))
+        };
         Aggregate {
             group,
             group_types,
             aggs,
             out_schema,
             append_only,
+            fixed_size,
             state_prefix: 0,
             slots: Vec::new(),
             index: GroupIndex::default(),
@@ -579,9 +591,13 @@ impl Aggregate {
                     });
                 }
             }
-            let size = key_size(&entry.key) + group_size(&entry.group);
-            self.bytes = self.bytes + size - entry.size;
-            entry.size = size;
+            if self.fixed_size {
+                debug_assert_eq!(entry.size, key_size(&entry.key) + group_size(&entry.group));
+            } else {
+                let size = key_size(&entry.key) + group_size(&entry.group);
+                self.bytes = self.bytes + size - entry.size;
+                entry.size = size;
+            }
             if !entry.dirty {
                 entry.dirty = true;
                 self.dirty.push(slot);
@@ -911,6 +927,67 @@ mod tests {
             std::mem::size_of::<Acc>()
         );
         assert!(size <= 160, "a slot takes {size} bytes");
+    }
+
+    /// Only aggregates whose accumulators never hold heap memory skip
+    /// the per-row size estimate.
+    #[test]
+    fn only_inline_number_accumulators_are_of_fixed_size() {
+        use datafusion::arrow::datatypes::Schema;
+        use datafusion::physical_expr::expressions::Column as Col;
+        let spec = |kind: AggKind, ty: DataType| AggSpec {
+            kind,
+            arg: Arc::new(Col::new("x", 0)),
+            arg_type: ty.clone(),
+            out_type: ty,
+        };
+        let fixed = |aggs: Vec<AggSpec>, append_only: bool| {
+            Aggregate::new(
+                Vec::new(),
+                Vec::new(),
+                aggs,
+                Arc::new(Schema::empty()),
+                append_only,
+            )
+            .fixed_size
+        };
+        let (int, float, text) = (DataType::Int64, DataType::Float64, DataType::Utf8);
+        assert!(fixed(vec![], false));
+        assert!(fixed(vec![spec(AggKind::Count, int.clone())], false));
+        assert!(fixed(
+            vec![
+                spec(AggKind::Sum, float.clone()),
+                spec(AggKind::Count, int.clone())
+            ],
+            false
+        ));
+        assert!(fixed(
+            vec![
+                spec(AggKind::Avg, int.clone()),
+                spec(AggKind::Sum, int.clone())
+            ],
+            false
+        ));
+        // Three spill out of the slot.
+        assert!(!fixed(
+            vec![
+                spec(AggKind::Count, int.clone()),
+                spec(AggKind::Sum, int.clone()),
+                spec(AggKind::Sum, float.clone())
+            ],
+            false
+        ));
+        for append_only in [false, true] {
+            for kind in [
+                AggKind::Min,
+                AggKind::Max,
+                AggKind::Latest,
+                AggKind::Earliest,
+                AggKind::CountDistinct,
+            ] {
+                assert!(!fixed(vec![spec(kind, text.clone())], append_only));
+            }
+        }
     }
 
     #[test]
