@@ -6,6 +6,7 @@
 //! `fdatasync`. Per-partition reads go through per-segment chunk indexes.
 //! ARCHITECTURE.md and docs/format.md describe the design and the bytes.
 
+mod buffers;
 pub mod catalog;
 pub mod check;
 pub mod cleaner;

@@ -11,9 +11,10 @@
 //! (and `H`) can be returned: no partition can later produce one that should
 //! have come earlier. Decoded records beyond it wait in `pending`.
 
+use crate::buffers::ReadBuffers;
 use crate::catalog::TopicMeta;
 use crate::log::Shared;
-use crate::read::{coalesce, decode_chunk_into, read_span, span_slice};
+use crate::read::{coalesce, decode_chunk_into, read_span_kept, span_slice};
 use crate::segment::PartitionId;
 use crate::state::{ChunkRead, Seek};
 use async_trait::async_trait;
@@ -37,6 +38,8 @@ pub struct EmbeddedMergedReader {
     /// Every record up to this log time is in `pending` or was returned.
     complete_upto: u64,
     position: u64,
+    /// Read buffers reused from batch to batch.
+    buffers: Arc<ReadBuffers>,
 }
 
 /// One planned chunk and the cursor it belongs to.
@@ -72,6 +75,7 @@ impl EmbeddedMergedReader {
             pending_bytes: 0,
             complete_upto: after.0,
             position: after.0,
+            buffers: ReadBuffers::new(),
         }
     }
 
@@ -195,7 +199,7 @@ impl EmbeddedMergedReader {
         let mut fresh_bytes = 0;
         let mut at = 0;
         for span in coalesce(&reads) {
-            let buf = read_span(span)?;
+            let buf = read_span_kept(span, &self.buffers)?;
             for read in span {
                 let p = &planned[at];
                 at += 1;

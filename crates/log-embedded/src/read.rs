@@ -1,6 +1,7 @@
 //! Reading one partition: find chunks through the index, read them
 //! (coalescing neighbours into one read), verify checksums, decode.
 
+use crate::buffers::ReadBuffers;
 use crate::catalog::TopicMeta;
 use crate::codec::chunk;
 use crate::log::Shared;
@@ -234,13 +235,27 @@ pub fn span_slice(buf: &Bytes, span: &[ChunkRead], plan: &ChunkRead) -> Bytes {
 }
 
 pub fn read_span(span: &[ChunkRead]) -> Result<Bytes, LogError> {
+    let mut buf = vec![0u8; span_len(span)];
+    read_span_into(span, &mut buf)?;
+    Ok(Bytes::from(buf))
+}
+
+/// [`read_span`] into a buffer of `buffers`, given back when the last
+/// record read from it is dropped.
+pub fn read_span_kept(span: &[ChunkRead], buffers: &Arc<ReadBuffers>) -> Result<Bytes, LogError> {
+    buffers.fill(span_len(span), |buf| read_span_into(span, buf))
+}
+
+fn span_len(span: &[ChunkRead]) -> usize {
     let first = &span[0];
     let last = &span[span.len() - 1];
-    let len = (last.loc.pos + last.loc.len as u64 - first.loc.pos) as usize;
-    let mut buf = vec![0u8; len];
+    (last.loc.pos + last.loc.len as u64 - first.loc.pos) as usize
+}
+
+fn read_span_into(span: &[ChunkRead], buf: &mut [u8]) -> Result<(), LogError> {
+    let first = &span[0];
     first
         .file
-        .read_exact_at(&mut buf, first.loc.pos)
-        .map_err(|e| LogError::io("read", &first.path, e))?;
-    Ok(Bytes::from(buf))
+        .read_exact_at(buf, first.loc.pos)
+        .map_err(|e| LogError::io("read", &first.path, e))
 }
