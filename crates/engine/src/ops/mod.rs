@@ -5,6 +5,7 @@
 //! batches; the aggregate keeps state per group and turns each input row
 //! into a retraction of the group's old output row and the new one.
 
+mod accumulator;
 pub mod aggregate;
 pub(crate) mod direct;
 mod group_index;
