@@ -28,7 +28,7 @@ mod redb_sync;
 
 pub use change::{Block, Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;
-pub use puts::{Puts, key_head};
+pub use puts::{Puts, key_head, sort_by_head};
 pub use redb_store::{RedbStore, StoreOptions};
 
 /// Views are numbered; ids are never reused.

@@ -20,6 +20,61 @@ pub fn key_head(key: &[u8]) -> u128 {
     u128::from_be_bytes(head)
 }
 
+/// Sorts `(head, item)` pairs by head (see [`key_head`]), then by `tie`
+/// among equal heads, keeping the input order where both find two equal
+/// (stable).
+///
+/// A radix sort, least significant byte first, over only the byte
+/// places where some heads differ (keys share prefixes, and short keys
+/// share the padding): a commit sorts its rows and its groups' state,
+/// 100,000 of each in a replay of the benchmark, and a comparison sort
+/// of them was ~0.3 G instructions of a 1M replay.
+pub fn sort_by_head(order: &mut Vec<(u128, u32)>, tie: impl Fn(u32, u32) -> std::cmp::Ordering) {
+    /// Fewer than this are sorted by comparison.
+    const RADIX_FROM: usize = 256;
+    let n = order.len();
+    if n < RADIX_FROM {
+        order.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| tie(a.1, b.1)));
+        return;
+    }
+    let first = order[0].0;
+    let differ = order.iter().fold(0u128, |d, e| d | (e.0 ^ first));
+    let mut other = vec![(0u128, 0u32); n];
+    for place in 0..16 {
+        let shift = place * 8;
+        if (differ >> shift) & 0xFF == 0 {
+            continue;
+        }
+        let digit = |e: &(u128, u32)| ((e.0 >> shift) & 0xFF) as usize;
+        let mut at = [0usize; 256];
+        for e in order.iter() {
+            at[digit(e)] += 1;
+        }
+        let mut sum = 0;
+        for slot in at.iter_mut() {
+            let count = *slot;
+            *slot = sum;
+            sum += count;
+        }
+        for e in order.iter() {
+            let d = digit(e);
+            other[at[d]] = *e;
+            at[d] += 1;
+        }
+        std::mem::swap(order, &mut other);
+    }
+    // Equal heads (keys alike in their first 16 bytes): by `tie`.
+    let mut start = 0;
+    while start < n {
+        let head = order[start].0;
+        let end = start + order[start..].iter().take_while(|e| e.0 == head).count();
+        if end - start > 1 {
+            order[start..end].sort_by(|a, b| tie(a.1, b.1));
+        }
+        start = end;
+    }
+}
+
 /// Writes an entry's value at the end of the buffer.
 pub type WriteValue<'a> = dyn Fn(&mut Vec<u8>) + 'a;
 
@@ -120,12 +175,8 @@ impl Puts {
             .enumerate()
             .map(|(i, e)| (key_head(key(e)), i as u32))
             .collect();
-        order.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| {
-                    key(&self.entries[a.1 as usize]).cmp(key(&self.entries[b.1 as usize]))
-                })
-                .then(a.1.cmp(&b.1))
+        sort_by_head(&mut order, |a, b| {
+            key(&self.entries[a as usize]).cmp(key(&self.entries[b as usize]))
         });
         self.entries = order
             .iter()
@@ -199,5 +250,43 @@ mod tests {
         let over = Puts::over(b"kv".to_vec(), [((0, 1), Some((1, 1))), ((1, 1), None)]);
         let got: Vec<_> = over.iter().collect();
         assert_eq!(got, vec![(&b"k"[..], Some(&b"v"[..])), (&b"v"[..], None)]);
+    }
+
+    /// The radix sort orders as the comparison sort it replaced: by head,
+    /// then the tie-break, then input order.
+    #[test]
+    fn sorting_by_head_is_a_stable_sort_by_key() {
+        use rand::{Rng, SeedableRng, rngs::StdRng};
+        let seed: u64 = std::env::var("KAPPA_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(rand::random);
+        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
+        let mut rng = StdRng::seed_from_u64(seed);
+        for case in 0..200 {
+            let n = [0, 1, 5, 255, 256, 300, 3_000][case % 7];
+            // Keys from a small alphabet, some longer than 16 bytes and
+            // sharing their first 16, many repeated.
+            let prefix = rng.random_range(0..20usize);
+            let keys: Vec<Vec<u8>> = (0..n)
+                .map(|_| {
+                    let mut k = vec![b'a'; prefix];
+                    let len = rng.random_range(0..6usize);
+                    k.extend((0..len).map(|_| rng.random_range(b'a'..b'e')));
+                    k
+                })
+                .collect();
+            let mut order: Vec<(u128, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (key_head(k), i as u32))
+                .collect();
+            let mut want = order.clone();
+            want.sort_by(|a, b| {
+                (a.0, &keys[a.1 as usize], a.1).cmp(&(b.0, &keys[b.1 as usize], b.1))
+            });
+            sort_by_head(&mut order, |a, b| keys[a as usize].cmp(&keys[b as usize]));
+            assert_eq!(order, want, "case {case}, {n} keys");
+        }
     }
 }

@@ -268,7 +268,7 @@ impl Part {
         let mut order: Vec<(u128, u32)> = (0..self.rows.len() as u32)
             .map(|i| (key_head(self.key(i)), i))
             .collect();
-        order.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| self.key(a.1).cmp(self.key(b.1))));
+        kappa_store::sort_by_head(&mut order, |a, b| self.key(a).cmp(self.key(b)));
         order.into_iter().map(|(_, i)| i).collect()
     }
 }
