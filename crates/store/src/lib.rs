@@ -25,6 +25,8 @@ mod packed;
 mod puts;
 mod redb_store;
 mod redb_sync;
+#[cfg(test)]
+mod test_rng;
 
 pub use change::{Block, Change, ChangeBlocks, decode_changes};
 pub use error::StoreError;

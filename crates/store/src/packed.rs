@@ -532,7 +532,7 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rand::{Rng, SeedableRng, rngs::StdRng};
+    use rand::Rng;
     use redb::{Database, ReadableDatabase, TableDefinition, backends::InMemoryBackend};
     use std::collections::BTreeMap;
 
@@ -601,12 +601,7 @@ mod tests {
 
     #[test]
     fn puts_and_reads_equal_a_sorted_map() {
-        let seed: u64 = std::env::var("KAPPA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
-        let mut rng = StdRng::seed_from_u64(seed);
+        let (seed, mut rng) = crate::test_rng::seeded();
         let db = db();
         let mut models = [Model::new(), Model::new()];
         for round in 0..120 {

@@ -256,13 +256,8 @@ mod tests {
     /// then the tie-break, then input order.
     #[test]
     fn sorting_by_head_is_a_stable_sort_by_key() {
-        use rand::{Rng, SeedableRng, rngs::StdRng};
-        let seed: u64 = std::env::var("KAPPA_SEED")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or_else(rand::random);
-        println!("seed {seed} (KAPPA_SEED={seed} repeats this run)");
-        let mut rng = StdRng::seed_from_u64(seed);
+        use rand::Rng;
+        let (_, mut rng) = crate::test_rng::seeded();
         for case in 0..200 {
             let n = [0, 1, 5, 255, 256, 300, 3_000][case % 7];
             // Keys from a small alphabet, some longer than 16 bytes and
