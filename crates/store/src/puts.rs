@@ -161,9 +161,9 @@ impl Puts {
     /// Orders the entries by key (stable: of equal keys, the last pushed
     /// stays last, and wins when applied in order).
     ///
-    /// Sorted as (first 16 bytes of the key, padded, big-endian; then the
-    /// whole key; then the entry's place), so that most comparisons read
-    /// only the array being sorted and not keys all over the buffer.
+    /// Sorted by each key's first 16 bytes ([`key_head`]) with
+    /// [`sort_by_head`], which reads a whole key only where two heads are
+    /// equal, not keys all over the buffer.
     pub fn sort_by_key(&mut self) {
         let key = |e: &Entry| &self.bytes[e.key.0..e.key.0 + e.key.1];
         if self.entries.windows(2).all(|w| key(&w[0]) <= key(&w[1])) {

@@ -87,11 +87,11 @@ pub(super) struct Wide {
 }
 
 impl Wide {
-    pub(super) fn get(self) -> i128 {
+    fn get(self) -> i128 {
         ((self.hi as i128) << 64) | self.lo as i128
     }
 
-    pub(super) fn new(v: i128) -> Wide {
+    fn new(v: i128) -> Wide {
         Wide {
             lo: v as u64,
             hi: (v >> 64) as i64,
@@ -261,7 +261,7 @@ pub(super) fn decode_group(b: &[u8], aggs: &[AggSpec]) -> Option<Group> {
     (at == b.len()).then_some(Group { rows, accs })
 }
 
-pub(super) fn is_float(dt: &DataType) -> bool {
+fn is_float(dt: &DataType) -> bool {
     matches!(
         dt,
         DataType::Float16 | DataType::Float32 | DataType::Float64
